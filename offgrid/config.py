@@ -1,0 +1,100 @@
+"""Server settings: defaults < TOML config file < OFFGRID_* environment < command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
+
+ENV_PREFIX = "OFFGRID_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def _default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 11611
+    home: Path = field(default_factory=lambda: Path.home() / ".offgrid")
+    models_dir: Path | None = None  # None: <home>/models
+    default_model: str | None = None  # None: the first model in models_dir
+    max_context: int = 4096  # tokens of context per parallel slot
+    num_threads: int = field(default_factory=_default_threads)
+    parallel: int = 4  # requests decoded together per model
+    batch_size: int = 512  # most tokens evaluated in one step
+    queue_size: int = 64  # requests waiting for a slot before 503
+    max_body_bytes: int = 16 * 1024 * 1024
+    shutdown_timeout: float = 30.0  # seconds running requests get to finish on SIGTERM
+
+    def __post_init__(self):
+        if self.models_dir is None:
+            self.models_dir = self.home / "models"
+        for name in ("port", "max_context", "num_threads", "parallel", "batch_size",
+                     "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.queue_size < 0:
+            raise ConfigError(f"queue_size must not be negative, not {self.queue_size}")
+
+    @classmethod
+    def load(cls, overrides: dict | None = None, environ=None, config_file: Path | None = None
+             ) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values: dict = {}
+        config_file = config_file or _path_or_none(environ.get(ENV_PREFIX + "CONFIG"))
+        if config_file is None:
+            home = Path(environ.get(ENV_PREFIX + "HOME") or cls().home)
+            config_file = home / "config.toml" if (home / "config.toml").is_file() else None
+        if config_file is not None:
+            values.update(_read_toml(config_file))
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw not in (None, ""):
+                values[f.name] = raw
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return cls(**{name: _convert(name, value) for name, value in values.items()})
+
+
+_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
+
+
+def _convert(name: str, value):
+    kind = _TYPES.get(name)
+    if kind is None:
+        raise ConfigError(f"unknown setting {name!r}")
+    try:
+        if "Path" in kind:
+            return Path(value).expanduser()
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name} must be {kind}, not {value!r}") from None
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def _path_or_none(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None

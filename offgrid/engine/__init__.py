@@ -1,0 +1,1 @@
+"""Everything that touches llama.cpp: models, the batching scheduler, sampling, embeddings."""

@@ -1,0 +1,47 @@
+"""What the engine can refuse, in its own terms; the server maps each to an HTTP error."""
+
+
+class EngineError(Exception):
+    """Base of everything the engine refuses."""
+
+
+class ModelNotFound(EngineError):
+    def __init__(self, model_id: str):
+        super().__init__(f"Model not found: {model_id}")
+        self.model_id = model_id
+
+
+class ModelLoadFailed(EngineError):
+    """The file exists but llama.cpp could not load it (corrupt, truncated, unsupported)."""
+
+
+class WrongModelKind(EngineError):
+    """An embedding-only model asked to generate text."""
+
+
+class PromptTooLong(EngineError):
+    def __init__(self, n_tokens: int, limit: int, what: str = "prompt"):
+        super().__init__(f"This {what} is {n_tokens} tokens long, more than the model's context "
+                         f"of {limit} tokens allows")
+        self.n_tokens = n_tokens
+        self.limit = limit
+
+
+class EmptyPrompt(EngineError):
+    def __init__(self):
+        super().__init__("The prompt is empty: there is nothing to continue from")
+
+
+class QueueFull(EngineError):
+    def __init__(self, retry_after: int):
+        super().__init__("The server is busy: every slot is taken and the wait queue is full")
+        self.retry_after = retry_after
+
+
+class EngineClosed(EngineError):
+    def __init__(self):
+        super().__init__("The model was unloaded or the server is shutting down")
+
+
+class DecodeFailed(EngineError):
+    """llama.cpp failed while evaluating a batch."""

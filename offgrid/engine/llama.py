@@ -1,0 +1,294 @@
+"""Thin, typed wrapper over llama-cpp-python's low-level ctypes API.
+
+This is the only module in OffGrid that calls llama.cpp. It hides ctypes buffers and pointers
+behind a few small classes: Model, Context, Batch and SamplerChain.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+from llama_cpp import llama_cpp as C
+
+log = logging.getLogger("offgrid.llama")
+
+POOLING_UNSPECIFIED = C.LLAMA_POOLING_TYPE_UNSPECIFIED
+POOLING_NONE = C.LLAMA_POOLING_TYPE_NONE
+POOLING_MEAN = C.LLAMA_POOLING_TYPE_MEAN
+RANDOM_SEED = C.LLAMA_DEFAULT_SEED
+
+# llama.cpp knows these chat formats by name; a model file without a template of its own gets the
+# one its architecture was trained with, or ChatML when none is known.
+_BUILTIN_TEMPLATE_BY_ARCH = {"gemma": b"gemma", "gemma2": b"gemma", "gemma3": b"gemma"}
+
+# llama.cpp's info level is chatty (every tensor of every load): it goes to debug.
+_GGML_LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+
+
+class LlamaError(RuntimeError):
+    """llama.cpp refused or failed an operation."""
+
+
+# -- process-wide setup ---------------------------------------------------------------------------
+
+_backend_lock = threading.Lock()
+_log_callback = None  # a reference must be kept or ctypes frees the trampoline
+
+
+def init_backend() -> None:
+    """Route llama.cpp's log into Python logging and initialise its backend, once per process."""
+    global _log_callback
+    with _backend_lock:
+        if _log_callback is not None:
+            return
+        _log_callback = C.llama_log_callback(_forward_log)
+        C.llama_log_set(_log_callback, None)
+        C.llama_backend_init()
+
+
+def _forward_log(level: int, text: bytes, _user_data) -> None:
+    if text:
+        log.log(_GGML_LOG_LEVELS.get(level, logging.DEBUG), text.decode("utf-8", "replace").rstrip())
+
+
+def system_info() -> str:
+    return C.llama_print_system_info().decode("utf-8", "replace")
+
+
+# -- model ----------------------------------------------------------------------------------------
+
+class Model:
+    """A loaded GGUF file: weights, vocabulary and metadata. Safe to share between contexts."""
+
+    def __init__(self, path: Path):
+        init_backend()
+        self.path = Path(path)
+        params = C.llama_model_default_params()
+        self._ptr = C.llama_model_load_from_file(str(self.path).encode(), params)
+        if not self._ptr:
+            raise LlamaError(f"{self.path.name} could not be loaded: not a valid GGUF model file")
+        self._vocab = C.llama_model_get_vocab(self._ptr)
+        self.n_vocab = C.llama_vocab_n_tokens(self._vocab)
+        self.n_embd = C.llama_model_n_embd(self._ptr)
+        self.n_ctx_train = C.llama_model_n_ctx_train(self._ptr)
+        self.architecture = self.metadata("general.architecture") or ""
+        self.is_embedding_only = bool(C.llama_model_has_encoder(self._ptr)) and not bool(
+            C.llama_model_has_decoder(self._ptr))
+        self._template = self._chat_template()
+
+    def metadata(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1024)
+        n = C.llama_model_meta_val_str(self._ptr, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace") if n >= 0 else None
+
+    def close(self) -> None:
+        if self._ptr:
+            C.llama_model_free(self._ptr)
+            self._ptr = None
+
+    # -- text --
+
+    def tokenize(self, text: str, special: bool = True) -> list[int]:
+        """Text to tokens, adding BOS where the model wants one and parsing special tokens."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        for _ in range(2):
+            out = (C.llama_token * capacity)()
+            n = C.llama_tokenize(self._vocab, data, len(data), out, capacity, special, special)
+            if n >= 0:
+                return list(out[:n])
+            capacity = -n
+        raise LlamaError("tokenization failed")
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes a token stands for; may end inside a UTF-8 character."""
+        buf = ctypes.create_string_buffer(64)
+        n = C.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = C.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_eog(self._vocab, token))
+
+    # -- chat --
+
+    def _chat_template(self) -> bytes | None:
+        embedded = C.llama_model_chat_template(self._ptr, None)
+        if embedded:
+            return embedded
+        return _BUILTIN_TEMPLATE_BY_ARCH.get(self.architecture)
+
+    def render_chat(self, messages: list[tuple[str, str]]) -> str:
+        """Messages as (role, content) pairs to a prompt ending where the assistant speaks.
+
+        llama.cpp only recognises the template among its built-in formats; the template text from
+        the model file is never executed. An unrecognised template falls back to ChatML.
+        """
+        rendered = _apply_template(self._template, messages)
+        if rendered is None:
+            log.warning("%s: chat template not recognised, using ChatML", self.path.name)
+            rendered = _apply_template(None, messages)
+        return rendered
+
+
+def _apply_template(template: bytes | None, messages: list[tuple[str, str]]) -> str | None:
+    encoded = [(role.encode(), content.replace("\0", "").encode()) for role, content in messages]
+    chat = (C.llama_chat_message * len(encoded))(
+        *(C.llama_chat_message(role, content) for role, content in encoded))
+    capacity = 256 + 2 * sum(len(role) + len(content) for role, content in encoded)
+    for _ in range(2):
+        buf = ctypes.create_string_buffer(capacity)
+        n = C.llama_chat_apply_template(template, chat, len(encoded), True, buf, capacity)
+        if n < 0:
+            return None
+        if n <= capacity:
+            return buf.raw[:n].decode("utf-8", "replace")
+        capacity = n
+    return None
+
+
+# -- context --------------------------------------------------------------------------------------
+
+class Context:
+    """A llama.cpp context: KV memory for n_seq sequences plus the compute graph's buffers."""
+
+    def __init__(self, model: Model, *, n_ctx: int, n_batch: int, n_seq: int, n_threads: int,
+                 embeddings: bool = False, pooling: int = POOLING_UNSPECIFIED,
+                 kv_unified: bool = False):
+        params = C.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.embeddings = embeddings
+        params.pooling_type = pooling
+        params.kv_unified = kv_unified
+        self.model = model
+        self._ptr = C.llama_init_from_model(model._ptr, params)
+        if not self._ptr:
+            raise LlamaError(f"could not create a context of {n_ctx} tokens for {model.path.name}")
+        self.n_ctx = C.llama_n_ctx(self._ptr)
+        self.n_seq = n_seq
+        self._memory = C.llama_get_memory(self._ptr)
+
+    @property
+    def pooling(self) -> int:
+        return C.llama_pooling_type(self._ptr)
+
+    def decode(self, batch: "Batch") -> None:
+        status = C.llama_decode(self._ptr, batch._batch)
+        if status != 0:
+            raise LlamaError(f"llama_decode failed with status {status}")
+
+    def encode(self, batch: "Batch") -> None:
+        status = C.llama_encode(self._ptr, batch._batch)
+        if status != 0:
+            raise LlamaError(f"llama_encode failed with status {status}")
+
+    def forget(self, seq: int, start: int = 0) -> bool:
+        """Drop a sequence's cached tokens from position `start` on. False if the memory cannot
+        drop a partial sequence (then forget it whole)."""
+        if not self._memory:
+            return True
+        return bool(C.llama_memory_seq_rm(self._memory, seq, start, -1))
+
+    def clear(self) -> None:
+        if self._memory:
+            C.llama_memory_clear(self._memory, True)
+
+    def logits(self, row: int) -> np.ndarray:
+        ptr = C.llama_get_logits_ith(self._ptr, row)
+        return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
+
+    def sequence_embedding(self, seq: int) -> np.ndarray:
+        ptr = C.llama_get_embeddings_seq(self._ptr, seq)
+        if not ptr:
+            raise LlamaError("the context produced no pooled embedding")
+        return np.ctypeslib.as_array(ptr, shape=(self.model.n_embd,)).copy()
+
+    def close(self) -> None:
+        if self._ptr:
+            C.llama_free(self._ptr)
+            self._ptr = None
+
+
+class Batch:
+    """A reusable llama_batch of up to `capacity` tokens, one sequence id per token."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._batch = C.llama_batch_init(capacity, 0, 1)
+        self._batch.n_tokens = 0
+
+    def __len__(self) -> int:
+        return self._batch.n_tokens
+
+    def clear(self) -> None:
+        self._batch.n_tokens = 0
+
+    def add(self, token: int, pos: int, seq: int, want_logits: bool) -> int:
+        """Append a token; returns its row, which is where its logits are read after decoding."""
+        b, row = self._batch, self._batch.n_tokens
+        b.token[row] = token
+        b.pos[row] = pos
+        b.n_seq_id[row] = 1
+        b.seq_id[row][0] = seq
+        b.logits[row] = want_logits
+        b.n_tokens = row + 1
+        return row
+
+    def close(self) -> None:
+        if self._batch is not None:
+            C.llama_batch_free(self._batch)
+            self._batch = None
+
+
+class SamplerChain:
+    """A llama.cpp sampler chain; stages run in the order they are added."""
+
+    def __init__(self):
+        self._ptr = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+
+    def _add(self, sampler) -> "SamplerChain":
+        C.llama_sampler_chain_add(self._ptr, sampler)
+        return self
+
+    def penalties(self, n_vocab: int, last_n: int, repeat: float, frequency: float,
+                  presence: float) -> "SamplerChain":
+        return self._add(C.llama_sampler_init_penalties(n_vocab, last_n, repeat, frequency,
+                                                        presence))
+
+    def top_k(self, k: int) -> "SamplerChain":
+        return self._add(C.llama_sampler_init_top_k(k))
+
+    def top_p(self, p: float) -> "SamplerChain":
+        return self._add(C.llama_sampler_init_top_p(p, 1))
+
+    def min_p(self, p: float) -> "SamplerChain":
+        return self._add(C.llama_sampler_init_min_p(p, 1))
+
+    def temperature(self, t: float) -> "SamplerChain":
+        return self._add(C.llama_sampler_init_temp(t))
+
+    def distribution(self, seed: int) -> "SamplerChain":
+        return self._add(C.llama_sampler_init_dist(seed))
+
+    def greedy(self) -> "SamplerChain":
+        return self._add(C.llama_sampler_init_greedy())
+
+    def sample(self, ctx: Context, row: int) -> int:
+        """Pick a token from the logits of batch row `row` and record it in the chain's history."""
+        return C.llama_sampler_sample(self._ptr, ctx._ptr, row)
+
+    def close(self) -> None:
+        if self._ptr:
+            C.llama_sampler_free(self._ptr)
+            self._ptr = None

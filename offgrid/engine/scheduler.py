@@ -1,0 +1,353 @@
+"""Continuous batching: one thread per loaded model drives all of its requests together.
+
+Each step builds ONE llama_batch holding the next token of every slot that is generating plus
+prompt chunks of slots still reading their prompt, so a new request starts while others stream.
+A slot keeps its KV cache after its request ends; the next request whose prompt shares the longest
+prefix with it goes there and only the rest of its prompt is decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from .errors import DecodeFailed, EmptyPrompt, EngineClosed, PromptTooLong, QueueFull
+from .llama import Batch, Context, LlamaError, Model
+from .sampling import OutputText, SamplingParams, build_sampler
+
+log = logging.getLogger("offgrid.scheduler")
+
+
+# -- what a request is, and what it gets back ------------------------------------------------------
+
+@dataclass
+class GenerationRequest:
+    """A raw `prompt`, or chat `messages` as (role, content) pairs rendered with the model's
+    template."""
+    prompt: str | None = None
+    messages: list[tuple[str, str]] | None = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Started:
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: str  # "stop" | "length" | "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    prompt_ms: float
+    generation_ms: float
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: Exception
+
+
+class Generation:
+    """The caller's handle on one submitted request: its events, and a way to cancel it."""
+
+    def __init__(self, request: GenerationRequest):
+        self.request = request
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._cancelled = threading.Event()
+
+    def next_event(self, timeout: float | None = None):
+        """The next event, or None if none came within `timeout` seconds."""
+        try:
+            return self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def _emit(self, event) -> None:
+        self._events.put(event)
+
+
+# -- scheduler state -------------------------------------------------------------------------------
+
+@dataclass
+class _Job:
+    generation: Generation
+    prompt: list[int]
+    max_tokens: int
+    queued_at: float
+    sampler: object = None
+    output: OutputText = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens not yet decoded
+    cached_tokens: int = 0
+    next_token: int | None = None  # sampled, to be fed at the next step
+    n_generated: int = 0
+    first_token_at: float | None = None
+
+
+@dataclass
+class _Slot:
+    seq: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV this sequence holds
+    job: _Job | None = None
+    last_used: float = 0.0
+
+
+@dataclass
+class SchedulerStats:
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    generated_tokens: int = 0
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class Scheduler:
+    def __init__(self, model: Model, *, slots: int, ctx_per_slot: int, batch_size: int,
+                 threads: int, queue_size: int):
+        self.model = model
+        self.n_slots = slots
+        self._ctx = Context(model, n_ctx=ctx_per_slot * slots, n_batch=max(batch_size, slots),
+                            n_seq=slots, n_threads=threads)
+        self.ctx_per_slot = self._ctx.n_ctx // slots
+        self._batch = Batch(max(batch_size, slots))
+        self._slots = [_Slot(seq) for seq in range(slots)]
+        self._capacity = slots + queue_size
+        self._in_flight = 0
+        self._waiting: deque[_Job] = deque()
+        self._unprepared: deque[Generation] = deque()
+        self._cond = threading.Condition()
+        self._running = True
+        self.stats = SchedulerStats()
+        self._thread = threading.Thread(target=self._run, name=f"scheduler:{model.path.stem}",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- called from other threads --
+
+    def submit(self, request: GenerationRequest) -> Generation:
+        generation = Generation(request)
+        with self._cond:
+            if not self._running:
+                raise EngineClosed()
+            if self._in_flight >= self._capacity:
+                raise QueueFull(retry_after=1 + len(self._waiting) // self.n_slots)
+            self._in_flight += 1
+            self._unprepared.append(generation)
+            self._cond.notify()
+        return generation
+
+    @property
+    def busy_slots(self) -> int:
+        return sum(slot.job is not None for slot in self._slots)
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting) + len(self._unprepared)
+
+    @property
+    def kv_tokens_used(self) -> int:
+        return sum(len(slot.cached) for slot in self._slots)
+
+    def close(self) -> None:
+        """Stop the loop, fail what is still queued or running, and free llama.cpp's memory."""
+        with self._cond:
+            self._running = False
+            self._cond.notify()
+        self._thread.join()
+        self._batch.close()
+        self._ctx.close()
+
+    # -- the scheduler thread --
+
+    def _run(self) -> None:
+        try:
+            while self._wait_for_work():
+                self._prepare_new()
+                self._drop_cancelled()
+                self._admit_waiting()
+                if any(slot.job for slot in self._slots):
+                    self._step()
+        except Exception:
+            log.exception("scheduler loop crashed")
+        finally:
+            self._fail_everything(EngineClosed())
+
+    def _wait_for_work(self) -> bool:
+        with self._cond:
+            while self._running and not self._unprepared and not self._waiting and not any(
+                    slot.job for slot in self._slots):
+                self._cond.wait()
+            return self._running
+
+    def _prepare_new(self) -> None:
+        """Render and tokenize newly submitted requests; refuse those that cannot fit."""
+        while True:
+            with self._cond:
+                if not self._unprepared:
+                    return
+                generation = self._unprepared.popleft()
+            try:
+                job = self._new_job(generation)
+            except (PromptTooLong, EmptyPrompt) as error:
+                self._end(generation, Failed(error))
+                continue
+            generation._emit(Started(len(job.prompt)))
+            self._waiting.append(job)
+
+    def _new_job(self, generation: Generation) -> _Job:
+        request = generation.request
+        text = request.prompt if request.messages is None else self.model.render_chat(
+            request.messages)
+        prompt = self.model.tokenize(text)
+        if not prompt:
+            raise EmptyPrompt()
+        if len(prompt) > self.ctx_per_slot:
+            raise PromptTooLong(len(prompt), self.ctx_per_slot)
+        room = self.ctx_per_slot - len(prompt) + 1
+        max_tokens = room if request.max_tokens is None else min(request.max_tokens, room)
+        return _Job(generation, prompt, max_tokens, queued_at=time.monotonic())
+
+    def _drop_cancelled(self) -> None:
+        for job in [job for job in self._waiting if job.generation.cancelled]:
+            self._waiting.remove(job)
+            self._end(job.generation, None)
+        for slot in self._slots:
+            if slot.job and slot.job.generation.cancelled:
+                self._finish(slot, "cancelled")
+
+    def _admit_waiting(self) -> None:
+        free = [slot for slot in self._slots if slot.job is None]
+        while free and self._waiting:
+            job = self._waiting.popleft()
+            slot = max(free, key=lambda s: (common_prefix(s.cached, job.prompt), -s.last_used))
+            free.remove(slot)
+            self._start(slot, job)
+
+    def _start(self, slot: _Slot, job: _Job) -> None:
+        # Keep the longest cached prefix, but re-decode at least the prompt's last token: its
+        # logits are what the first sample is drawn from.
+        keep = min(common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
+        if not self._ctx.forget(slot.seq, keep):
+            self._ctx.forget(slot.seq, -1)
+            keep = 0
+        slot.cached = job.prompt[:keep]
+        job.cached_tokens = keep
+        job.pending = job.prompt[keep:]
+        job.sampler = build_sampler(self.model, job.generation.request.sampling)
+        job.output = OutputText(job.generation.request.stop)
+        slot.job = job
+        self.stats.requests += 1
+        self.stats.prompt_tokens += len(job.prompt)
+        self.stats.cached_prompt_tokens += keep
+
+    def _step(self) -> None:
+        batch = self._batch
+        batch.clear()
+        to_sample: list[tuple[_Slot, int]] = []
+        busy = [slot for slot in self._slots if slot.job]
+        for slot in busy:
+            if slot.job.next_token is not None:
+                to_sample.append((slot, self._feed(slot, slot.job.next_token, True)))
+                slot.job.next_token = None
+        for slot in sorted((s for s in busy if s.job.pending), key=lambda s: s.job.queued_at):
+            room = batch.capacity - len(batch)
+            if room == 0:
+                break
+            chunk, slot.job.pending = slot.job.pending[:room], slot.job.pending[room:]
+            for i, token in enumerate(chunk):
+                last = i == len(chunk) - 1 and not slot.job.pending
+                row = self._feed(slot, token, last)
+            if not slot.job.pending:
+                to_sample.append((slot, row))
+        try:
+            self._ctx.decode(batch)
+        except LlamaError as error:
+            log.error("%s", error)
+            for slot in busy:
+                self._ctx.forget(slot.seq, -1)
+                slot.cached = []
+                self._finish(slot, None, Failed(DecodeFailed(str(error))))
+            return
+        for slot, row in to_sample:
+            self._on_token(slot, slot.job.sampler.sample(self._ctx, row))
+
+    def _feed(self, slot: _Slot, token: int, want_logits: bool) -> int:
+        row = self._batch.add(token, len(slot.cached), slot.seq, want_logits)
+        slot.cached.append(token)
+        return row
+
+    def _on_token(self, slot: _Slot, token: int) -> None:
+        job = slot.job
+        if job.first_token_at is None:
+            job.first_token_at = time.monotonic()
+        if self.model.is_end_of_generation(token):
+            return self._finish(slot, "stop")
+        job.n_generated += 1
+        self.stats.generated_tokens += 1
+        text = job.output.feed(self.model.token_bytes(token))
+        if text:
+            job.generation._emit(Text(text))
+        if job.output.stopped:
+            return self._finish(slot, "stop")
+        if job.n_generated >= job.max_tokens or len(slot.cached) >= self.ctx_per_slot:
+            return self._finish(slot, "length")
+        job.next_token = token
+
+    def _finish(self, slot: _Slot, reason: str | None, failure: Failed | None = None) -> None:
+        job, now = slot.job, time.monotonic()
+        slot.job, slot.last_used = None, now
+        job.sampler.close()
+        if failure is None and reason != "cancelled":
+            tail = job.output.flush() if not job.output.stopped else ""
+            if tail:
+                job.generation._emit(Text(tail))
+        first = job.first_token_at or now
+        self._end(job.generation, failure or Finished(
+            reason=reason, prompt_tokens=len(job.prompt), completion_tokens=job.n_generated,
+            cached_tokens=job.cached_tokens, prompt_ms=(first - job.queued_at) * 1000,
+            generation_ms=(now - first) * 1000))
+
+    def _end(self, generation: Generation, last_event) -> None:
+        if last_event is not None:
+            generation._emit(last_event)
+        with self._cond:
+            self._in_flight -= 1
+
+    def _fail_everything(self, error: Exception) -> None:
+        for slot in self._slots:
+            if slot.job:
+                self._finish(slot, None, Failed(error))
+        with self._cond:
+            pending = list(self._unprepared) + [job.generation for job in self._waiting]
+            self._unprepared.clear()
+            self._waiting.clear()
+        for generation in pending:
+            self._end(generation, Failed(error))
+

@@ -1,0 +1,205 @@
+"""The HTTP server: route table, request dispatch, startup and graceful shutdown."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psutil
+
+from .. import __version__
+from ..config import Settings
+from ..engine.registry import Registry
+from .errors import ApiError, InternalError, MethodNotAllowed, NotFound, ServiceUnavailable
+from .http import ClientGone, Request, Response
+from .routes import openai, system
+
+log = logging.getLogger("offgrid.server")
+
+ROUTES = [
+    ("GET", "/", system.root),
+    ("GET", "/health", system.health),
+    ("GET", "/v1/system/config", system.config),
+    ("GET", "/v1/system/stats", system.stats),
+    ("GET", "/v1/models", openai.list_models),
+    ("GET", "/v1/models/{model_id}", openai.get_model),
+    ("POST", "/v1/chat/completions", openai.chat_completions),
+    ("POST", "/v1/completions", openai.completions),
+    ("POST", "/v1/embeddings", openai.embeddings),
+]
+
+
+class Router:
+    def __init__(self, routes):
+        self._routes = [(method, _compile(pattern), handler) for method, pattern, handler in routes]
+
+    def match(self, method: str, path: str):
+        """(handler, path parameters); 404 for an unknown path, 405 for a known path and the
+        wrong method."""
+        allowed = []
+        for route_method, pattern, handler in self._routes:
+            found = pattern.fullmatch(path)
+            if found:
+                if route_method == method:
+                    return handler, found.groupdict()
+                allowed.append(route_method)
+        if allowed:
+            raise MethodNotAllowed(method, allowed)
+        raise NotFound(f"Unknown endpoint: {path}", code="unknown_url")
+
+
+def _compile(pattern: str) -> re.Pattern:
+    return re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern))
+
+
+class App:
+    """Everything a handler needs: settings, the model registry, and server-wide state."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.registry = Registry(settings)
+        self.router = Router(ROUTES)
+        self.started_at = time.time()
+        self.process = psutil.Process()
+        self.process.cpu_percent(interval=None)  # the first reading only starts the clock
+        self.default_model = self.registry.default_model_id()
+        self.model_state = "loading" if self.default_model else "none"
+        self.model_error = ""
+        self.closing = False
+        self._request_counter = itertools.count(1)
+        self.requests_total = 0
+
+    def handle(self, request: Request) -> Response:
+        self.requests_total = next(self._request_counter)
+        if self.closing:
+            raise ServiceUnavailable("The server is shutting down", code="shutting_down")
+        handler, path_params = self.router.match(request.method, request.path)
+        return handler(self, request, **path_params)
+
+    def load_default_model(self) -> None:
+        """Load the default model in the background; /health reports 503 until it is ready."""
+        if self.default_model:
+            threading.Thread(target=self._load_default, name="load-default", daemon=True).start()
+
+    def _load_default(self) -> None:
+        try:
+            loaded = self.registry.get(self.default_model)
+            loaded.embedder() if loaded.model.is_embedding_only else loaded.generator()
+            self.model_state = "ready"
+        except Exception as error:
+            log.error("could not load the default model %s: %s", self.default_model, error)
+            self.model_error = str(error)
+            self.model_state = "failed"
+
+    def close(self) -> None:
+        self.registry.close()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"OffGrid/{__version__}"
+    timeout = 300  # seconds an idle or silent connection may hold its thread
+
+    def _dispatch(self) -> None:
+        started = time.monotonic()
+        with self.server.tracking():
+            app = self.server.app
+            try:
+                request = Request.read(self, app.settings.max_body_bytes)
+                response = app.handle(request)
+            except ClientGone:
+                self.close_connection = True
+                return
+            except ApiError as error:
+                response = Response.error(error)
+            except Exception:
+                log.exception("unhandled error in %s %s", self.command, self.path)
+                response = Response.error(InternalError())
+            try:
+                response.send(self)
+            except (BrokenPipeError, ConnectionResetError, ClientGone):
+                self.close_connection = True
+            log.info("%s %s %d %.1fms", self.command, self.path, response.status,
+                     (time.monotonic() - started) * 1000)
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _dispatch
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+        """Errors http.server raises itself (bad request line, unknown method, ...) in the API's
+        error shape."""
+        status = HTTPStatus(code)
+        error = ApiError(message or status.phrase, code=status.phrase.lower().replace(" ", "_"))
+        error.status = code
+        error.type = "invalid_request_error" if code < 500 else "api_error"
+        self.close_connection = True
+        try:
+            Response.error(error).send(self)
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, app: App):
+        self.app = app
+        self._active = 0
+        self._idle = threading.Condition()
+        super().__init__((app.settings.host, app.settings.port), Handler)
+
+    @contextmanager
+    def tracking(self):
+        """Count a request as running while it is being answered."""
+        with self._idle:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
+
+
+def serve(settings: Settings) -> int:
+    app = App(settings)
+    server = Server(app)
+    stopping = threading.Event()
+
+    def stop(signum, _frame):
+        if not stopping.is_set():
+            stopping.set()
+            log.info("received %s: finishing running requests", signal.Signals(signum).name)
+            threading.Thread(target=server.shutdown, name="shutdown").start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    host, port = server.server_address[:2]
+    log.info("OffGrid %s listening on http://%s:%d (models in %s)", __version__, host, port,
+             settings.models_dir)
+    app.load_default_model()
+    server.serve_forever(poll_interval=0.2)
+    server.server_close()  # stop accepting connections
+    app.closing = True
+    if not server.wait_idle(settings.shutdown_timeout):
+        log.warning("requests still running after %.0fs; stopping them", settings.shutdown_timeout)
+    app.close()
+    log.info("stopped")
+    return 0

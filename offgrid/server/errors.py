@@ -1,0 +1,97 @@
+"""API errors: each carries its HTTP status and renders as the one error shape of the API,
+{"error": {"message", "type", "code", "param"}}."""
+
+from __future__ import annotations
+
+from ..engine import errors as engine
+
+
+class ApiError(Exception):
+    status = 500
+    type = "api_error"
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "code": self.code,
+                          "param": self.param}}
+
+
+class BadRequest(ApiError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    type = "api_error"  # as the API reference shows it
+    code = "model_not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, allowed: list[str]):
+        super().__init__(f"Method {method} is not allowed here; use {', '.join(allowed)}",
+                         headers={"Allow": ", ".join(allowed)})
+
+
+class LengthRequired(ApiError):
+    status = 411
+    type = "invalid_request_error"
+    code = "length_required"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int | None = None, code: str | None = None):
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        super().__init__(message, code=code, headers=headers)
+
+
+class InternalError(ApiError):
+    def __init__(self):
+        super().__init__("The server hit an internal error; the request was not completed")
+
+
+def from_engine(error: engine.EngineError, prompt_param: str | None = None) -> ApiError:
+    """The HTTP face of something the engine refused; `prompt_param` names the request field
+    that held the prompt."""
+    if isinstance(error, engine.ModelNotFound):
+        return ModelNotFound(str(error), param="model")
+    if isinstance(error, engine.PromptTooLong):
+        return BadRequest(str(error), code="context_length_exceeded", param=prompt_param)
+    if isinstance(error, engine.EmptyPrompt):
+        return BadRequest(str(error), code="empty_prompt", param=prompt_param)
+    if isinstance(error, engine.WrongModelKind):
+        return BadRequest(str(error), code="model_not_supported", param="model")
+    if isinstance(error, engine.QueueFull):
+        return ServiceUnavailable(str(error), retry_after=error.retry_after, code="server_busy")
+    if isinstance(error, engine.ModelLoadFailed):
+        return ApiError(str(error), code="model_load_failed")
+    if isinstance(error, engine.EngineClosed):
+        return ServiceUnavailable(str(error), code="shutting_down")
+    return InternalError()

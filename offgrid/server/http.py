@@ -1,0 +1,129 @@
+"""Request and Response on top of http.server: body limits, JSON, and Server-Sent Events written
+with chunked transfer encoding so the connection stays open for the next request."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qsl, urlsplit
+
+from .errors import ApiError, BadRequest, LengthRequired, PayloadTooLarge
+
+
+class ClientGone(Exception):
+    """The client closed the connection while its request was being answered."""
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: Message
+    body: bytes
+    connection: socket.socket
+
+    @classmethod
+    def read(cls, handler: BaseHTTPRequestHandler, max_body: int) -> "Request":
+        url = urlsplit(handler.path)
+        return cls(method=handler.command, path=url.path or "/", query=dict(parse_qsl(url.query)),
+                   headers=handler.headers, body=_read_body(handler, max_body),
+                   connection=handler.connection)
+
+    def json(self) -> dict:
+        """The body as a JSON object, or a 400 saying what is wrong with it."""
+        if not self.body:
+            raise BadRequest("The request body is empty; send a JSON object")
+        try:
+            value = json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BadRequest(f"The request body is not valid JSON: {error}") from None
+        if not isinstance(value, dict):
+            raise BadRequest("The request body must be a JSON object")
+        return value
+
+    def client_gone(self) -> bool:
+        """True once the client has closed its end of the connection."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+
+def _read_body(handler: BaseHTTPRequestHandler, max_body: int) -> bytes:
+    length = handler.headers.get("Content-Length")
+    if length is None:
+        if handler.headers.get("Transfer-Encoding"):
+            handler.close_connection = True
+            raise LengthRequired("Send the request body with a Content-Length header")
+        return b""
+    try:
+        size = int(length)
+        if size < 0:
+            raise ValueError
+    except ValueError:
+        handler.close_connection = True
+        raise BadRequest(f"Invalid Content-Length header: {length!r}") from None
+    if size > max_body:
+        handler.close_connection = True  # the body stays unread
+        raise PayloadTooLarge(f"The request body is {size} bytes; the limit is {max_body}")
+    return handler.rfile.read(size)
+
+
+class Response:
+    def __init__(self, body=None, status: int = 200, headers: dict[str, str] | None = None):
+        self.status = status
+        self.headers = dict(headers or {})
+        self.body = b"" if body is None else json.dumps(body).encode()
+
+    @classmethod
+    def error(cls, error: ApiError) -> "Response":
+        return cls(error.body(), error.status, error.headers)
+
+    def send(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(self.status)
+        if self.body:
+            handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(self.body)))
+        for name, value in self.headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(self.body)
+
+
+class EventStream(Response):
+    """An SSE response: each item of `events` (a JSON-able value) becomes one `data:` event, and
+    `data: [DONE]` ends the stream. If the client goes away, `events` is closed, so a generator
+    can clean up in its `finally`."""
+
+    def __init__(self, events: Iterator, headers: dict[str, str] | None = None):
+        super().__init__(None, 200, headers)
+        self.events = events
+
+    def send(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("Transfer-Encoding", "chunked")
+        for name, value in self.headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        try:
+            for event in self.events:
+                _write_chunk(handler, b"data: " + json.dumps(event).encode() + b"\n\n")
+            _write_chunk(handler, b"data: [DONE]\n\n")
+            handler.wfile.write(b"0\r\n\r\n")
+        finally:
+            self.events.close()
+
+
+def _write_chunk(handler: BaseHTTPRequestHandler, data: bytes) -> None:
+    handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+    handler.wfile.flush()

@@ -1,0 +1,47 @@
+"""Server-level endpoints: identity, health, configuration and live statistics."""
+
+from __future__ import annotations
+
+import time
+
+from ... import __version__
+from ..errors import ServiceUnavailable
+from ..http import Request, Response
+
+
+def root(app, request: Request) -> Response:
+    return Response({"name": "OffGrid LLM", "version": __version__, "status": "running"})
+
+
+def health(app, request: Request) -> Response:
+    """Healthy once the default model is loaded (or when there is none to load)."""
+    if app.model_state == "loading":
+        raise ServiceUnavailable(f"The default model {app.default_model} is still loading",
+                                 retry_after=1, code="model_loading")
+    if app.model_state == "failed":
+        raise ServiceUnavailable(f"The default model {app.default_model} failed to load: "
+                                 f"{app.model_error}", code="model_load_failed")
+    return Response({"status": "healthy"})
+
+
+def config(app, request: Request) -> Response:
+    return Response({
+        "multi_user_mode": False, "require_auth": False, "guest_access": True,
+        "version": __version__, "default_model": app.default_model,
+        "features": {"users": False, "metrics": False, "agent": False, "lora": False}})
+
+
+def stats(app, request: Request) -> Response:
+    schedulers = [m.scheduler for m in app.registry.loaded().values() if m.scheduler]
+    return Response({
+        "cpu_percent": app.process.cpu_percent(interval=None),
+        "memory_bytes": app.process.memory_info().rss,
+        "models_loaded": len(app.registry.loaded()),
+        "active_sessions": sum(s.busy_slots for s in schedulers),
+        "requests_total": app.requests_total,
+        "tokens_generated": sum(s.stats.generated_tokens for s in schedulers),
+        "uptime_seconds": int(time.time() - app.started_at),
+        "slots_total": sum(s.n_slots for s in schedulers),
+        "queue_depth": sum(s.queued for s in schedulers),
+        "prompt_tokens_total": sum(s.stats.prompt_tokens for s in schedulers),
+        "prompt_tokens_cached": sum(s.stats.cached_prompt_tokens for s in schedulers)})

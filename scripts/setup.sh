@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Create .venv and install OffGrid into it with the given extras (default: server).
+# The first run builds llama.cpp from source (about 5 minutes on 2 cores); later runs take seconds.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+extras="${1:-server}"
+python="${PYTHON:-python3}"
+venv="$root/.venv"
+
+missing_system_packages() {
+    ! "$python" -c 'import ensurepip, venv' 2>/dev/null || ! command -v g++ >/dev/null 2>&1
+}
+
+if missing_system_packages; then
+    packages="python3-venv build-essential"
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq $packages
+    elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        sudo apt-get update -qq && sudo apt-get install -y -qq $packages
+    else
+        echo "setup: OffGrid needs Python's venv module and a C++ compiler (Debian: $packages)" >&2
+        exit 1
+    fi
+fi
+
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+
+# Reinstall only when the requested extras or the package metadata changed.
+stamp="$venv/.offgrid-installed"
+want="$extras $(cat "$root/setup.cfg" "$root/pyproject.toml" | sha256sum | cut -c1-16)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing OffGrid[$extras] into .venv (the first time builds llama.cpp: ~5 min)" >&2
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    # The portable build: llama.cpp's native build segfaults on CPUs that report AMX.
+    CMAKE_ARGS="-DGGML_NATIVE=OFF" "$venv/bin/python" -m pip install --quiet -e "$root[$extras]"
+    echo "$want" > "$stamp"
+fi
