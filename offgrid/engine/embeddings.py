@@ -86,10 +86,7 @@ class Embedder:
         for seq, tokens in enumerate(group):
             for pos, token in enumerate(tokens):
                 self._batch.add(token, pos, seq, True)
-        if self.model.is_embedding_only:
-            self._ctx.encode(self._batch)
-        else:
-            self._ctx.decode(self._batch)
+        self._ctx.decode(self._batch)  # llama.cpp runs encoder-only models through their encoder
         return [_unit(self._ctx.sequence_embedding(seq)) for seq in range(len(group))]
 
 

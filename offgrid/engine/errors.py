@@ -21,8 +21,8 @@ class WrongModelKind(EngineError):
 
 class PromptTooLong(EngineError):
     def __init__(self, n_tokens: int, limit: int, what: str = "prompt"):
-        super().__init__(f"This {what} is {n_tokens} tokens long, more than the model's context "
-                         f"of {limit} tokens allows")
+        super().__init__(f"This {what} is {n_tokens} tokens long; the model's context holds "
+                         f"{limit} tokens, answer included")
         self.n_tokens = n_tokens
         self.limit = limit
 

@@ -76,8 +76,8 @@ class Model:
         self.n_embd = C.llama_model_n_embd(self._ptr)
         self.n_ctx_train = C.llama_model_n_ctx_train(self._ptr)
         self.architecture = self.metadata("general.architecture") or ""
-        self.is_embedding_only = bool(C.llama_model_has_encoder(self._ptr)) and not bool(
-            C.llama_model_has_decoder(self._ptr))
+        # Sentence-embedding models (BERT and kin) declare how to pool; chat models do not.
+        self.is_embedding_only = self.metadata(f"{self.architecture}.pooling_type") is not None
         self._template = self._chat_template()
 
     def metadata(self, key: str) -> str | None:
@@ -187,11 +187,6 @@ class Context:
         status = C.llama_decode(self._ptr, batch._batch)
         if status != 0:
             raise LlamaError(f"llama_decode failed with status {status}")
-
-    def encode(self, batch: "Batch") -> None:
-        status = C.llama_encode(self._ptr, batch._batch)
-        if status != 0:
-            raise LlamaError(f"llama_encode failed with status {status}")
 
     def forget(self, seq: int, start: int = 0) -> bool:
         """Drop a sequence's cached tokens from position `start` on. False if the memory cannot

@@ -135,7 +135,8 @@ class Scheduler:
         self.n_slots = slots
         self._ctx = Context(model, n_ctx=ctx_per_slot * slots, n_batch=max(batch_size, slots),
                             n_seq=slots, n_threads=threads)
-        self.ctx_per_slot = self._ctx.n_ctx // slots
+        # llama.cpp may round the context up; the limit stays what was asked for.
+        self.ctx_per_slot = min(ctx_per_slot, self._ctx.n_ctx // slots)
         self._batch = Batch(max(batch_size, slots))
         self._slots = [_Slot(seq) for seq in range(slots)]
         self._capacity = slots + queue_size
@@ -228,9 +229,9 @@ class Scheduler:
         prompt = self.model.tokenize(text)
         if not prompt:
             raise EmptyPrompt()
-        if len(prompt) > self.ctx_per_slot:
+        if len(prompt) >= self.ctx_per_slot:  # no room left for a single token of answer
             raise PromptTooLong(len(prompt), self.ctx_per_slot)
-        room = self.ctx_per_slot - len(prompt) + 1
+        room = self.ctx_per_slot - len(prompt)
         max_tokens = room if request.max_tokens is None else min(request.max_tokens, room)
         return _Job(generation, prompt, max_tokens, queued_at=time.monotonic())
 

@@ -89,12 +89,15 @@ def _generate(app, request: Request, body: dict, shape, generation_request: Gene
 def _events(request: Request, generation: Generation):
     """The generation's events until it ends; cancels it if the client hangs up or the consumer
     stops early."""
+    next_check = time.monotonic() + POLL_SECONDS
     try:
         while True:
             event = generation.next_event(timeout=POLL_SECONDS)
-            if event is None:
+            if time.monotonic() >= next_check:
                 if request.client_gone():
                     return
+                next_check = time.monotonic() + POLL_SECONDS
+            if event is None:
                 continue
             yield event
             if isinstance(event, (Finished, Failed)):

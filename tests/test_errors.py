@@ -1,0 +1,146 @@
+"""Bad input gets the documented error shape and status, and the server keeps serving."""
+
+import http.client
+import json
+
+import pytest
+from conftest import (CHAT_MODEL, EMBEDDING_MODEL, assert_error, chat_body, get, post, request)
+
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture(autouse=True)
+def still_serving_afterwards(base_url):
+    yield
+    status, _, body = post(base_url + CHAT, chat_body("Say yes.", max_tokens=3))
+    assert status == 200 and body["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_unknown_model_is_404_model_not_found(base_url):
+    for path, body in [(CHAT, chat_body("hi", model="no-such-model")),
+                       ("/v1/completions", {"model": "no-such-model", "prompt": "hi"}),
+                       ("/v1/embeddings", {"model": "no-such-model", "input": "hi"})]:
+        status, _, error = post(base_url + path, body)
+        found = assert_error(status, error, 404, "model_not_found", "model")
+        assert found["message"] == "Model not found: no-such-model"
+    status, _, error = get(base_url + "/v1/models/no-such-model")
+    assert_error(status, error, 404, "model_not_found")
+
+
+def test_model_ids_with_paths_are_not_found(base_url):
+    for model in ["../models/" + CHAT_MODEL, "/etc/passwd", CHAT_MODEL + ".gguf"]:
+        status, _, error = post(base_url + CHAT, chat_body("hi", model=model))
+        assert_error(status, error, 404, "model_not_found")
+
+
+def test_malformed_json_is_400(base_url):
+    for raw in [b"{bad json", b"[1, 2]", b"\xff\xfe", b""]:
+        status, _, error = request("POST", base_url + CHAT, raw)
+        assert_error(status, error, 400)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("temperature", 2.5), ("temperature", "hot"), ("temperature", True), ("top_p", 1.5),
+    ("top_k", -1), ("max_tokens", 0), ("max_tokens", 1.5), ("max_tokens", "ten"),
+    ("max_completion_tokens", -3), ("frequency_penalty", 3), ("presence_penalty", -2.5),
+    ("stop", ["a", "b", "c", "d", "e"]), ("stop", 7), ("stream", "yes"), ("seed", "x"),
+    ("messages", "hello"), ("messages", []), ("model", 42), ("model", ""),
+    ("stream_options", {"include_usage": True}),
+])
+def test_wrong_types_and_ranges_name_the_parameter(base_url, field, value):
+    status, _, error = post(base_url + CHAT, {**chat_body("hi"), field: value})
+    assert_error(status, error, 400, param=field)
+
+
+@pytest.mark.parametrize("message, param", [
+    ({"role": "wizard", "content": "hi"}, "messages[0].role"),
+    ({"role": "user"}, "messages[0].content"),
+    ({"role": "user", "content": 5}, "messages[0].content"),
+    ({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+     "messages[0].content[0]"),
+    ("just a string", "messages[0]"),
+])
+def test_bad_messages_name_the_message(base_url, message, param):
+    status, _, error = post(base_url + CHAT, {"model": CHAT_MODEL, "messages": [message]})
+    assert_error(status, error, 400, param=param)
+
+
+def test_missing_required_fields(base_url):
+    for path, body, param in [(CHAT, {"messages": [{"role": "user", "content": "x"}]}, "model"),
+                              (CHAT, {"model": CHAT_MODEL}, "messages"),
+                              ("/v1/completions", {"model": CHAT_MODEL}, "prompt"),
+                              ("/v1/embeddings", {"model": EMBEDDING_MODEL}, "input")]:
+        status, _, error = post(base_url + path, body)
+        assert_error(status, error, 400, "missing_required_parameter", param)
+
+
+def test_parameters_the_server_cannot_honour_are_refused_not_ignored(base_url):
+    for field, value in [("n", 2), ("logprobs", True), ("tools", [{"type": "function"}]),
+                         ("response_format", {"type": "json_object"}), ("logit_bias", {"1": 5})]:
+        status, _, error = post(base_url + CHAT, {**chat_body("hi"), field: value})
+        assert_error(status, error, 400, "unsupported_parameter", field)
+    status, _, ok = post(base_url + CHAT, {**chat_body("hi", max_tokens=2), "n": 1,
+                                           "logprobs": False, "user": "someone"})
+    assert status == 200
+
+
+def test_prompt_longer_than_the_context_is_400_context_length_exceeded(base_url):
+    long_text = "word " * 3000  # far more than the 2048-token slots of the test server
+    status, _, error = post(base_url + CHAT, chat_body(long_text))
+    assert_error(status, error, 400, "context_length_exceeded", "messages")
+    status, _, error = post(base_url + "/v1/completions",
+                            {"model": CHAT_MODEL, "prompt": long_text, "stream": True})
+    assert_error(status, error, 400, "context_length_exceeded", "prompt")
+    status, _, error = post(base_url + "/v1/embeddings",
+                            {"model": EMBEDDING_MODEL, "input": ["short", long_text]})
+    assert_error(status, error, 400, "context_length_exceeded", "input")
+
+
+def test_embedding_model_cannot_chat(base_url):
+    status, _, error = post(base_url + CHAT, chat_body("hi", model=EMBEDDING_MODEL))
+    assert_error(status, error, 400, "model_not_supported", "model")
+
+
+def test_unknown_path_is_404(base_url):
+    status, _, error = get(base_url + "/v1/nothing-here")
+    assert_error(status, error, 404, "unknown_url")
+
+
+def test_wrong_method_is_405_with_allow(base_url):
+    status, headers, error = request("DELETE", base_url + CHAT)
+    assert_error(status, error, 405, "method_not_allowed")
+    assert headers["Allow"] == "POST"
+    status, headers, error = post(base_url + "/v1/models", {})
+    assert_error(status, error, 405)
+    assert headers["Allow"] == "GET"
+
+
+def test_unknown_http_method_is_json_too(base_url, server):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("BREW", "/v1/models")
+    response = connection.getresponse()
+    assert_error(response.status, json.loads(response.read()), 501)
+
+
+def test_body_over_the_limit_is_413_without_reading_it(base_url, server):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.putrequest("POST", CHAT)
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(64 * 1024 * 1024))
+    connection.endheaders()
+    response = connection.getresponse()
+    assert_error(response.status, json.loads(response.read()), 413, "request_too_large")
+
+
+def test_a_corrupt_model_file_is_a_clear_500_and_the_server_goes_on(start_server, model_files,
+                                                                    tmp_path):
+    (tmp_path / "broken.gguf").write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 4096)
+    (tmp_path / (CHAT_MODEL + ".gguf")).symlink_to(model_files["starter"])
+    server = start_server("--model", CHAT_MODEL, models=tmp_path)
+    for _ in range(2):  # a failed load is not cached as loaded, and fails the same way again
+        status, _, error = post(server.url + CHAT, chat_body("hi", model="broken"))
+        found = assert_error(status, error, 500, "model_load_failed")
+        assert "broken.gguf" in found["message"]
+    status, _, body = post(server.url + CHAT, chat_body("hi", max_tokens=2))
+    assert status == 200
+    assert "Traceback" not in server.log()
