@@ -1,0 +1,63 @@
+"""The examples in README.md and docs/ run, as written, against a real server."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from offgrid.config import Settings
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DEFAULT_URL = re.compile(r"http://(localhost|127\.0\.0\.1):11611")
+
+
+def code_blocks(language: str) -> list[tuple[str, str]]:
+    """(where, code) for every fenced block of `language` in the docs."""
+    found = []
+    for path in DOCS:
+        text = path.read_text()
+        for match in re.finditer(rf"^```{language}\n(.*?)^```", text, re.S | re.M):
+            line = text[:match.start()].count("\n") + 1
+            found.append((f"{path.name}:{line}", match.group(1)))
+    return found
+
+
+def at(base_url: str, code: str) -> str:
+    return DEFAULT_URL.sub(base_url, code)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize("where, code", code_blocks("bash"))
+def test_curl_examples(base_url, where, code):
+    assert code.startswith("curl ")
+    result = subprocess.run(["bash", "-e", "-c", at(base_url, code)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout.strip()
+    if output.startswith("data: "):
+        assert output.endswith("data: [DONE]")
+    else:
+        assert "error" not in json.loads(output)
+
+
+@pytest.mark.parametrize("where, code", code_blocks("python"))
+def test_python_examples(base_url, where, code):
+    env = {**os.environ, "OFFGRID_URL": base_url}
+    result = subprocess.run([sys.executable, "-c", at(base_url, code)], capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+
+@pytest.mark.parametrize("where, code", code_blocks("toml"))
+def test_config_examples_are_valid_settings(tmp_path, where, code):
+    config = tmp_path / "config.toml"
+    config.write_text(code)
+    settings = Settings.load(environ={}, config_file=config)
+    assert settings.port == 11611
