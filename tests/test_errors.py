@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import socket
 
 import pytest
 from conftest import (CHAT_MODEL, EMBEDDING_MODEL, assert_error, chat_body, get, post, request)
@@ -75,12 +76,16 @@ def test_missing_required_fields(base_url):
 
 
 def test_parameters_the_server_cannot_honour_are_refused_not_ignored(base_url):
-    for field, value in [("n", 2), ("logprobs", True), ("tools", [{"type": "function"}]),
-                         ("response_format", {"type": "json_object"}), ("logit_bias", {"1": 5})]:
+    for field, value in [("modalities", ["text", "audio"]), ("audio", {"voice": "alloy"}),
+                         ("functions", [{"name": "f"}]),
+                         ("prediction", {"type": "content", "content": "x"})]:
         status, _, error = post(base_url + CHAT, {**chat_body("hi"), field: value})
         assert_error(status, error, 400, "unsupported_parameter", field)
-    status, _, ok = post(base_url + CHAT, {**chat_body("hi", max_tokens=2), "n": 1,
-                                           "logprobs": False, "user": "someone"})
+    status, _, error = post(base_url + "/v1/completions",
+                            {"model": CHAT_MODEL, "prompt": "hi", "best_of": 3})
+    assert_error(status, error, 400, "unsupported_parameter", "best_of")
+    status, _, ok = post(base_url + CHAT, {**chat_body("hi", max_tokens=2), "modalities": ["text"],
+                                           "user": "someone"})
     assert status == 200
 
 
@@ -115,11 +120,22 @@ def test_wrong_method_is_405_with_allow(base_url):
     assert headers["Allow"] == "GET"
 
 
-def test_unknown_http_method_is_json_too(base_url, server):
+def test_any_http_method_gets_the_router_answer(base_url, server):
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    connection.request("BREW", "/v1/models")
-    response = connection.getresponse()
-    assert_error(response.status, json.loads(response.read()), 501)
+    for method in ("BREW", "TRACE"):
+        connection.request(method, "/v1/models")
+        response = connection.getresponse()
+        assert_error(response.status, json.loads(response.read()), 405, "method_not_allowed")
+        assert response.headers["Allow"] == "GET"
+
+
+def test_requests_http_server_refuses_itself_get_json_errors_too(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n")
+        reply = raw.makefile("rb").read().decode()
+    head, _, body = reply.partition("\r\n\r\n")
+    assert head.split()[1] == "431"
+    assert_error(431, json.loads(body), 431)
 
 
 def test_body_over_the_limit_is_413_without_reading_it(base_url, server):

@@ -41,8 +41,8 @@ class Embedder:
                        n_seq=MAX_SEQUENCES_PER_BATCH, n_threads=threads, embeddings=True,
                        pooling=pooling, kv_unified=True)
 
-    def embed(self, inputs: list[str]) -> EmbeddingResult:
-        """Embed each text; blocks until the worker is done."""
+    def embed(self, inputs: list[str | list[int]]) -> EmbeddingResult:
+        """Embed each text (or token array); blocks until the worker is done."""
         return self._worker.submit(self._embed, inputs).result()
 
     def close(self) -> None:
@@ -50,15 +50,15 @@ class Embedder:
         self._batch.close()
         self._ctx.close()
 
-    def _embed(self, inputs: list[str]) -> EmbeddingResult:
-        token_lists = [self._tokens(text, index, len(inputs)) for index, text in enumerate(inputs)]
+    def _embed(self, inputs: list[str | list[int]]) -> EmbeddingResult:
+        token_lists = [self._tokens(item, index, len(inputs)) for index, item in enumerate(inputs)]
         vectors: list[np.ndarray] = []
         for group in self._groups(token_lists):
             vectors.extend(self._evaluate(group))
         return EmbeddingResult(vectors, sum(map(len, token_lists)))
 
-    def _tokens(self, text: str, index: int, count: int) -> list[int]:
-        tokens = self.model.tokenize(text)
+    def _tokens(self, item: str | list[int], index: int, count: int) -> list[int]:
+        tokens = self.model.tokenize(item) if isinstance(item, str) else item
         what = "input" if count == 1 else f"input at index {index}"
         if not tokens:
             raise EmptyPrompt()

@@ -45,3 +45,12 @@ class EngineClosed(EngineError):
 
 class DecodeFailed(EngineError):
     """llama.cpp failed while evaluating a batch."""
+
+
+class InvalidGrammar(EngineError):
+    """A grammar (from a JSON schema or a tool list) that llama.cpp cannot use."""
+
+
+class FillInTheMiddleUnsupported(EngineError):
+    def __init__(self, model_id: str):
+        super().__init__(f"{model_id} has no fill-in-the-middle tokens, so 'suffix' cannot be used")

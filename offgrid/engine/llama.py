@@ -92,13 +92,16 @@ class Model:
 
     # -- text --
 
-    def tokenize(self, text: str, special: bool = True) -> list[int]:
-        """Text to tokens, adding BOS where the model wants one and parsing special tokens."""
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True
+                 ) -> list[int]:
+        """Text to tokens; `add_special` adds BOS where the model wants one, `parse_special`
+        reads special-token text such as `<|im_start|>` as that token."""
         data = text.encode("utf-8")
         capacity = len(data) + 8
         for _ in range(2):
             out = (C.llama_token * capacity)()
-            n = C.llama_tokenize(self._vocab, data, len(data), out, capacity, special, special)
+            n = C.llama_tokenize(self._vocab, data, len(data), out, capacity, add_special,
+                                 parse_special)
             if n >= 0:
                 return list(out[:n])
             capacity = -n
@@ -113,8 +116,17 @@ class Model:
             n = C.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
         return buf.raw[:n]
 
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", "replace")
+
     def is_end_of_generation(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self._vocab, token))
+
+    def fim_tokens(self) -> tuple[int, int, int] | None:
+        """(prefix, suffix, middle) markers for fill-in-the-middle, if the model has them."""
+        tokens = (C.llama_vocab_fim_pre(self._vocab), C.llama_vocab_fim_suf(self._vocab),
+                  C.llama_vocab_fim_mid(self._vocab))
+        return None if C.LLAMA_TOKEN_NULL in tokens else tokens
 
     # -- chat --
 
@@ -255,6 +267,17 @@ class SamplerChain:
     def _add(self, sampler) -> "SamplerChain":
         C.llama_sampler_chain_add(self._ptr, sampler)
         return self
+
+    def logit_bias(self, n_vocab: int, biases: tuple[tuple[int, float], ...]) -> "SamplerChain":
+        entries = (C.llama_logit_bias * len(biases))(
+            *(C.llama_logit_bias(token, bias) for token, bias in biases))
+        return self._add(C.llama_sampler_init_logit_bias(n_vocab, len(biases), entries))
+
+    def grammar(self, model: Model, gbnf: str) -> "SamplerChain":
+        sampler = C.llama_sampler_init_grammar(model._vocab, gbnf.encode(), b"root")
+        if not sampler:
+            raise LlamaError("the grammar could not be parsed")
+        return self._add(sampler)
 
     def penalties(self, n_vocab: int, last_n: int, repeat: float, frequency: float,
                   presence: float) -> "SamplerChain":

@@ -6,7 +6,10 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 
-from .llama import RANDOM_SEED, Model, SamplerChain
+import numpy as np
+
+from .errors import InvalidGrammar
+from .llama import RANDOM_SEED, LlamaError, Model, SamplerChain
 
 PENALTY_WINDOW = 64  # how many recent tokens the repetition penalties look back over
 
@@ -21,6 +24,8 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     repeat_penalty: float = 1.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token, added to its logit)
+    grammar: str | None = None  # GBNF the output must match
 
     @property
     def penalised(self) -> bool:
@@ -28,19 +33,52 @@ class SamplingParams:
 
 
 def build_sampler(model: Model, params: SamplingParams) -> SamplerChain:
-    """The chain llama.cpp's own server uses, in its order: penalties, top-k, top-p, min-p,
-    temperature, then a seeded draw. Temperature 0 means always the most likely token."""
+    """Logit bias and grammar first, so that no later stage can pick a token they rule out; then
+    the chain llama.cpp's own server uses, in its order: penalties, top-k, top-p, min-p,
+    temperature, and a seeded draw. Temperature 0 means always the most likely token."""
     chain = SamplerChain()
+    try:
+        _add_stages(chain, model, params)
+    except LlamaError as error:
+        chain.close()
+        raise InvalidGrammar(str(error)) from None
+    return chain
+
+
+def _add_stages(chain: SamplerChain, model: Model, params: SamplingParams) -> None:
+    if params.logit_bias:
+        chain.logit_bias(model.n_vocab, params.logit_bias)
+    if params.grammar:
+        chain.grammar(model, params.grammar)
     if params.penalised:
         chain.penalties(model.n_vocab, PENALTY_WINDOW, params.repeat_penalty,
                         params.frequency_penalty, params.presence_penalty)
     if params.temperature <= 0:
-        return chain.greedy()
+        chain.greedy()
+        return
     if params.top_k > 0:
         chain.top_k(params.top_k)
     chain.top_p(params.top_p).min_p(params.min_p).temperature(params.temperature)
-    seed = RANDOM_SEED if params.seed is None else params.seed & 0xFFFFFFFF
-    return chain.distribution(seed)
+    chain.distribution(RANDOM_SEED if params.seed is None else params.seed & 0xFFFFFFFF)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log-probability under the model, with the likeliest alternatives."""
+    token: int
+    data: bytes
+    logprob: float
+    top: tuple["TokenLogprob", ...] = ()
+
+
+def token_logprob(model: Model, logits: np.ndarray, token: int, n_top: int) -> TokenLogprob:
+    """Log-probabilities from the model's raw logits, before any sampling stage reshaped them."""
+    shifted = logits - logits.max()
+    logprobs = shifted - np.log(np.exp(shifted).sum())
+    best = np.argpartition(-logprobs, n_top)[:n_top] if n_top else np.array([], dtype=int)
+    best = best[np.argsort(-logprobs[best])]
+    top = tuple(TokenLogprob(int(t), model.token_bytes(int(t)), float(logprobs[t])) for t in best)
+    return TokenLogprob(token, model.token_bytes(token), float(logprobs[token]), top)
 
 
 class OutputText:

@@ -15,9 +15,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from .errors import DecodeFailed, EmptyPrompt, EngineClosed, PromptTooLong, QueueFull
+from .errors import (DecodeFailed, EmptyPrompt, EngineClosed, EngineError,
+                     FillInTheMiddleUnsupported, PromptTooLong, QueueFull)
 from .llama import Batch, Context, LlamaError, Model
-from .sampling import OutputText, SamplingParams, build_sampler
+from .sampling import OutputText, SamplingParams, TokenLogprob, build_sampler, token_logprob
 
 log = logging.getLogger("offgrid.scheduler")
 
@@ -26,13 +27,15 @@ log = logging.getLogger("offgrid.scheduler")
 
 @dataclass
 class GenerationRequest:
-    """A raw `prompt`, or chat `messages` as (role, content) pairs rendered with the model's
-    template."""
+    """A raw `prompt` (with a `suffix`: fill in the middle), or chat `messages` as (role,
+    content) pairs rendered with the model's template."""
     prompt: str | None = None
     messages: list[tuple[str, str]] | None = None
+    suffix: str | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
+    logprobs: int | None = None  # None: none; n: each token's logprob and the n likeliest
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Started:
 @dataclass(frozen=True)
 class Text:
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()  # of the tokens this text completes
 
 
 @dataclass(frozen=True)
@@ -61,19 +65,14 @@ class Failed:
 
 
 class Generation:
-    """The caller's handle on one submitted request: its events, and a way to cancel it."""
+    """The caller's handle on one submitted request: a way to cancel it. Its events go to the
+    caller's queue as (index, event) pairs, so one queue can serve several generations."""
 
-    def __init__(self, request: GenerationRequest):
+    def __init__(self, request: GenerationRequest, events: queue.SimpleQueue, index: int):
         self.request = request
-        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self.index = index
+        self._events = events
         self._cancelled = threading.Event()
-
-    def next_event(self, timeout: float | None = None):
-        """The next event, or None if none came within `timeout` seconds."""
-        try:
-            return self._events.get(timeout=timeout)
-        except queue.Empty:
-            return None
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -83,7 +82,7 @@ class Generation:
         return self._cancelled.is_set()
 
     def _emit(self, event) -> None:
-        self._events.put(event)
+        self._events.put((self.index, event))
 
 
 # -- scheduler state -------------------------------------------------------------------------------
@@ -94,9 +93,10 @@ class _Job:
     prompt: list[int]
     max_tokens: int
     queued_at: float
-    sampler: object = None
-    output: OutputText = None
+    sampler: object
+    output: OutputText
     pending: list[int] = field(default_factory=list)  # prompt tokens not yet decoded
+    unreleased_logprobs: list[TokenLogprob] = field(default_factory=list)
     cached_tokens: int = 0
     next_token: int | None = None  # sampled, to be fed at the next step
     n_generated: int = 0
@@ -152,8 +152,9 @@ class Scheduler:
 
     # -- called from other threads --
 
-    def submit(self, request: GenerationRequest) -> Generation:
-        generation = Generation(request)
+    def submit(self, request: GenerationRequest, events: queue.SimpleQueue, index: int = 0
+               ) -> Generation:
+        generation = Generation(request, events, index)
         with self._cond:
             if not self._running:
                 raise EngineClosed()
@@ -216,7 +217,7 @@ class Scheduler:
                 generation = self._unprepared.popleft()
             try:
                 job = self._new_job(generation)
-            except (PromptTooLong, EmptyPrompt) as error:
+            except EngineError as error:
                 self._end(generation, Failed(error))
                 continue
             generation._emit(Started(len(job.prompt)))
@@ -224,20 +225,33 @@ class Scheduler:
 
     def _new_job(self, generation: Generation) -> _Job:
         request = generation.request
-        text = request.prompt if request.messages is None else self.model.render_chat(
-            request.messages)
-        prompt = self.model.tokenize(text)
+        prompt = self._prompt_tokens(request)
         if not prompt:
             raise EmptyPrompt()
         if len(prompt) >= self.ctx_per_slot:  # no room left for a single token of answer
             raise PromptTooLong(len(prompt), self.ctx_per_slot)
         room = self.ctx_per_slot - len(prompt)
         max_tokens = room if request.max_tokens is None else min(request.max_tokens, room)
-        return _Job(generation, prompt, max_tokens, queued_at=time.monotonic())
+        return _Job(generation, prompt, max_tokens, queued_at=time.monotonic(),
+                    sampler=build_sampler(self.model, request.sampling),
+                    output=OutputText(request.stop))
+
+    def _prompt_tokens(self, request: GenerationRequest) -> list[int]:
+        if request.messages is not None:
+            return self.model.tokenize(self.model.render_chat(request.messages))
+        if request.suffix is None:
+            return self.model.tokenize(request.prompt)
+        markers = self.model.fim_tokens()
+        if markers is None:
+            raise FillInTheMiddleUnsupported(self.model.path.stem)
+        prefix, suffix, middle = markers
+        return [prefix, *self.model.tokenize(request.prompt, add_special=False), suffix,
+                *self.model.tokenize(request.suffix, add_special=False), middle]
 
     def _drop_cancelled(self) -> None:
         for job in [job for job in self._waiting if job.generation.cancelled]:
             self._waiting.remove(job)
+            job.sampler.close()
             self._end(job.generation, None)
         for slot in self._slots:
             if slot.job and slot.job.generation.cancelled:
@@ -261,8 +275,6 @@ class Scheduler:
         slot.cached = job.prompt[:keep]
         job.cached_tokens = keep
         job.pending = job.prompt[keep:]
-        job.sampler = build_sampler(self.model, job.generation.request.sampling)
-        job.output = OutputText(job.generation.request.stop)
         slot.job = job
         self.stats.requests += 1
         self.stats.prompt_tokens += len(job.prompt)
@@ -297,24 +309,33 @@ class Scheduler:
                 self._finish(slot, None, Failed(DecodeFailed(str(error))))
             return
         for slot, row in to_sample:
-            self._on_token(slot, slot.job.sampler.sample(self._ctx, row))
+            self._sample(slot, row)
 
     def _feed(self, slot: _Slot, token: int, want_logits: bool) -> int:
         row = self._batch.add(token, len(slot.cached), slot.seq, want_logits)
         slot.cached.append(token)
         return row
 
-    def _on_token(self, slot: _Slot, token: int) -> None:
+    def _sample(self, slot: _Slot, row: int) -> None:
         job = slot.job
+        n_top = job.generation.request.logprobs
+        logits = self._ctx.logits(row).copy() if n_top is not None else None
+        token = job.sampler.sample(self._ctx, row)
         if job.first_token_at is None:
             job.first_token_at = time.monotonic()
         if self.model.is_end_of_generation(token):
             return self._finish(slot, "stop")
+        if logits is not None:
+            job.unreleased_logprobs.append(token_logprob(self.model, logits, token, n_top))
+        self._on_token(slot, token)
+
+    def _on_token(self, slot: _Slot, token: int) -> None:
+        job = slot.job
         job.n_generated += 1
         self.stats.generated_tokens += 1
         text = job.output.feed(self.model.token_bytes(token))
         if text:
-            job.generation._emit(Text(text))
+            self._release(job, text)
         if job.output.stopped:
             return self._finish(slot, "stop")
         if job.n_generated >= job.max_tokens or len(slot.cached) >= self.ctx_per_slot:
@@ -325,15 +346,19 @@ class Scheduler:
         job, now = slot.job, time.monotonic()
         slot.job, slot.last_used = None, now
         job.sampler.close()
-        if failure is None and reason != "cancelled":
-            tail = job.output.flush() if not job.output.stopped else ""
-            if tail:
-                job.generation._emit(Text(tail))
+        if failure is None and reason != "cancelled" and not job.output.stopped:
+            tail = job.output.flush()
+            if tail or job.unreleased_logprobs:
+                self._release(job, tail)
         first = job.first_token_at or now
         self._end(job.generation, failure or Finished(
             reason=reason, prompt_tokens=len(job.prompt), completion_tokens=job.n_generated,
             cached_tokens=job.cached_tokens, prompt_ms=(first - job.queued_at) * 1000,
             generation_ms=(now - first) * 1000))
+
+    def _release(self, job: _Job, text: str) -> None:
+        job.generation._emit(Text(text, tuple(job.unreleased_logprobs)))
+        job.unreleased_logprobs.clear()
 
     def _end(self, generation: Generation, last_event) -> None:
         if last_event is not None:
@@ -347,6 +372,8 @@ class Scheduler:
                 self._finish(slot, None, Failed(error))
         with self._cond:
             pending = list(self._unprepared) + [job.generation for job in self._waiting]
+            for job in self._waiting:
+                job.sampler.close()
             self._unprepared.clear()
             self._waiting.clear()
         for generation in pending:

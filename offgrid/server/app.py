@@ -19,13 +19,14 @@ from ..config import Settings
 from ..engine.registry import Registry
 from .errors import ApiError, InternalError, MethodNotAllowed, NotFound, ServiceUnavailable
 from .http import ClientGone, Request, Response
-from .routes import openai, system
+from .routes import openai, system, tokens
 
 log = logging.getLogger("offgrid.server")
 
 ROUTES = [
     ("GET", "/", system.root),
     ("GET", "/health", system.health),
+    ("GET", "/openapi.json", system.openapi_document),
     ("GET", "/v1/system/config", system.config),
     ("GET", "/v1/system/stats", system.stats),
     ("GET", "/v1/models", openai.list_models),
@@ -33,6 +34,8 @@ ROUTES = [
     ("POST", "/v1/chat/completions", openai.chat_completions),
     ("POST", "/v1/completions", openai.completions),
     ("POST", "/v1/embeddings", openai.embeddings),
+    ("POST", "/v1/tokenize", tokens.tokenize),
+    ("POST", "/v1/detokenize", tokens.detokenize),
 ]
 
 
@@ -132,7 +135,11 @@ class Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _dispatch
+    def __getattr__(self, name: str):
+        # Every method reaches the router: a known path answers 405 with the methods it allows.
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None):
         """Errors http.server raises itself (bad request line, unknown method, ...) in the API's

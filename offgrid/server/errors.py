@@ -88,6 +88,10 @@ def from_engine(error: engine.EngineError, prompt_param: str | None = None) -> A
         return BadRequest(str(error), code="empty_prompt", param=prompt_param)
     if isinstance(error, engine.WrongModelKind):
         return BadRequest(str(error), code="model_not_supported", param="model")
+    if isinstance(error, engine.InvalidGrammar):
+        return BadRequest(str(error), code="invalid_value", param="response_format")
+    if isinstance(error, engine.FillInTheMiddleUnsupported):
+        return BadRequest(str(error), code="model_not_supported", param="suffix")
     if isinstance(error, engine.QueueFull):
         return ServiceUnavailable(str(error), retry_after=error.retry_after, code="server_busy")
     if isinstance(error, engine.ModelLoadFailed):

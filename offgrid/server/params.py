@@ -3,11 +3,16 @@ the way OpenAI's API does (`"param": "temperature"`)."""
 
 from __future__ import annotations
 
+from ..engine import grammar
+from ..engine.errors import InvalidGrammar
 from ..engine.sampling import SamplingParams
+from . import toolcalls
 from .errors import BadRequest
 
 MAX_STOP_STRINGS = 4
-CHAT_ROLES = {"system", "developer", "user", "assistant"}
+MAX_CHOICES = 16
+MAX_TOP_LOGPROBS = 20
+CHAT_ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
 def _get(body: dict, name: str):
@@ -93,9 +98,10 @@ def max_tokens(body: dict) -> int | None:
     return newer if newer is not None else integer(body, "max_tokens", None, 1)
 
 
-def sampling(body: dict) -> SamplingParams:
+def sampling(body: dict, *, n_vocab: int, grammar: str | None = None) -> SamplingParams:
     defaults = SamplingParams()
     return SamplingParams(
+        logit_bias=logit_bias(body, n_vocab), grammar=grammar,
         temperature=number(body, "temperature", defaults.temperature, 0.0, 2.0),
         top_p=number(body, "top_p", defaults.top_p, 0.0, 1.0),
         top_k=integer(body, "top_k", defaults.top_k, 0),
@@ -105,6 +111,61 @@ def sampling(body: dict) -> SamplingParams:
         presence_penalty=number(body, "presence_penalty", 0.0, -2.0, 2.0),
         repeat_penalty=number(body, "repeat_penalty", defaults.repeat_penalty, 0.0, 2.0) or 1.0,
     )
+
+
+def logit_bias(body: dict, n_vocab: int) -> tuple[tuple[int, float], ...]:
+    """{"token id": bias from -100 to 100}; -100 bans a token, 100 all but forces it."""
+    value = _get(body, "logit_bias")
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise _fail("logit_bias", "an object mapping token ids to numbers", value)
+    biases = []
+    for key, bias in value.items():
+        if not key.isdigit() or int(key) >= n_vocab:
+            raise _fail("logit_bias", f"token ids from 0 to {n_vocab - 1} as keys", key)
+        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -100 <= bias <= 100:
+            raise _fail("logit_bias", "biases from -100 to 100", bias)
+        biases.append((int(key), -float("inf") if bias == -100 else float(bias)))
+    return tuple(biases)
+
+
+def choices(body: dict) -> int:
+    return integer(body, "n", 1, 1, MAX_CHOICES)
+
+
+def chat_logprobs(body: dict) -> int | None:
+    """None unless `logprobs` is true; then how many alternatives (`top_logprobs`) to list."""
+    top = integer(body, "top_logprobs", None, 0, MAX_TOP_LOGPROBS)
+    if not boolean(body, "logprobs", False):
+        if top:
+            raise BadRequest("'top_logprobs' needs 'logprobs': true", code="invalid_value",
+                             param="top_logprobs")
+        return None
+    return top or 0
+
+
+def response_grammar(body: dict) -> str | None:
+    """The grammar `response_format` asks for: None for text, else JSON of the given shape."""
+    value = _get(body, "response_format")
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return grammar.json_object()
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(
+                spec.get("schema", {}), dict):
+            raise _fail("response_format", '{"type": "json_schema", "json_schema": {"name": ..., '
+                                           '"schema": {...}}}', value)
+        try:
+            return grammar.json_schema(spec.get("schema", {}))
+        except InvalidGrammar as error:
+            raise BadRequest(str(error), code="invalid_value", param="response_format") from None
+    raise _fail("response_format", 'type "text", "json_object" or "json_schema"', value)
 
 
 def streaming(body: dict) -> tuple[bool, bool]:
@@ -128,20 +189,40 @@ def chat_messages(body: dict) -> list[tuple[str, str]]:
                          code="missing_required_parameter", param="messages")
     if not isinstance(messages, list) or not messages:
         raise _fail("messages", "a non-empty array of messages", messages)
-    return [_message(message, f"messages[{i}]") for i, message in enumerate(messages)]
+    tool_names: dict[str, str] = {}  # tool call id -> function name, to label results
+    return [_message(message, f"messages[{i}]", tool_names) for i, message in enumerate(messages)]
 
 
-def _message(message, where: str) -> tuple[str, str]:
+def _message(message, where: str, tool_names: dict[str, str]) -> tuple[str, str]:
+    """A message as the (role, text) the chat template renders."""
     if not isinstance(message, dict):
         raise _fail(where, "an object with 'role' and 'content'", message)
     role = message.get("role")
     if role not in CHAT_ROLES:
         raise _fail(f"{where}.role", "one of " + ", ".join(sorted(CHAT_ROLES)), role)
-    if "tool_calls" in message or "function_call" in message:
-        raise BadRequest("Tool calls in messages are not supported by this server",
-                         code="unsupported_parameter", param=f"{where}.tool_calls")
+    if role == "assistant" and message.get("tool_calls") is not None:
+        calls = _tool_calls(message["tool_calls"], f"{where}.tool_calls")
+        tool_names.update({c["id"]: c["function"]["name"] for c in calls})
+        return "assistant", toolcalls.call_text(calls)
     content = _content(message.get("content"), f"{where}.content")
+    if role == "tool":
+        call_id = message.get("tool_call_id")
+        if not isinstance(call_id, str):
+            raise _fail(f"{where}.tool_call_id", "the id of the call this answers", call_id)
+        return "user", toolcalls.result_text(tool_names.get(call_id), content)
     return ("system" if role == "developer" else role), content
+
+
+def _tool_calls(calls, where: str) -> list[dict]:
+    expected = 'an array of {"id", "type": "function", "function": {"name", "arguments"}}'
+    if not isinstance(calls, list) or not calls:
+        raise _fail(where, expected, calls)
+    for i, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(call.get("id"), str) or not all(
+                isinstance(function.get(k), str) for k in ("name", "arguments")):
+            raise _fail(f"{where}[{i}]", expected, call)
+    return calls
 
 
 def _content(content, where: str) -> str:
@@ -173,19 +254,36 @@ def prompt(body: dict) -> str:
     return value
 
 
-def embedding_inputs(body: dict, limit: int) -> list[str]:
+def embedding_inputs(body: dict, limit: int, n_vocab: int) -> list[str | list[int]]:
+    """Texts, or token arrays: a string, an array of strings, an array of token ids, or an
+    array of such arrays."""
     value = _get(body, "input")
     if value is None:
         raise BadRequest("Missing required parameter: 'input'",
                          code="missing_required_parameter", param="input")
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or not all(
-            isinstance(item, str) and item for item in items):
-        raise _fail("input", "a non-empty string or a non-empty array of non-empty strings", value)
-    if len(items) > limit:
-        raise BadRequest(f"Too many inputs: {len(items)}; at most {limit} per request",
+    if isinstance(value, str) or (isinstance(value, list) and value and all(
+            _is_token(t) for t in value)):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(
+            (isinstance(item, str) and item) or _is_token_array(item) for item in value):
+        raise _fail("input", "a non-empty string or array of token ids, or a non-empty array "
+                             "of those", value)
+    if len(value) > limit:
+        raise BadRequest(f"Too many inputs: {len(value)}; at most {limit} per request",
                          code="invalid_value", param="input")
-    return items
+    for item in value:
+        if isinstance(item, list) and max(item) >= n_vocab:
+            raise _fail("input", f"token ids below the model's vocabulary size {n_vocab}",
+                        max(item))
+    return value
+
+
+def _is_token(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_token_array(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_token(t) for t in value)
 
 
 def choice(body: dict, name: str, options: tuple[str, ...]) -> str:

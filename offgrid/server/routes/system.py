@@ -5,12 +5,17 @@ from __future__ import annotations
 import time
 
 from ... import __version__
+from .. import openapi
 from ..errors import ServiceUnavailable
 from ..http import Request, Response
 
 
 def root(app, request: Request) -> Response:
     return Response({"name": "OffGrid LLM", "version": __version__, "status": "running"})
+
+
+def openapi_document(app, request: Request) -> Response:
+    return Response(openapi.document([model.id for model in app.registry.files()]))
 
 
 def health(app, request: Request) -> Response:
