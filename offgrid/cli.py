@@ -1,4 +1,4 @@
-"""The `offgrid` command."""
+"""The `offgrid` command: an argparse front; the work is done in server/ and commands/."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .commands import chat, models
 from .config import ConfigError, Settings
+
+# serve's flags that are settings: each overrides the config file and the environment
+_SETTING_FLAGS = ("host", "port", "models_dir", "default_model", "max_context", "parallel",
+                  "num_threads", "batch_size", "queue_size")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,19 +22,27 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    return args.command(args)
+    try:
+        settings = Settings.load({name: getattr(args, name, None) for name in _SETTING_FLAGS},
+                                 config_file=Path(args.config) if args.config else None)
+    except ConfigError as error:
+        print(f"offgrid: {error}", file=sys.stderr)
+        return 2
+    return args.command(args, settings)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offgrid", description="An offline LLM server.")
     parser.add_argument("--version", action="version", version=f"offgrid {__version__}")
-    commands = parser.add_subparsers(title="commands")
-    serve = commands.add_parser("serve", help="start the API server")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML config file (default: $OFFGRID_HOME/config.toml)")
+    common.add_argument("--models-dir", dest="models_dir", help="folder of .gguf models")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="start the API server")
     serve.set_defaults(command=_serve)
-    serve.add_argument("--config", help="TOML config file (default: $OFFGRID_HOME/config.toml)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 11611)")
-    serve.add_argument("--models-dir", dest="models_dir", help="folder of .gguf models")
     serve.add_argument("--model", dest="default_model", help="default model id, loaded at start")
     serve.add_argument("--max-context", dest="max_context", type=int,
                        help="context tokens per parallel slot (default 4096)")
@@ -41,22 +54,44 @@ def _parser() -> argparse.ArgumentParser:
                        help="requests that may wait for a slot before 503 (default 64)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
+
+    run = commands.add_parser("run", parents=[common], help="chat with a model in the terminal")
+    run.add_argument("model")
+    run.set_defaults(command=lambda a, s: chat.run(s, a.model))
+
+    listing = commands.add_parser("list", parents=[common], help="list the models")
+    listing.set_defaults(command=lambda a, s: models.list_models(s))
+    remove = commands.add_parser("rm", parents=[common], help="delete a model")
+    remove.add_argument("model")
+    remove.set_defaults(command=lambda a, s: models.remove(s, a.model))
+    info = commands.add_parser("info", parents=[common],
+                               help="CPU, memory, llama.cpp build and models folder")
+    info.set_defaults(command=lambda a, s: models.info(s))
+
+    pull = commands.add_parser("pull", parents=[common],
+                               help="download a GGUF model from Hugging Face (or HF_ENDPOINT)")
+    pull.add_argument("repository", help="owner/name")
+    pull.add_argument("file", nargs="?", help="file name (default: its Q4_K_M, else first GGUF)")
+    pull.set_defaults(command=lambda a, s: models.pull(s, a.repository, a.file))
+    search = commands.add_parser("search", parents=[common], help="search the hub for GGUF models")
+    search.add_argument("query")
+    search.set_defaults(command=lambda a, s: models.search(s, a.query))
+
+    importing = commands.add_parser("import", parents=[common],
+                                    help="copy models from a folder or USB drive")
+    importing.add_argument("path")
+    importing.set_defaults(command=lambda a, s: models.import_models(s, a.path))
+    export = commands.add_parser("export", parents=[common],
+                                 help="copy a model and a sha256 manifest to a folder")
+    export.add_argument("model")
+    export.add_argument("path")
+    export.set_defaults(command=lambda a, s: models.export_model(s, a.model, a.path))
     return parser
 
 
-_SETTING_FLAGS = ("host", "port", "models_dir", "default_model", "max_context", "parallel",
-                  "num_threads", "batch_size", "queue_size")
-
-
-def _serve(args) -> int:
+def _serve(args, settings: Settings) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = Settings.load({name: getattr(args, name) for name in _SETTING_FLAGS},
-                                 config_file=Path(args.config) if args.config else None)
-    except ConfigError as error:
-        print(f"offgrid: {error}", file=sys.stderr)
-        return 2
     from .server.app import serve  # the server's dependencies load only when serving
 
     try:

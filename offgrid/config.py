@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,12 +38,15 @@ class Settings:
     queue_size: int = 64  # requests waiting for a slot before 503
     max_body_bytes: int = 16 * 1024 * 1024
     shutdown_timeout: float = 30.0  # seconds running requests get to finish on SIGTERM
+    max_models: int = 3  # models loaded at once; the least recently used idle one makes room
+    keep_alive: float = 300.0  # seconds an idle model stays loaded; negative: for ever
+    max_memory: int = 0  # bytes models may take; 0: whatever the machine has free
 
     def __post_init__(self):
         if self.models_dir is None:
             self.models_dir = self.home / "models"
         for name in ("port", "max_context", "num_threads", "parallel", "batch_size",
-                     "max_body_bytes"):
+                     "max_body_bytes", "max_models"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.queue_size < 0:
@@ -77,6 +81,10 @@ def _convert(name: str, value):
     try:
         if "Path" in kind:
             return Path(value).expanduser()
+        if name == "keep_alive":
+            return parse_duration(value)
+        if name == "max_memory":
+            return parse_size(value)
         if kind == "int":
             return int(value)
         if kind == "float":
@@ -84,6 +92,33 @@ def _convert(name: str, value):
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name} must be {kind}, not {value!r}") from None
+
+
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.I)
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_duration(value) -> float:
+    """Seconds from a number or a duration such as "30s", "5m", "1h"; negative: for ever."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    found = _DURATION.match(str(value))
+    if not found:
+        raise ValueError(f"not a duration: {value!r}")
+    return float(found[1]) * _DURATION_UNITS[found[2]]
+
+
+def parse_size(value) -> int:
+    """Bytes from a number or a size such as "512M" or "4G"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    found = _SIZE.match(str(value))
+    if not found:
+        raise ValueError(f"not a size: {value!r}")
+    unit = (found[2] or "").upper().replace("I", "").replace("B", "") or ""
+    return int(float(found[1]) * _SIZE_UNITS[unit])
 
 
 def _read_toml(path: Path) -> dict:

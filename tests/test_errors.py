@@ -28,10 +28,14 @@ def test_unknown_model_is_404_model_not_found(base_url):
     assert_error(status, error, 404, "model_not_found")
 
 
-def test_model_ids_with_paths_are_not_found(base_url):
-    for model in ["../models/" + CHAT_MODEL, "/etc/passwd", CHAT_MODEL + ".gguf"]:
+def test_model_ids_with_paths_are_refused(base_url):
+    for model in ["../models/" + CHAT_MODEL, "/etc/passwd", "a/b", "..", "x\\y"]:
         status, _, error = post(base_url + CHAT, chat_body("hi", model=model))
-        assert_error(status, error, 404, "model_not_found")
+        assert_error(status, error, 400, "invalid_value", "model")
+        status, _, error = request("DELETE", f"{base_url}/v1/models/{model.replace('/', '%2F')}")
+        assert status in (400, 404)
+    status, _, error = post(base_url + CHAT, chat_body("hi", model=CHAT_MODEL + ".gguf"))
+    assert_error(status, error, 404, "model_not_found")
 
 
 def test_malformed_json_is_400(base_url):

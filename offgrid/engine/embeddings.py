@@ -10,6 +10,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import threading
+import time
+
 import numpy as np
 
 from .errors import EmptyPrompt, PromptTooLong
@@ -34,6 +37,9 @@ class Embedder:
             self._ctx = self._context(POOLING_MEAN, threads)
         self._batch = Batch(self.max_input_tokens)
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"embedder:{model.path.stem}")
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.last_active = time.monotonic()
 
     def _context(self, pooling: int, threads: int) -> Context:
         # Non-causal encoders need a whole sequence in one micro-batch: batch = context size.
@@ -43,7 +49,14 @@ class Embedder:
 
     def embed(self, inputs: list[str | list[int]]) -> EmbeddingResult:
         """Embed each text (or token array); blocks until the worker is done."""
-        return self._worker.submit(self._embed, inputs).result()
+        with self._lock:
+            self.in_flight += 1
+        try:
+            return self._worker.submit(self._embed, inputs).result()
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.last_active = time.monotonic()
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)

@@ -5,14 +5,16 @@ class EngineError(Exception):
     """Base of everything the engine refuses."""
 
 
-class ModelNotFound(EngineError):
-    def __init__(self, model_id: str):
-        super().__init__(f"Model not found: {model_id}")
-        self.model_id = model_id
-
-
 class ModelLoadFailed(EngineError):
     """The file exists but llama.cpp could not load it (corrupt, truncated, unsupported)."""
+
+
+class InsufficientMemory(EngineError):
+    """Loading the model would take more memory than is available."""
+
+
+class ModelsBusy(EngineError):
+    """No loaded model can be unloaded now: each is answering requests."""
 
 
 class WrongModelKind(EngineError):

@@ -55,6 +55,11 @@ def _forward_log(level: int, text: bytes, _user_data) -> None:
         log.log(_GGML_LOG_LEVELS.get(level, logging.DEBUG), text.decode("utf-8", "replace").rstrip())
 
 
+def package_version() -> str:
+    import llama_cpp
+    return llama_cpp.__version__
+
+
 def system_info() -> str:
     return C.llama_print_system_info().decode("utf-8", "replace")
 

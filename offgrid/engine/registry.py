@@ -1,57 +1,78 @@
-"""The model store: the .gguf files in the models folder, loaded on first use.
-
-A model's id is its file name without `.gguf`. Ids are looked up among the files found, so a
-name with a path in it can never reach outside the folder.
-"""
+"""Loaded models: loaded on first use, kept while in use, unloaded when idle past their
+keep-alive or when the least recently used must make room for another (`max_models`, or the
+memory budget). A model is never unloaded while it has requests."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from pathlib import Path
+import time
+
+import psutil
 
 from ..config import Settings
+from ..modelstore import ModelFile, ModelStore
 from .embeddings import Embedder
-from .errors import EngineClosed, ModelLoadFailed, ModelNotFound, WrongModelKind
+from .errors import EngineClosed, InsufficientMemory, ModelLoadFailed, ModelsBusy, WrongModelKind
 from .llama import LlamaError, Model
 from .scheduler import Scheduler
 
 log = logging.getLogger("offgrid.registry")
 
-
-@dataclass(frozen=True)
-class ModelFile:
-    id: str
-    path: Path
-    size: int
-    modified: float
+REAP_SECONDS = 1.0  # how often idle models are checked, and the least idle time before unloading
+OVERHEAD_BYTES = 64 * 1024 * 1024  # compute buffers and the like, beyond weights and KV cache
 
 
 class LoadedModel:
     """A model in memory, with its generation scheduler and embedder made when first needed."""
 
-    def __init__(self, model: Model, settings: Settings):
+    def __init__(self, model: Model, model_file: ModelFile, settings: Settings, need: int):
         self.model = model
+        self.file = model_file
+        self.memory_estimate = need
         self._settings = settings
         self._lock = threading.Lock()
         self._scheduler: Scheduler | None = None
         self._embedder: Embedder | None = None
+        self.keep_alive = settings.keep_alive
+        self._touched = time.monotonic()
 
     @property
     def scheduler(self) -> Scheduler | None:
         return self._scheduler
 
+    def touch(self, keep_alive: float | None) -> None:
+        self._touched = time.monotonic()
+        if keep_alive is not None:
+            self.keep_alive = keep_alive
+
+    @property
+    def busy(self) -> bool:
+        return any(part is not None and part.in_flight for part in (self._scheduler,
+                                                                     self._embedder))
+
+    @property
+    def last_used(self) -> float:
+        """When it was last asked for, or last finished a request (monotonic seconds)."""
+        parts = [p.last_active for p in (self._scheduler, self._embedder) if p is not None]
+        return max([self._touched, *parts])
+
+    def expires_at(self) -> float | None:
+        """When it unloads if it stays idle (monotonic seconds); None: never."""
+        if self.keep_alive < 0:
+            return None
+        return self.last_used + max(self.keep_alive, REAP_SECONDS)
+
     def generator(self) -> Scheduler:
         if self.model.is_embedding_only:
-            raise WrongModelKind(f"{self.model.path.stem} is an embedding model: it cannot "
+            raise WrongModelKind(f"{self.file.id} is an embedding model: it cannot "
                                  "generate text; use /v1/embeddings")
         with self._lock:
             if self._scheduler is None:
                 s = self._settings
                 self._scheduler = Scheduler(
                     self.model, slots=s.parallel, threads=s.num_threads,
-                    ctx_per_slot=min(s.max_context, self.model.n_ctx_train or s.max_context),
+                    ctx_per_slot=context_per_slot(s, self.model.n_ctx_train),
                     batch_size=s.batch_size, queue_size=s.queue_size)
             return self._scheduler
 
@@ -71,33 +92,37 @@ class LoadedModel:
             self.model.close()
 
 
+def context_per_slot(settings: Settings, trained: int | None) -> int:
+    return min(settings.max_context, trained or settings.max_context)
+
+
+def memory_needed(model_file: ModelFile, settings: Settings) -> int:
+    """Weights, plus the KV cache of every slot (f16 keys and values), plus some overhead."""
+    info = model_file.info
+    if info is None or not info.heads:
+        return model_file.size + OVERHEAD_BYTES
+    head_size = info.embedding_length // info.heads
+    tokens = context_per_slot(settings, info.context_length) * settings.parallel
+    kv_cache = 2 * 2 * info.layers * tokens * info.kv_heads * head_size
+    return model_file.size + kv_cache + OVERHEAD_BYTES
+
+
 class Registry:
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.store = ModelStore(settings.models_dir)
         self._lock = threading.Lock()
         self._loaded: dict[str, LoadedModel] = {}
-        self._load_locks: dict[str, threading.Lock] = {}
-        self._closed = False
-
-    # -- files --
+        self._load_lock = threading.Lock()  # one load at a time: each needs the memory check
+        self._closed = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="model-reaper", daemon=True)
+        self._reaper.start()
 
     def files(self) -> list[ModelFile]:
-        folder = Path(self.settings.models_dir)
-        if not folder.is_dir():
-            return []
-        found = []
-        for path in sorted(folder.glob("*.gguf")):
-            if path.name.startswith(".") or not path.is_file():
-                continue
-            stat = path.stat()
-            found.append(ModelFile(path.stem, path, stat.st_size, stat.st_mtime))
-        return found
+        return self.store.files()
 
     def find(self, model_id: str) -> ModelFile:
-        for model_file in self.files():
-            if model_file.id == model_id:
-                return model_file
-        raise ModelNotFound(model_id)
+        return self.store.find(model_id)
 
     def default_model_id(self) -> str | None:
         if self.settings.default_model:
@@ -105,39 +130,106 @@ class Registry:
         files = self.files()
         return files[0].id if files else None
 
-    # -- loading --
-
-    def get(self, model_id: str) -> LoadedModel:
-        """The loaded model, loading it now if needed (one load at a time per model)."""
-        with self._lock:
-            if model_id in self._loaded:
-                return self._loaded[model_id]
-            load_lock = self._load_locks.setdefault(model_id, threading.Lock())
-        with load_lock:
-            with self._lock:
-                if model_id in self._loaded:
-                    return self._loaded[model_id]
-            model_file = self.find(model_id)
-            log.info("loading %s", model_file.path)
-            try:
-                loaded = LoadedModel(Model(model_file.path), self.settings)
-            except LlamaError as error:
-                raise ModelLoadFailed(str(error)) from None
-            with self._lock:
-                if self._closed:
-                    loaded.close()
-                    raise EngineClosed()
-                self._loaded[model_id] = loaded
-            log.info("loaded %s", model_id)
-            return loaded
-
     def loaded(self) -> dict[str, LoadedModel]:
         with self._lock:
             return dict(self._loaded)
 
-    def close(self) -> None:
+    # -- loading and unloading --
+
+    def get(self, model_id: str, keep_alive: float | None = None) -> LoadedModel:
+        """The loaded model, loading it now if needed; `keep_alive` (seconds, negative: for
+        ever) replaces how long it stays loaded once idle."""
+        loaded = self._touch(model_id, keep_alive)
+        if loaded is not None:
+            return loaded
+        with self._load_lock:
+            loaded = self._touch(model_id, keep_alive)
+            if loaded is not None:
+                return loaded
+            model_file = self.find(model_id)
+            if model_file.error:
+                raise ModelLoadFailed(f"{model_file.path.name} could not be loaded: "
+                                      f"{model_file.error}")
+            need = memory_needed(model_file, self.settings)
+            self._make_room(need)
+            log.info("loading %s (about %d MiB)", model_file.path, need >> 20)
+            try:
+                loaded = LoadedModel(Model(model_file.path), model_file, self.settings, need)
+            except LlamaError as error:
+                raise ModelLoadFailed(str(error)) from None
+            loaded.touch(keep_alive)
+            with self._lock:
+                if self._closed.is_set():
+                    loaded.close()
+                    raise EngineClosed()
+                self._loaded[model_id] = loaded
+            return loaded
+
+    def _touch(self, model_id: str, keep_alive: float | None) -> LoadedModel | None:
         with self._lock:
-            self._closed = True
+            loaded = self._loaded.get(model_id)
+            if loaded is not None:
+                loaded.touch(keep_alive)
+            return loaded
+
+    def _make_room(self, need: int) -> None:
+        """Unload idle models, least recently used first, until `need` bytes fit and a model
+        slot is free."""
+        while True:
+            with self._lock:
+                loaded = dict(self._loaded)
+            free = self._free_memory(loaded)
+            if len(loaded) < self.settings.max_models and need <= free:
+                return
+            idle = sorted((m for m in loaded.values() if self._unloadable(m)),
+                          key=lambda m: m.last_used)
+            if not idle:
+                if len(loaded) >= self.settings.max_models:
+                    raise ModelsBusy(f"{len(loaded)} models are loaded (max_models) and all are "
+                                     "answering requests")
+                raise InsufficientMemory(
+                    f"This model needs about {need >> 20} MiB of memory; {max(free, 0) >> 20} "
+                    "MiB are available")
+            self.unload(idle[0].file.id)
+
+    def _free_memory(self, loaded: dict[str, LoadedModel]) -> int:
+        if self.settings.max_memory:
+            return self.settings.max_memory - sum(m.memory_estimate for m in loaded.values())
+        return psutil.virtual_memory().available
+
+    @staticmethod
+    def _unloadable(loaded: LoadedModel) -> bool:
+        return not loaded.busy and time.monotonic() - loaded.last_used >= REAP_SECONDS
+
+    def unload(self, model_id: str) -> bool:
+        """Unload a model that has no requests; False if it is busy or not loaded."""
+        with self._lock:
+            loaded = self._loaded.get(model_id)
+            if loaded is None or loaded.busy:
+                return False
+            del self._loaded[model_id]
+        log.info("unloading %s", model_id)
+        loaded.close()
+        return True
+
+    def delete(self, model_id: str) -> ModelFile:
+        """Unload (if idle) and delete a model's files."""
+        model_file = self.find(model_id)
+        if model_id in self.loaded() and not self.unload(model_id):
+            raise ModelsBusy(f"{model_id} is answering requests; try again when it is idle")
+        return self.store.delete(model_file.id)
+
+    def _reap(self) -> None:
+        while not self._closed.wait(REAP_SECONDS):
+            now = time.monotonic()
+            for model_id, loaded in self.loaded().items():
+                expires = loaded.expires_at()
+                if expires is not None and now >= expires and not loaded.busy:
+                    self.unload(model_id)
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
             loaded, self._loaded = list(self._loaded.values()), {}
         for model in loaded:
             model.close()

@@ -141,6 +141,7 @@ class Scheduler:
         self._slots = [_Slot(seq) for seq in range(slots)]
         self._capacity = slots + queue_size
         self._in_flight = 0
+        self.last_active = time.monotonic()  # when a request last ended
         self._waiting: deque[_Job] = deque()
         self._unprepared: deque[Generation] = deque()
         self._cond = threading.Condition()
@@ -164,6 +165,11 @@ class Scheduler:
             self._unprepared.append(generation)
             self._cond.notify()
         return generation
+
+    @property
+    def in_flight(self) -> int:
+        """Requests submitted and not yet ended."""
+        return self._in_flight
 
     @property
     def busy_slots(self) -> int:
@@ -365,6 +371,7 @@ class Scheduler:
             generation._emit(last_event)
         with self._cond:
             self._in_flight -= 1
+            self.last_active = time.monotonic()
 
     def _fail_everything(self, error: Exception) -> None:
         for slot in self._slots:

@@ -17,9 +17,10 @@ import psutil
 from .. import __version__
 from ..config import Settings
 from ..engine.registry import Registry
+from ..hub import Downloads
 from .errors import ApiError, InternalError, MethodNotAllowed, NotFound, ServiceUnavailable
 from .http import ClientGone, Request, Response
-from .routes import openai, system, tokens
+from .routes import models, openai, system, tokens
 
 log = logging.getLogger("offgrid.server")
 
@@ -29,8 +30,15 @@ ROUTES = [
     ("GET", "/openapi.json", system.openapi_document),
     ("GET", "/v1/system/config", system.config),
     ("GET", "/v1/system/stats", system.stats),
-    ("GET", "/v1/models", openai.list_models),
-    ("GET", "/v1/models/{model_id}", openai.get_model),
+    ("GET", "/v1/models", models.list_models),
+    ("GET", "/v1/models/{model_id}", models.get_model),
+    ("DELETE", "/v1/models/{model_id}", models.delete_model),
+    ("POST", "/v1/models/download", models.start_download),
+    ("GET", "/v1/models/download/progress", models.download_progress),
+    ("POST", "/v1/models/download/cancel", models.cancel_download),
+    ("POST", "/v1/models/import", models.import_models),
+    ("POST", "/v1/models/export", models.export_model),
+    ("GET", "/v1/search", models.search),
     ("POST", "/v1/chat/completions", openai.chat_completions),
     ("POST", "/v1/completions", openai.completions),
     ("POST", "/v1/embeddings", openai.embeddings),
@@ -68,6 +76,7 @@ class App:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.registry = Registry(settings)
+        self.downloads = Downloads(self.registry.store)
         self.router = Router(ROUTES)
         self.started_at = time.time()
         self.process = psutil.Process()

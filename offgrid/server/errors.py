@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .. import hub, modelstore
 from ..engine import errors as engine
 
 
@@ -51,6 +52,17 @@ class MethodNotAllowed(ApiError):
                          headers={"Allow": ", ".join(allowed)})
 
 
+class Conflict(ApiError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class BadGateway(ApiError):
+    status = 502
+    code = "hub_error"
+
+
 class LengthRequired(ApiError):
     status = 411
     type = "invalid_request_error"
@@ -77,11 +89,34 @@ class InternalError(ApiError):
         super().__init__("The server hit an internal error; the request was not completed")
 
 
-def from_engine(error: engine.EngineError, prompt_param: str | None = None) -> ApiError:
-    """The HTTP face of something the engine refused; `prompt_param` names the request field
-    that held the prompt."""
-    if isinstance(error, engine.ModelNotFound):
+# What the engine and the model store refuse; from_engine() gives each its HTTP face.
+REFUSALS = (engine.EngineError, modelstore.StoreError, hub.HubError)
+
+
+def from_engine(error: Exception, prompt_param: str | None = None) -> ApiError:
+    """The HTTP face of something the engine or the model store refused; `prompt_param` names
+    the request field that held the prompt."""
+    if isinstance(error, modelstore.NotFound):
         return ModelNotFound(str(error), param="model")
+    if isinstance(error, modelstore.InvalidName):
+        return BadRequest(str(error), code="invalid_value",
+                          param="model" if error.what == "model id" else "file_name")
+    if isinstance(error, modelstore.Conflict):
+        return Conflict(str(error))
+    if isinstance(error, modelstore.StoreError):
+        return BadRequest(str(error), code="invalid_value")
+    if isinstance(error, hub.InvalidRepository):
+        return BadRequest(str(error), code="invalid_value", param="repository")
+    if isinstance(error, hub.NotOnHub):
+        return NotFound(str(error), code="not_found_on_hub")
+    if isinstance(error, hub.Offline):
+        return ServiceUnavailable(str(error), code="offline")
+    if isinstance(error, hub.HubError):
+        return BadGateway(str(error))
+    if isinstance(error, engine.InsufficientMemory):
+        return ServiceUnavailable(str(error), code="insufficient_memory")
+    if isinstance(error, engine.ModelsBusy):
+        return ServiceUnavailable(str(error), retry_after=1, code="models_busy")
     if isinstance(error, engine.PromptTooLong):
         return BadRequest(str(error), code="context_length_exceeded", param=prompt_param)
     if isinstance(error, engine.EmptyPrompt):

@@ -125,10 +125,28 @@ SCHEMAS = {
                             ("object", "index", "embedding"))),
         "usage": _obj({"prompt_tokens": INT, "total_tokens": INT},
                       ("prompt_tokens", "total_tokens"))}, ("object", "data", "model", "usage")),
-    "Model": _obj({"id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR},
+    "Model": _obj({"id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR,
+                   "size_bytes": INT, "files": _array(STR), "architecture": NULLABLE_STR,
+                   "parameters": {"type": ["integer", "null"]}, "quantization": NULLABLE_STR,
+                   "context_length": {"type": ["integer", "null"]},
+                   "chat_template": {"type": ["boolean", "null"]},
+                   "embedding": {"type": ["boolean", "null"]}, "loaded": BOOL,
+                   "expires_in": {"type": ["number", "null"]}, "error": NULLABLE_STR},
                   ("id", "object", "created", "owned_by")),
-    "ModelList": _obj({"object": {"const": "list"}, "data": _array(_ref("Model"))},
-                      ("object", "data")),
+    "Download": _obj({"id": STR, "repository": STR, "file_name": STR, "status": {"enum": [
+        "starting", "downloading", "verifying", "completed", "failed", "cancelled"]},
+        "bytes_done": INT, "bytes_total": {"type": ["integer", "null"]},
+        "percent": {"type": ["number", "null"]}, "error": NULLABLE_STR},
+        ("id", "repository", "file_name", "status", "bytes_done")),
+    "CopyReport": _obj({"copied": _array(STR), "skipped": _array(STR),
+                        "failed": {"type": "object", "additionalProperties": STR}},
+                       ("copied", "skipped", "failed")),
+    "DownloadRequest": _obj({"repository": STR, "file_name": STR}, ("repository",)),
+    "CancelRequest": _obj({"id": STR}),
+    "FolderRequest": _obj({"path": STR}, ("path",)),
+    "ExportRequest": _obj({"model": STR, "path": STR}, ("model", "path")),
+    "SearchResult": _obj({"id": STR, "downloads": {"type": ["integer", "null"]},
+                          "likes": {"type": ["integer", "null"]}}, ("id",)),
     "TokenizeRequest": _obj({"model": MODEL, "content": STR, "add_special": BOOL,
                              "parse_special": BOOL, "with_pieces": BOOL}, ("model", "content")),
     "DetokenizeRequest": _obj({"model": MODEL, "tokens": _array({"type": "integer",
@@ -145,16 +163,21 @@ _ERROR = _ref("Error")
 _GENERATION_RESPONSES = {"text/event-stream": {"schema": STR}}
 
 
+def _list_of(name: str) -> dict:
+    return _obj({"object": {"const": "list"}, "data": _array(_ref(name))}, ("object", "data"))
+
+
 def _operation(summary: str, response: dict, request: str | None = None,
                errors: tuple[int, ...] = (), streams: bool = False,
-               parameters: list | None = None) -> dict:
+               parameters: list | None = None, status: str = "200",
+               body_required: bool = True) -> dict:
     ok = _json(response)
     if streams:
         ok["content"].update(_GENERATION_RESPONSES)
     operation = {"summary": summary,
-                 "responses": {"200": ok, **{str(s): _json(_ERROR, "Error") for s in errors}}}
+                 "responses": {status: ok, **{str(s): _json(_ERROR, "Error") for s in errors}}}
     if request:
-        operation["requestBody"] = {"required": True,
+        operation["requestBody"] = {"required": body_required,
                                     "content": {"application/json": {"schema": _ref(request)}}}
     if parameters:
         operation["parameters"] = parameters
@@ -180,9 +203,31 @@ OPERATIONS = {
             "tokens_generated", "uptime_seconds")},
         ("cpu_percent", "memory_bytes", "models_loaded", "active_sessions", "requests_total",
          "tokens_generated", "uptime_seconds"))),
-    ("GET", "/v1/models"): _operation("The models in the models folder", _ref("ModelList")),
-    ("GET", "/v1/models/{model_id}"): _operation("One model", _ref("Model"), errors=(404,),
+    ("GET", "/v1/models"): _operation("The models in the models folder", _list_of("Model")),
+    ("GET", "/v1/models/{model_id}"): _operation("One model", _ref("Model"), errors=(400, 404),
                                                  parameters=_MODEL_ID),
+    ("DELETE", "/v1/models/{model_id}"): _operation(
+        "Unload and delete a model", _obj({"id": STR, "object": {"const": "model"},
+                                           "deleted": BOOL}, ("id", "deleted")),
+        errors=(400, 404, 503), parameters=_MODEL_ID),
+    ("POST", "/v1/models/download"): _operation(
+        "Start downloading a GGUF file from the hub", _ref("Download"), "DownloadRequest",
+        (400, 404, 413, 502, 503), status="202"),
+    ("GET", "/v1/models/download/progress"): _operation(
+        "Downloads and how far they got", _list_of("Download"),
+        parameters=[{"name": "id", "in": "query", "required": False, "schema": STR}]),
+    ("POST", "/v1/models/download/cancel"): _operation(
+        "Cancel one download, or all", _list_of("Download"), "CancelRequest", (400, 404, 413),
+        body_required=False),
+    ("POST", "/v1/models/import"): _operation(
+        "Copy models in from a folder on this machine", _ref("CopyReport"), "FolderRequest",
+        (400, 404, 413)),
+    ("POST", "/v1/models/export"): _operation(
+        "Copy a model and its sha256 manifest to a folder on this machine", _ref("CopyReport"),
+        "ExportRequest", (400, 404, 413, 500)),
+    ("GET", "/v1/search"): _operation(
+        "Search the hub for GGUF models", _list_of("SearchResult"), errors=(400, 502, 503),
+        parameters=[{"name": "query", "in": "query", "required": True, "schema": STR}]),
     ("POST", "/v1/chat/completions"): _operation(
         "Chat completion", _ref("ChatCompletion"), "ChatCompletionRequest", _BODY_ERRORS, True),
     ("POST", "/v1/completions"): _operation(

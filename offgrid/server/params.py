@@ -3,6 +3,7 @@ the way OpenAI's API does (`"param": "temperature"`)."""
 
 from __future__ import annotations
 
+from ..config import parse_duration
 from ..engine import grammar
 from ..engine.errors import InvalidGrammar
 from ..engine.sampling import SamplingParams
@@ -128,6 +129,17 @@ def logit_bias(body: dict, n_vocab: int) -> tuple[tuple[int, float], ...]:
             raise _fail("logit_bias", "biases from -100 to 100", bias)
         biases.append((int(key), -float("inf") if bias == -100 else float(bias)))
     return tuple(biases)
+
+
+def keep_alive(body: dict) -> float | None:
+    """Seconds the model stays loaded once idle ("5m", 300, -1 for ever), as Ollama takes it."""
+    value = _get(body, "keep_alive")
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise _fail("keep_alive", 'seconds or a duration such as "5m"', value) from None
 
 
 def choices(body: dict) -> int:

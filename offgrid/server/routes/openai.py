@@ -11,12 +11,11 @@ import uuid
 import numpy as np
 
 from ... import __version__
-from ...engine.errors import EngineError
 from ...engine.registry import LoadedModel
 from ...engine.sampling import TokenLogprob
 from ...engine.scheduler import Failed, Finished, Generation, GenerationRequest, Started, Text
 from .. import params, toolcalls
-from ..errors import ApiError, BadRequest, from_engine
+from ..errors import REFUSALS, ApiError, BadRequest, from_engine
 from ..http import ClientGone, EventStream, Request, Response
 
 POLL_SECONDS = 0.2  # how often a waiting request checks whether its client hung up
@@ -32,26 +31,11 @@ COMPLETION_UNSUPPORTED = {"best_of": 1}
 
 # -- models ---------------------------------------------------------------------------------------
 
-def list_models(app, request: Request) -> Response:
-    return Response({"object": "list", "data": [_model_card(f) for f in app.registry.files()]})
-
-
-def get_model(app, request: Request, model_id: str) -> Response:
+def loaded_model(app, model_id: str, body: dict | None = None) -> LoadedModel:
+    """The model, loaded; the request's `keep_alive` says how long it stays loaded once idle."""
     try:
-        return Response(_model_card(app.registry.find(model_id)))
-    except EngineError as error:
-        raise from_engine(error) from None
-
-
-def _model_card(model_file) -> dict:
-    return {"id": model_file.id, "object": "model", "created": int(model_file.modified),
-            "owned_by": "offgrid-llm"}
-
-
-def loaded_model(app, model_id: str) -> LoadedModel:
-    try:
-        return app.registry.get(model_id)
-    except EngineError as error:
+        return app.registry.get(model_id, params.keep_alive(body or {}))
+    except REFUSALS as error:
         raise from_engine(error) from None
 
 
@@ -71,7 +55,7 @@ def chat_completions(app, request: Request) -> Response:
                              code="invalid_value", param="response_format")
         messages = toolcalls.with_instructions(messages, tool_use)
         grammar = toolcalls.call_grammar(tool_use)
-    loaded = loaded_model(app, model_id)
+    loaded = loaded_model(app, model_id, body)
     generation_request = GenerationRequest(
         messages=messages, max_tokens=params.max_tokens(body), stop=params.stop_strings(body),
         sampling=params.sampling(body, n_vocab=loaded.model.n_vocab, grammar=grammar),
@@ -94,7 +78,7 @@ def completions(app, request: Request) -> Response:
     if suffix is not None and not isinstance(suffix, str):
         raise BadRequest("Invalid value for 'suffix': expected a string", code="invalid_value",
                          param="suffix")
-    loaded = loaded_model(app, model_id)
+    loaded = loaded_model(app, model_id, body)
     generation_request = GenerationRequest(
         prompt=prompt, suffix=suffix, max_tokens=params.integer(body, "max_tokens", None, 1),
         stop=params.stop_strings(body), logprobs=logprobs,
@@ -130,7 +114,7 @@ def _submit(loaded: LoadedModel, generation_request: GenerationRequest, n: int,
         scheduler = loaded.generator()
         for index in range(n):
             generations.append(scheduler.submit(_nth(generation_request, index), events, index))
-    except EngineError as error:
+    except REFUSALS as error:
         for generation in generations:
             generation.cancel()
         raise from_engine(error, prompt_param) from None
@@ -219,7 +203,7 @@ def _stream(replies, reply: "_Reply", n: int, include_usage: bool, prompt_param:
 
 
 def _api_error(error: Exception, prompt_param: str) -> ApiError:
-    return from_engine(error, prompt_param) if isinstance(error, EngineError) else ApiError(
+    return from_engine(error, prompt_param) if isinstance(error, REFUSALS) else ApiError(
         str(error))
 
 
@@ -398,12 +382,12 @@ def embeddings(app, request: Request) -> Response:
     body = request.json()
     model_id = params.string(body, "model")
     encoding = params.choice(body, "encoding_format", ("float", "base64"))
-    loaded = loaded_model(app, model_id)
+    loaded = loaded_model(app, model_id, body)
     inputs = params.embedding_inputs(body, MAX_EMBEDDING_INPUTS, loaded.model.n_vocab)
     dimensions = params.integer(body, "dimensions", None, 1, loaded.model.n_embd)
     try:
         result = loaded.embedder().embed(inputs)
-    except EngineError as error:
+    except REFUSALS as error:
         raise from_engine(error, "input") from None
     vectors = [_shortened(v, dimensions) for v in result.vectors]
     return Response({

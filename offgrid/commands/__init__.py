@@ -1,0 +1,1 @@
+"""The bodies of `offgrid` subcommands that do more than start the server."""

@@ -1,0 +1,168 @@
+"""`offgrid list | rm | info | pull | search | import | export`: the models folder from the
+command line. They work on the folder directly, with or without a running server."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+from .. import __version__, hub
+from ..client import Client, OffGridError
+from ..config import Settings
+from ..modelstore import ModelStore, StoreError
+
+
+def _store(settings: Settings) -> ModelStore:
+    return ModelStore(settings.models_dir)
+
+
+def _fail(message: str) -> int:
+    print(f"offgrid: {message}", file=sys.stderr)
+    return 1
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def list_models(settings: Settings) -> int:
+    loaded = _loaded_on_server(settings)
+    rows = [("ID", "SIZE", "QUANTIZATION", "LOADED")]
+    for model in _store(settings).files():
+        quantization = model.info.quantization if model.info else "unreadable"
+        state = "-" if loaded is None else ("yes" if model.id in loaded else "no")
+        rows.append((model.id, _size(model.size), quantization or "?", state))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if loaded is None:
+        print("(no server running: LOADED is unknown)", file=sys.stderr)
+    return 0
+
+
+def _loaded_on_server(settings: Settings) -> set[str] | None:
+    try:
+        models = Client(server_url(settings), timeout=2).models()
+    except OffGridError:
+        return None
+    return {m["id"] for m in models if m.get("loaded")}
+
+
+def server_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return os.environ.get("OFFGRID_URL") or f"http://{host}:{settings.port}"
+
+
+def remove(settings: Settings, model_id: str) -> int:
+    try:
+        removed = _store(settings).delete(model_id)
+    except StoreError as error:
+        return _fail(str(error))
+    print(f"removed {model_id} ({', '.join(p.name for p in removed.paths)})")
+    return 0
+
+
+def info(settings: Settings) -> int:
+    import psutil
+
+    from ..engine import llama
+    memory = psutil.virtual_memory()
+    print(f"offgrid {__version__}")
+    print(f"llama.cpp (llama-cpp-python {llama.package_version()}): {llama.system_info()}")
+    print(f"threads: {settings.num_threads} of {os.cpu_count()} CPUs")
+    print(f"memory: {_size(memory.available)} free of {_size(memory.total)}")
+    print(f"models: {settings.models_dir} ({len(_store(settings).files())} models)")
+    return 0
+
+
+def pull(settings: Settings, repository: str, file_name: str | None) -> int:
+    try:
+        file_name = file_name or hub.choose_file(repository)
+        job = hub.Download(repository, file_name)
+        return _run_download(_store(settings), job)
+    except (hub.HubError, StoreError) as error:
+        return _fail(str(error))
+
+
+def _run_download(store: ModelStore, job: hub.Download) -> int:
+    """Download in a thread while this one draws progress; Ctrl-C cancels, keeping what came."""
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["path"] = hub.download(store, job)
+        except (hub.HubError, StoreError, OSError) as error:
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            _draw_progress(job)
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        job.cancel()
+        worker.join()
+        print("\ninterrupted: run the same pull again to resume", file=sys.stderr)
+        return 130
+    _draw_progress(job)
+    print(file=sys.stderr)
+    if "error" in outcome:
+        return _fail(str(outcome["error"]))
+    print(f"pulled {job.repository}/{job.file_name} -> {outcome['path']}")
+    return 0
+
+
+def _draw_progress(job: hub.Download) -> None:
+    total = job.bytes_total or 0
+    done = job.bytes_done
+    width = 30
+    filled = int(width * done / total) if total else 0
+    percent = f"{100 * done / total:5.1f}%" if total else "  ?  "
+    print(f"\r{job.file_name} [{'#' * filled}{'.' * (width - filled)}] {percent} "
+          f"{_size(done)} / {_size(total) if total else '?'} {job.status}   ", end="",
+          file=sys.stderr, flush=True)
+
+
+def search(settings: Settings, query: str) -> int:
+    try:
+        results = hub.search(query)
+    except hub.HubError as error:
+        return _fail(str(error))
+    for model in results:
+        print(f"{model['id']}  ({model['downloads'] or 0} downloads)")
+    if not results:
+        print("no GGUF models found", file=sys.stderr)
+    return 0
+
+
+def import_models(settings: Settings, folder: str) -> int:
+    try:
+        report = _store(settings).import_from(Path(folder))
+    except StoreError as error:
+        return _fail(str(error))
+    return _print_report(report, "imported")
+
+
+def export_model(settings: Settings, model_id: str, folder: str) -> int:
+    try:
+        report = _store(settings).export(model_id, Path(folder))
+    except (StoreError, OSError) as error:
+        return _fail(str(error))
+    return _print_report(report, "exported")
+
+
+def _print_report(report, verb: str) -> int:
+    for name in report.copied:
+        print(f"{verb} {name}")
+    for name in report.skipped:
+        print(f"skipped {name}: already there")
+    for name, why in report.failed.items():
+        print(f"failed {name}: {why}", file=sys.stderr)
+    return 1 if report.failed else 0
