@@ -13,7 +13,7 @@ from .config import ConfigError, Settings
 
 # serve's flags that are settings: each overrides the config file and the environment
 _SETTING_FLAGS = ("host", "port", "models_dir", "default_model", "max_context", "parallel",
-                  "num_threads", "batch_size", "queue_size")
+                  "num_threads", "batch_size", "queue_size", "max_models", "keep_alive")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="most tokens evaluated per step (default 512)")
     serve.add_argument("--queue-size", dest="queue_size", type=int,
                        help="requests that may wait for a slot before 503 (default 64)")
+    serve.add_argument("--max-models", dest="max_models", type=int,
+                       help="models loaded at once (default 3)")
+    serve.add_argument("--keep-alive", dest="keep_alive",
+                       help='how long an idle model stays loaded: "5m", "30s", -1 for ever')
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
 

@@ -206,6 +206,7 @@ class Downloads:
 
     def start(self, repository: str, file_name: str | None) -> Download:
         check_repository(repository)
+        _hub()  # refuses at once when offline
         if file_name is None:
             file_name = choose_file(repository)
         check_file_name(file_name)

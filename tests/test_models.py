@@ -1,0 +1,273 @@
+"""The model store: what /v1/models tells, downloads from a hub mirror, USB import and export,
+and loading: LRU, keep-alive and the memory budget."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import (CHAT_MODEL, EMBEDDING_MODEL, GEMMA_MODEL, ROOT, assert_error, chat_body,
+                      get, post, request)
+from hubmock import HubMock
+
+REPO = "test-org/SmolLM2-GGUF"
+STARTER_FILE = CHAT_MODEL + ".gguf"
+
+
+def offgrid(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "offgrid", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(condition, timeout=30.0, every=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+def models_by_id(url) -> dict:
+    return {m["id"]: m for m in get(url + "/v1/models")[2]["data"]}
+
+
+# -- what the store tells ----------------------------------------------------------------------
+
+def test_models_carry_what_their_headers_say(base_url):
+    models = models_by_id(base_url)
+    chat, embedding = models[CHAT_MODEL], models[EMBEDDING_MODEL]
+    assert chat["architecture"] == "llama" and chat["quantization"] == "Q4_1"
+    assert 130_000_000 < chat["parameters"] < 140_000_000
+    assert chat["context_length"] == 8192 and chat["chat_template"] is True
+    assert chat["embedding"] is False and chat["loaded"] is True
+    assert chat["size_bytes"] == 98_362_432 and chat["files"] == [STARTER_FILE]
+    assert embedding["architecture"] == "bert" and embedding["embedding"] is True
+    assert models[GEMMA_MODEL]["chat_template"] is False
+
+
+def test_split_files_are_one_model_and_bad_files_say_why(tmp_path, model_files):
+    for part in (1, 2):
+        shutil.copyfile(model_files["embedding"], tmp_path / f"big-0000{part}-of-00002.gguf")
+    (tmp_path / "truncated.gguf").write_bytes(model_files["embedding"].read_bytes()[:1000])
+    result = offgrid("list", "--models-dir", str(tmp_path))
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ID", "SIZE", "QUANTIZATION", "LOADED"]
+    assert [line.split()[0] for line in lines[1:]] == ["big", "truncated"]
+    assert "50.6 MB" in lines[1] and "unreadable" in lines[2]
+
+
+# -- downloads -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hub(model_files, tmp_path_factory):
+    mock = HubMock()
+    junk = tmp_path_factory.mktemp("junk") / "notes.gguf"
+    junk.write_text("this is not a model\n" * 1000)
+    mock.host(REPO, STARTER_FILE, model_files["starter"])
+    mock.host(REPO, "SmolLM2-135M-Instruct.Q4_K_M.gguf", model_files["starter"])
+    mock.host("test-org/junk", "notes.gguf", junk)
+    yield mock
+    mock.close()
+
+
+@pytest.fixture
+def hub_server(start_server, hub, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    return start_server(models=models, env={"HF_ENDPOINT": hub.url}), models
+
+
+def start_download(url, **body):
+    status, _, job = post(url + "/v1/models/download", body)
+    assert status == 202, job
+    return job
+
+
+def job_state(url, job_id) -> dict:
+    return get(f"{url}/v1/models/download/progress?id={job_id}")[2]["data"][0]
+
+
+def test_download_reports_progress_and_lands_verified(hub, hub_server):
+    server, models = hub_server
+    hosted = hub.host(REPO, STARTER_FILE, hub.repos[REPO][STARTER_FILE].path,
+                      bytes_per_second=40_000_000)
+    job = start_download(server.url, repository=REPO, file_name=STARTER_FILE)
+    seen = []
+    final = wait_for(lambda: seen.append(job_state(server.url, job["id"])) or (
+        seen[-1] if seen[-1]["status"] in ("completed", "failed") else None))
+    assert final["status"] == "completed", final
+    assert final["bytes_done"] == final["bytes_total"] == 98_362_432 and final["percent"] == 100
+    partway = [s["bytes_done"] for s in seen if s["status"] == "downloading"]
+    assert partway == sorted(partway) and any(0 < done < 98_362_432 for done in partway)
+    assert models_by_id(server.url)[CHAT_MODEL]["quantization"] == "Q4_1"
+    assert sorted(p.name for p in models.iterdir()) == [STARTER_FILE]
+    assert hosted.requests == [None]
+    status, _, answer = post(server.url + "/v1/chat/completions", chat_body("Hi", max_tokens=3))
+    assert status == 200
+
+
+def test_download_resumes_after_the_connection_is_cut(hub, hub_server):
+    server, models = hub_server
+    hosted = hub.host(REPO, STARTER_FILE, hub.repos[REPO][STARTER_FILE].path,
+                      cut_after=30_000_000)
+    job = start_download(server.url, repository=REPO, file_name=STARTER_FILE)
+    final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] in (
+        "completed", "failed") and s)
+    assert final["status"] == "completed", final
+    assert hosted.requests[0] is None and hosted.requests[1].startswith("bytes=")
+    assert int(hosted.requests[1][len("bytes="):].rstrip("-")) >= 29_000_000
+    assert (models / STARTER_FILE).stat().st_size == 98_362_432
+
+
+def test_cancel_stops_a_download_and_leaves_no_model(hub, hub_server):
+    server, models = hub_server
+    hub.host(REPO, STARTER_FILE, hub.repos[REPO][STARTER_FILE].path, bytes_per_second=5_000_000)
+    job = start_download(server.url, repository=REPO, file_name=STARTER_FILE)
+    wait_for(lambda: job_state(server.url, job["id"])["bytes_done"] > 1_000_000)
+    status, _, cancelled = post(server.url + "/v1/models/download/cancel", {"id": job["id"]})
+    assert status == 200 and cancelled["data"][0]["id"] == job["id"]
+    final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] != "downloading"
+                     and s)
+    assert final["status"] == "cancelled"
+    assert CHAT_MODEL not in models_by_id(server.url)
+    assert not (models / STARTER_FILE).exists()
+
+
+def test_a_checksum_mismatch_or_a_non_gguf_file_leaves_nothing(hub, hub_server):
+    server, models = hub_server
+    hub.host(REPO, STARTER_FILE, hub.repos[REPO][STARTER_FILE].path, sha256="f" * 64)
+    for repository, file_name, says in [(REPO, STARTER_FILE, "damaged"),
+                                        ("test-org/junk", "notes.gguf", "not a GGUF")]:
+        job = start_download(server.url, repository=repository, file_name=file_name)
+        final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] in (
+            "completed", "failed") and s)
+        assert final["status"] == "failed" and says in final["error"]
+    assert list(models.iterdir()) == []
+    hub.host(REPO, STARTER_FILE, hub.repos[REPO][STARTER_FILE].path)  # honest again
+
+
+def test_download_requests_are_checked(hub, hub_server):
+    server, _ = hub_server
+    for body, status, param in [({"repository": "../etc", "file_name": "x.gguf"}, 400,
+                                 "repository"),
+                                ({"repository": REPO, "file_name": "../x.gguf"}, 400,
+                                 "file_name"),
+                                ({"repository": REPO, "file_name": "model.bin"}, 400,
+                                 "file_name"),
+                                ({"repository": "test-org/none"}, 404, None)]:
+        code, _, error = post(server.url + "/v1/models/download", body)
+        assert_error(code, error, status, param=param)
+
+
+def test_search_over_rest(hub, hub_server):
+    server, _ = hub_server
+    status, _, found = get(server.url + "/v1/search?query=SmolLM2")
+    assert status == 200 and [m["id"] for m in found["data"]] == [REPO]
+
+
+def test_offline_answers_at_once(start_server, tmp_path):
+    server = start_server(models=tmp_path, env={"HF_HUB_OFFLINE": "1",
+                                                "HF_ENDPOINT": "http://10.255.255.1"})
+    started = time.monotonic()
+    status, _, error = post(server.url + "/v1/models/download",
+                            {"repository": REPO, "file_name": STARTER_FILE})
+    assert_error(status, error, 503, "offline")
+    status, _, error = get(server.url + "/v1/search?query=x")
+    assert_error(status, error, 503, "offline")
+    assert time.monotonic() - started < 5
+
+
+def test_pull_list_export_import_remove_from_the_command_line(hub, tmp_path):
+    env = {**_clean_env(), "HF_ENDPOINT": hub.url, "OFFGRID_HOME": str(tmp_path / "home")}
+    first, usb, second = tmp_path / "first", tmp_path / "usb", tmp_path / "second"
+    pulled = offgrid("pull", REPO, "--models-dir", str(first), env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert "100.0%" in pulled.stderr and "SmolLM2-135M-Instruct.Q4_K_M.gguf" in pulled.stdout
+    found = offgrid("search", "SmolLM2", env=env)
+    assert found.stdout.startswith(REPO)
+    listed = offgrid("list", "--models-dir", str(first), env=env)
+    assert "SmolLM2-135M-Instruct.Q4_K_M" in listed.stdout and "Q4_1" in listed.stdout
+    exported = offgrid("export", "SmolLM2-135M-Instruct.Q4_K_M", str(usb), "--models-dir",
+                       str(first), env=env)
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((usb / "offgrid-manifest.json").read_text())
+    assert manifest["files"]["SmolLM2-135M-Instruct.Q4_K_M.gguf"]["size"] == 98_362_432
+    imported = offgrid("import", str(usb), "--models-dir", str(second), env=env)
+    assert imported.stdout.strip() == "imported SmolLM2-135M-Instruct.Q4_K_M.gguf"
+    again = offgrid("import", str(usb), "--models-dir", str(second), env=env)
+    assert again.stdout.strip() == "skipped SmolLM2-135M-Instruct.Q4_K_M.gguf: already there"
+    removed = offgrid("rm", "SmolLM2-135M-Instruct.Q4_K_M", "--models-dir", str(second), env=env)
+    assert removed.returncode == 0 and list(second.glob("*.gguf")) == []
+    refused = offgrid("rm", "../first/x", "--models-dir", str(second), env=env)
+    assert refused.returncode == 1 and "Invalid model id" in refused.stderr
+
+
+def test_import_refuses_a_copy_that_does_not_match_its_manifest(model_files, tmp_path, server):
+    usb, target = tmp_path / "usb", tmp_path / "target"
+    status, _, report = post(server.url + "/v1/models/export",
+                             {"model": EMBEDDING_MODEL, "path": str(usb)})
+    assert status == 200 and report["copied"] == [EMBEDDING_MODEL + ".gguf"]
+    damaged = bytearray((usb / (EMBEDDING_MODEL + ".gguf")).read_bytes())
+    damaged[-1] ^= 0xFF
+    (usb / (EMBEDDING_MODEL + ".gguf")).write_bytes(damaged)
+    result = offgrid("import", str(usb), "--models-dir", str(target))
+    assert result.returncode == 1 and "does not match the manifest" in result.stderr
+    assert not target.exists() or list(target.iterdir()) == []
+    status, _, error = post(server.url + "/v1/models/import", {"path": "relative/path"})
+    assert_error(status, error, 400, param="path")
+
+
+def _clean_env() -> dict:
+    import os
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OFFGRID_", "HF_"))}
+
+
+# -- loading and unloading -----------------------------------------------------------------------------
+
+def loaded_ids(url) -> set:
+    return {m["id"] for m in get(url + "/v1/models")[2]["data"] if m["loaded"]}
+
+
+def test_least_recently_used_model_makes_room(start_server):
+    server = start_server("--model", CHAT_MODEL, "--max-models", "2")
+    assert loaded_ids(server.url) == {CHAT_MODEL}
+    time.sleep(1.1)
+    post(server.url + "/v1/embeddings", {"model": EMBEDDING_MODEL, "input": "hi"})
+    assert loaded_ids(server.url) == {CHAT_MODEL, EMBEDDING_MODEL}
+    time.sleep(1.1)
+    post(server.url + "/v1/embeddings", {"model": EMBEDDING_MODEL, "input": "again"})
+    status, _, _ = post(server.url + "/v1/completions",
+                        {"model": GEMMA_MODEL, "prompt": "Hello", "max_tokens": 2})
+    assert status == 200
+    assert loaded_ids(server.url) == {EMBEDDING_MODEL, GEMMA_MODEL}
+
+
+def test_idle_models_unload_after_their_keep_alive(start_server):
+    server = start_server("--model", EMBEDDING_MODEL, "--keep-alive", "2s")
+    assert models_by_id(server.url)[EMBEDDING_MODEL]["expires_in"] <= 2
+    wait_for(lambda: EMBEDDING_MODEL not in loaded_ids(server.url), timeout=10)
+    post(server.url + "/v1/completions", {"model": CHAT_MODEL, "prompt": "Hi", "max_tokens": 1,
+                                          "keep_alive": -1})
+    assert models_by_id(server.url)[CHAT_MODEL]["expires_in"] is None
+    time.sleep(3.5)
+    assert loaded_ids(server.url) == {CHAT_MODEL}
+
+
+def test_a_model_that_does_not_fit_the_memory_budget_is_refused(start_server, model_files,
+                                                                 tmp_path):
+    for path in model_files.values():
+        (tmp_path / path.name).symlink_to(path)
+    server = start_server("--model", EMBEDDING_MODEL, models=tmp_path,
+                          env={"OFFGRID_MAX_MEMORY": "200M"})
+    status, _, error = post(server.url + "/v1/chat/completions", chat_body("hi"))
+    found = assert_error(status, error, 503, "insufficient_memory")
+    assert "MiB" in found["message"]
+    status, _, _ = post(server.url + "/v1/embeddings", {"model": EMBEDDING_MODEL, "input": "x"})
+    assert status == 200
+    assert request("DELETE", f"{server.url}/v1/models/{EMBEDDING_MODEL}")[0] == 200
+    assert EMBEDDING_MODEL not in models_by_id(server.url)
