@@ -26,8 +26,10 @@ OVERHEAD_BYTES = 64 * 1024 * 1024  # compute buffers and the like, beyond weight
 class LoadedModel:
     """A model in memory, with its generation scheduler and embedder made when first needed."""
 
-    def __init__(self, model: Model, model_file: ModelFile, settings: Settings, need: int):
+    def __init__(self, model: Model, model_file: ModelFile, settings: Settings, need: int,
+                 on_finished=None):
         self.model = model
+        self._on_finished = on_finished
         self.file = model_file
         self.memory_estimate = need
         self._settings = settings
@@ -73,7 +75,8 @@ class LoadedModel:
                 self._scheduler = Scheduler(
                     self.model, slots=s.parallel, threads=s.num_threads,
                     ctx_per_slot=context_per_slot(s, self.model.n_ctx_train),
-                    batch_size=s.batch_size, queue_size=s.queue_size)
+                    batch_size=s.batch_size, queue_size=s.queue_size,
+                    on_finished=self._on_finished)
             return self._scheduler
 
     def embedder(self) -> Embedder:
@@ -108,8 +111,10 @@ def memory_needed(model_file: ModelFile, settings: Settings) -> int:
 
 
 class Registry:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, on_finished=None):
+        """`on_finished(model_id, finished)` hears of every generation that ends."""
         self.settings = settings
+        self._on_finished = on_finished
         self.store = ModelStore(settings.models_dir)
         self._lock = threading.Lock()
         self._loaded: dict[str, LoadedModel] = {}
@@ -154,7 +159,8 @@ class Registry:
             self._make_room(need)
             log.info("loading %s (about %d MiB)", model_file.path, need >> 20)
             try:
-                loaded = LoadedModel(Model(model_file.path), model_file, self.settings, need)
+                loaded = LoadedModel(Model(model_file.path), model_file, self.settings, need,
+                                     self._finished_listener(model_id))
             except LlamaError as error:
                 raise ModelLoadFailed(str(error)) from None
             loaded.touch(keep_alive)
@@ -164,6 +170,11 @@ class Registry:
                     raise EngineClosed()
                 self._loaded[model_id] = loaded
             return loaded
+
+    def _finished_listener(self, model_id: str):
+        if self._on_finished is None:
+            return None
+        return lambda finished: self._on_finished(model_id, finished)
 
     def _touch(self, model_id: str, keep_alive: float | None) -> LoadedModel | None:
         with self._lock:

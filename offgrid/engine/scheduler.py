@@ -111,14 +111,6 @@ class _Slot:
     last_used: float = 0.0
 
 
-@dataclass
-class SchedulerStats:
-    requests: int = 0
-    prompt_tokens: int = 0
-    cached_prompt_tokens: int = 0
-    generated_tokens: int = 0
-
-
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -130,8 +122,10 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 class Scheduler:
     def __init__(self, model: Model, *, slots: int, ctx_per_slot: int, batch_size: int,
-                 threads: int, queue_size: int):
+                 threads: int, queue_size: int, on_finished=None):
         self.model = model
+        self._on_finished = on_finished  # called with each Finished event
+        self._recent_tokens: deque[tuple[float, int]] = deque()  # (time, tokens) per step
         self.n_slots = slots
         self._ctx = Context(model, n_ctx=ctx_per_slot * slots, n_batch=max(batch_size, slots),
                             n_seq=slots, n_threads=threads)
@@ -146,7 +140,7 @@ class Scheduler:
         self._unprepared: deque[Generation] = deque()
         self._cond = threading.Condition()
         self._running = True
-        self.stats = SchedulerStats()
+        self.generated_tokens = 0
         self._thread = threading.Thread(target=self._run, name=f"scheduler:{model.path.stem}",
                                         daemon=True)
         self._thread.start()
@@ -182,6 +176,18 @@ class Scheduler:
     @property
     def kv_tokens_used(self) -> int:
         return sum(len(slot.cached) for slot in self._slots)
+
+    @property
+    def kv_tokens_capacity(self) -> int:
+        return self.ctx_per_slot * self.n_slots
+
+    def tokens_per_second(self, window: float = 10.0) -> float:
+        """Tokens generated per second over the last `window` seconds, all requests together."""
+        now = time.monotonic()
+        recent = [(t, n) for t, n in list(self._recent_tokens) if now - t <= window]
+        if not recent:
+            return 0.0
+        return sum(n for _, n in recent) / max(now - recent[0][0], 1.0)
 
     def close(self) -> None:
         """Stop the loop, fail what is still queued or running, and free llama.cpp's memory."""
@@ -282,9 +288,6 @@ class Scheduler:
         job.cached_tokens = keep
         job.pending = job.prompt[keep:]
         slot.job = job
-        self.stats.requests += 1
-        self.stats.prompt_tokens += len(job.prompt)
-        self.stats.cached_prompt_tokens += keep
 
     def _step(self) -> None:
         batch = self._batch
@@ -314,8 +317,16 @@ class Scheduler:
                 slot.cached = []
                 self._finish(slot, None, Failed(DecodeFailed(str(error))))
             return
+        generated_before = self.generated_tokens
         for slot, row in to_sample:
             self._sample(slot, row)
+        self._note_throughput(self.generated_tokens - generated_before)
+
+    def _note_throughput(self, tokens: int) -> None:
+        now = time.monotonic()
+        self._recent_tokens.append((now, tokens))
+        while self._recent_tokens and now - self._recent_tokens[0][0] > 60:
+            self._recent_tokens.popleft()
 
     def _feed(self, slot: _Slot, token: int, want_logits: bool) -> int:
         row = self._batch.add(token, len(slot.cached), slot.seq, want_logits)
@@ -338,7 +349,7 @@ class Scheduler:
     def _on_token(self, slot: _Slot, token: int) -> None:
         job = slot.job
         job.n_generated += 1
-        self.stats.generated_tokens += 1
+        self.generated_tokens += 1
         text = job.output.feed(self.model.token_bytes(token))
         if text:
             self._release(job, text)
@@ -357,10 +368,13 @@ class Scheduler:
             if tail or job.unreleased_logprobs:
                 self._release(job, tail)
         first = job.first_token_at or now
-        self._end(job.generation, failure or Finished(
+        finished = Finished(
             reason=reason, prompt_tokens=len(job.prompt), completion_tokens=job.n_generated,
             cached_tokens=job.cached_tokens, prompt_ms=(first - job.queued_at) * 1000,
-            generation_ms=(now - first) * 1000))
+            generation_ms=(now - first) * 1000)
+        if self._on_finished is not None:
+            self._on_finished(finished)
+        self._end(job.generation, failure or finished)
 
     def _release(self, job: _Job, text: str) -> None:
         job.generation._emit(Text(text, tuple(job.unreleased_logprobs)))

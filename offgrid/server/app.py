@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import signal
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +18,7 @@ from .. import __version__
 from ..config import Settings
 from ..engine.registry import Registry
 from ..hub import Downloads
+from ..metrics import Metrics, labelled
 from .errors import ApiError, InternalError, MethodNotAllowed, NotFound, ServiceUnavailable
 from .http import ClientGone, Request, Response
 from .routes import models, openai, system, tokens
@@ -28,6 +29,7 @@ ROUTES = [
     ("GET", "/", system.root),
     ("GET", "/health", system.health),
     ("GET", "/openapi.json", system.openapi_document),
+    ("GET", "/metrics", system.metrics),
     ("GET", "/v1/system/config", system.config),
     ("GET", "/v1/system/stats", system.stats),
     ("GET", "/v1/models", models.list_models),
@@ -49,17 +51,18 @@ ROUTES = [
 
 class Router:
     def __init__(self, routes):
-        self._routes = [(method, _compile(pattern), handler) for method, pattern, handler in routes]
+        self._routes = [(method, pattern, _compile(pattern), handler)
+                        for method, pattern, handler in routes]
 
     def match(self, method: str, path: str):
-        """(handler, path parameters); 404 for an unknown path, 405 for a known path and the
-        wrong method."""
+        """(route pattern, handler, path parameters); 404 for an unknown path, 405 for a known
+        path and the wrong method."""
         allowed = []
-        for route_method, pattern, handler in self._routes:
+        for route_method, route, pattern, handler in self._routes:
             found = pattern.fullmatch(path)
             if found:
                 if route_method == method:
-                    return handler, found.groupdict()
+                    return route, handler, found.groupdict()
                 allowed.append(route_method)
         if allowed:
             raise MethodNotAllowed(method, allowed)
@@ -75,9 +78,11 @@ class App:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.registry = Registry(settings)
+        self.metrics = Metrics()
+        self.registry = Registry(settings, on_finished=self.metrics.record_generation)
         self.downloads = Downloads(self.registry.store)
         self.router = Router(ROUTES)
+        self._add_gauges()
         self.started_at = time.time()
         self.process = psutil.Process()
         self.process.cpu_percent(interval=None)  # the first reading only starts the clock
@@ -85,15 +90,37 @@ class App:
         self.model_state = "loading" if self.default_model else "none"
         self.model_error = ""
         self.closing = False
-        self._request_counter = itertools.count(1)
-        self.requests_total = 0
 
     def handle(self, request: Request) -> Response:
-        self.requests_total = next(self._request_counter)
         if self.closing:
             raise ServiceUnavailable("The server is shutting down", code="shutting_down")
-        handler, path_params = self.router.match(request.method, request.path)
+        request.route, handler, path_params = self.router.match(request.method, request.path)
         return handler(self, request, **path_params)
+
+    def schedulers(self) -> dict:
+        """model id -> its scheduler, for the models loaded for generation."""
+        return {model_id: loaded.scheduler for model_id, loaded in self.registry.loaded().items()
+                if loaded.scheduler is not None}
+
+    def _add_gauges(self) -> None:
+        def per_model(read):
+            return lambda: labelled({m: read(s) for m, s in self.schedulers().items()}, "model")
+
+        gauge = self.metrics.gauge
+        gauge("offgrid_models_loaded", "Models in memory",
+              lambda: {(): len(self.registry.loaded())})
+        gauge("offgrid_slots_busy", "Slots generating or reading a prompt, by model",
+              per_model(lambda s: s.busy_slots))
+        gauge("offgrid_slots_total", "Slots, by model", per_model(lambda s: s.n_slots))
+        gauge("offgrid_queue_depth", "Requests waiting for a slot, by model",
+              per_model(lambda s: s.queued))
+        gauge("offgrid_kv_cache_tokens", "Tokens held in the KV cache, by model",
+              per_model(lambda s: s.kv_tokens_used))
+        gauge("offgrid_kv_cache_capacity_tokens", "Tokens the KV cache can hold, by model",
+              per_model(lambda s: s.kv_tokens_capacity))
+        gauge("offgrid_generation_tokens_per_second",
+              "Tokens generated per second over the last 10 s, all requests together, by model",
+              per_model(lambda s: round(s.tokens_per_second(), 3)))
 
     def load_default_model(self) -> None:
         """Load the default model in the background; /health reports 503 until it is ready."""
@@ -121,25 +148,36 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         started = time.monotonic()
+        request_id = _request_id(self.headers.get("X-Request-ID"))
+        request = None
         with self.server.tracking():
             app = self.server.app
             try:
-                request = Request.read(self, app.settings.max_body_bytes)
+                request = Request.read(self, app.settings.max_body_bytes, request_id)
                 response = app.handle(request)
             except ClientGone:
-                self.close_connection = True
-                return
+                response = None
             except ApiError as error:
                 response = Response.error(error)
             except Exception:
-                log.exception("unhandled error in %s %s", self.command, self.path)
+                log.exception("unhandled error in %s %s [%s]", self.command, self.path,
+                              request_id)
                 response = Response.error(InternalError())
-            try:
-                response.send(self)
-            except (BrokenPipeError, ConnectionResetError, ClientGone):
-                self.close_connection = True
-            log.info("%s %s %d %.1fms", self.command, self.path, response.status,
-                     (time.monotonic() - started) * 1000)
+            if response is not None:
+                response.headers["X-Request-ID"] = request_id
+                self._send(response)
+            status = response.status if response is not None else 499  # client closed
+            route = request.route if request is not None else "unmatched"
+            seconds = time.monotonic() - started
+            app.metrics.record_request(route, self.command, status, seconds)
+            log.info("%s %s %s %d %.1fms tokens=%d", request_id, self.command, route, status,
+                     seconds * 1000, request.tokens if request is not None else 0)
+
+    def _send(self, response: Response) -> None:
+        try:
+            response.send(self)
+        except (BrokenPipeError, ConnectionResetError, ClientGone):
+            self.close_connection = True
 
     def version_string(self) -> str:
         return self.server_version
@@ -165,6 +203,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:
         log.debug("%s " + format, self.address_string(), *args)
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _request_id(given: str | None) -> str:
+    """The client's X-Request-ID when it is a sane token, else a new one."""
+    return given if given and _REQUEST_ID.match(given) else "req-" + uuid.uuid4().hex[:16]
 
 
 class Server(ThreadingHTTPServer):

@@ -27,13 +27,17 @@ class Request:
     headers: Message
     body: bytes
     connection: socket.socket
+    id: str = ""
+    route: str = "unmatched"  # the route pattern it matched, for logs and metrics
+    tokens: int = 0  # prompt and generated tokens it used, for the request log
 
     @classmethod
-    def read(cls, handler: BaseHTTPRequestHandler, max_body: int) -> "Request":
+    def read(cls, handler: BaseHTTPRequestHandler, max_body: int, request_id: str
+             ) -> "Request":
         url = urlsplit(handler.path)
         return cls(method=handler.command, path=url.path or "/", query=dict(parse_qsl(url.query)),
                    headers=handler.headers, body=_read_body(handler, max_body),
-                   connection=handler.connection)
+                   connection=handler.connection, id=request_id)
 
     def json(self) -> dict:
         """The body as a JSON object, or a 400 saying what is wrong with it."""
@@ -77,10 +81,17 @@ def _read_body(handler: BaseHTTPRequestHandler, max_body: int) -> bytes:
 
 
 class Response:
-    def __init__(self, body=None, status: int = 200, headers: dict[str, str] | None = None):
+    """JSON, or text when `body` is a string."""
+
+    def __init__(self, body=None, status: int = 200, headers: dict[str, str] | None = None,
+                 content_type: str = "application/json"):
         self.status = status
         self.headers = dict(headers or {})
-        self.body = b"" if body is None else json.dumps(body).encode()
+        self.content_type = content_type
+        if isinstance(body, str):
+            self.body = body.encode()
+        else:
+            self.body = b"" if body is None else json.dumps(body).encode()
 
     @classmethod
     def error(cls, error: ApiError) -> "Response":
@@ -89,7 +100,7 @@ class Response:
     def send(self, handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(self.status)
         if self.body:
-            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Type", self.content_type)
         handler.send_header("Content-Length", str(len(self.body)))
         for name, value in self.headers.items():
             handler.send_header(name, value)

@@ -193,6 +193,8 @@ OPERATIONS = {
     ("GET", "/health"): _operation("Healthy once the default model is loaded", _obj(
         {"status": {"const": "healthy"}}, ("status",)), errors=(503,)),
     ("GET", "/openapi.json"): _operation("This document", {"type": "object"}),
+    ("GET", "/metrics"): {"summary": "Prometheus metrics, in its text format", "responses": {
+        "200": {"description": "OK", "content": {"text/plain": {"schema": STR}}}}},
     ("GET", "/v1/system/config"): _operation("Mode, features and default model", _obj(
         {"multi_user_mode": BOOL, "require_auth": BOOL, "guest_access": BOOL, "version": STR,
          "default_model": NULLABLE_STR, "features": {"type": "object"}},

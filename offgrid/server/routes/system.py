@@ -33,20 +33,26 @@ def config(app, request: Request) -> Response:
     return Response({
         "multi_user_mode": False, "require_auth": False, "guest_access": True,
         "version": __version__, "default_model": app.default_model,
-        "features": {"users": False, "metrics": False, "agent": False, "lora": False}})
+        "features": {"users": False, "metrics": True, "agent": False, "lora": False}})
 
 
 def stats(app, request: Request) -> Response:
-    schedulers = [m.scheduler for m in app.registry.loaded().values() if m.scheduler]
+    """The spec's fields, then a few more. Token counts are of finished generations."""
+    schedulers = app.schedulers().values()
+    metrics = app.metrics
     return Response({
         "cpu_percent": app.process.cpu_percent(interval=None),
         "memory_bytes": app.process.memory_info().rss,
         "models_loaded": len(app.registry.loaded()),
         "active_sessions": sum(s.busy_slots for s in schedulers),
-        "requests_total": app.requests_total,
-        "tokens_generated": sum(s.stats.generated_tokens for s in schedulers),
+        "requests_total": int(metrics.requests.total()) + 1,  # this one included
+        "tokens_generated": int(metrics.generated_tokens.total()),
         "uptime_seconds": int(time.time() - app.started_at),
         "slots_total": sum(s.n_slots for s in schedulers),
         "queue_depth": sum(s.queued for s in schedulers),
-        "prompt_tokens_total": sum(s.stats.prompt_tokens for s in schedulers),
-        "prompt_tokens_cached": sum(s.stats.cached_prompt_tokens for s in schedulers)})
+        "prompt_tokens_total": int(metrics.prompt_tokens.total()),
+        "prompt_tokens_cached": int(metrics.cached_prompt_tokens.total())})
+
+
+def metrics(app, request: Request) -> Response:
+    return Response(app.metrics.render(), content_type="text/plain; version=0.0.4")

@@ -1,0 +1,111 @@
+"""What an operator sees: /v1/system/config and stats, /metrics, request ids and the log."""
+
+import threading
+import time
+
+from conftest import CHAT_MODEL, EMBEDDING_MODEL, chat_body, get, post, request, stream
+from prometheus_client.parser import text_string_to_metric_families
+
+from offgrid import __version__
+
+
+def scrape(url) -> dict:
+    """{(sample name, frozenset of labels): value}"""
+    status, headers, text = get(url + "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_system_config_tells_what_is_on(base_url):
+    status, _, config = get(base_url + "/v1/system/config")
+    assert status == 200
+    assert config == {"multi_user_mode": False, "require_auth": False, "guest_access": True,
+                      "version": __version__, "default_model": CHAT_MODEL,
+                      "features": {"users": False, "metrics": True, "agent": False,
+                                   "lora": False}}
+
+
+def test_system_stats_count_for_real(base_url):
+    before = get(base_url + "/v1/system/stats")[2]
+    for key in ("cpu_percent", "memory_bytes", "models_loaded", "active_sessions",
+                "requests_total", "tokens_generated", "uptime_seconds"):
+        assert isinstance(before[key], (int, float)), key
+    assert before["memory_bytes"] > 50_000_000 and before["models_loaded"] >= 1
+    post(base_url + "/v1/completions", {"model": CHAT_MODEL, "prompt": "1, 2,", "max_tokens": 5,
+                                        "temperature": 0})
+    after = get(base_url + "/v1/system/stats")[2]
+    assert after["requests_total"] == before["requests_total"] + 2
+    assert after["tokens_generated"] == before["tokens_generated"] + 5
+
+
+def test_metrics_move_with_the_work(base_url):
+    before = scrape(base_url)
+    answers = [post(base_url + "/v1/chat/completions",
+                    chat_body("Hello!", max_tokens=4, temperature=0))[2] for _ in range(2)]
+    post(base_url + "/v1/embeddings", {"model": EMBEDDING_MODEL, "input": "hi"})
+    post(base_url + "/v1/chat/completions", chat_body("hi", temperature=9))
+    after = scrape(base_url)
+
+    def grew(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    route = "/v1/chat/completions"
+    assert grew("offgrid_requests_total", route=route, method="POST", status="200") == 2
+    assert grew("offgrid_requests_total", route=route, method="POST", status="400") == 1
+    assert grew("offgrid_requests_total", route="/v1/embeddings", method="POST",
+                status="200") == 1
+    assert grew("offgrid_request_duration_seconds_count", route=route) == 3
+    assert grew("offgrid_generated_tokens_total", model=CHAT_MODEL) == sum(
+        a["usage"]["completion_tokens"] for a in answers)
+    assert grew("offgrid_prompt_tokens_total", model=CHAT_MODEL) > 10
+    assert grew("offgrid_time_to_first_token_seconds_count", model=CHAT_MODEL) == 2
+    assert grew("offgrid_prefix_cache_hits_total", model=CHAT_MODEL) >= 1
+    assert grew("offgrid_prompt_tokens_cached_total", model=CHAT_MODEL) > 5
+    assert value(after, "offgrid_models_loaded") >= 2
+    assert value(after, "offgrid_slots_total", model=CHAT_MODEL) == 4
+    assert value(after, "offgrid_kv_cache_capacity_tokens", model=CHAT_MODEL) == 4 * 2048
+    assert value(after, "offgrid_kv_cache_tokens", model=CHAT_MODEL) > 0
+    _, _, text = get(base_url + "/metrics")
+    families = {family.name for family in text_string_to_metric_families(text)}
+    assert {"offgrid_rate_limited_requests", "offgrid_queue_depth",
+            "offgrid_generation_tokens_per_second"} <= families
+
+
+def test_busy_slots_queue_and_throughput_under_load(start_server):
+    server = start_server("--model", CHAT_MODEL, "--parallel", "2")
+    body = {"model": CHAT_MODEL, "prompt": "1, 2, 3,", "max_tokens": 150, "temperature": 0}
+    runners = [threading.Thread(target=post, args=(server.url + "/v1/completions", body))
+               for _ in range(3)]
+    for runner in runners:
+        runner.start()
+    time.sleep(1.0)
+    during = scrape(server.url)
+    for runner in runners:
+        runner.join(60)
+    assert value(during, "offgrid_slots_busy", model=CHAT_MODEL) == 2
+    assert value(during, "offgrid_queue_depth", model=CHAT_MODEL) == 1
+    assert value(during, "offgrid_generation_tokens_per_second", model=CHAT_MODEL) > 10
+
+
+def test_request_ids_are_echoed_or_made_and_logged(base_url, server):
+    status, headers, _ = get(base_url + "/health", headers={"X-Request-ID": "trace-42"})
+    assert headers["X-Request-ID"] == "trace-42"
+    _, made, _ = get(base_url + "/health")
+    assert made["X-Request-ID"].startswith("req-")
+    _, odd, _ = get(base_url + "/health", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert odd["X-Request-ID"].startswith("req-")
+    _, streamed, _ = request("POST", base_url + "/v1/completions",
+                             {"model": CHAT_MODEL, "prompt": "Hi", "max_tokens": 3,
+                              "stream": True}, headers={"X-Request-ID": "stream-7"})
+    assert streamed["X-Request-ID"] == "stream-7"
+    time.sleep(0.2)
+    lines = [line for line in server.log().splitlines() if "stream-7" in line]
+    assert len(lines) == 1
+    assert lines[0].split("offgrid.server: ")[1].split()[:4] == [
+        "stream-7", "POST", "/v1/completions", "200"]
+    assert "tokens=" in lines[0] and not lines[0].endswith("tokens=0")
