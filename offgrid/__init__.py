@@ -2,6 +2,10 @@
 
 __version__ = "0.1.0"
 
-from .client import Client, OffGridError  # noqa: E402  (the client needs __version__)
+from .client import (AuthenticationError, BadRequest, Client, Conflict,  # noqa: E402
+                     ConnectionFailed, DownloadFailed, ModelNotFound, NotFound, OffGridError,
+                     PermissionDenied, RateLimited, ServerError, ServiceUnavailable)
 
-__all__ = ["Client", "OffGridError", "__version__"]
+__all__ = ["AuthenticationError", "BadRequest", "Client", "Conflict", "ConnectionFailed",
+           "DownloadFailed", "ModelNotFound", "NotFound", "OffGridError", "PermissionDenied",
+           "RateLimited", "ServerError", "ServiceUnavailable", "__version__"]

@@ -1,33 +1,104 @@
 """The Python library: talk to an OffGrid server with the standard library only.
 
     import offgrid
-    client = offgrid.Client()            # http://127.0.0.1:11611, or $OFFGRID_URL
+    client = offgrid.Client()            # $OFFGRID_URL, else $OFFGRID_HOST:$OFFGRID_PORT
     print(client.chat("Hello!"))
+
+Errors raise OffGridError subclasses carrying the status, code and message the server sent.
+Connection failures and 503 answers are retried with backoff.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 DEFAULT_TIMEOUT = 600.0
+DEFAULT_RETRIES = 3
+MAX_BACKOFF = 8.0
 
+
+# -- errors ---------------------------------------------------------------------------------------
 
 class OffGridError(Exception):
-    """An error answered by the server (status, code and message from its error body), or a
-    connection failure (status 0)."""
+    """An error the server answered (its status, code, message and param), or a connection
+    failure (status 0)."""
 
-    def __init__(self, message: str, status: int = 0, code: str | None = None):
+    def __init__(self, message: str, status: int = 0, code: str | None = None,
+                 param: str | None = None, retry_after: float | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
+        self.param = param
+        self.retry_after = retry_after
 
 
-def _default_host() -> str:
+class ConnectionFailed(OffGridError):
+    """The server could not be reached."""
+
+
+class BadRequest(OffGridError):
+    """400: a parameter is missing or wrong; `param` names it."""
+
+
+class AuthenticationError(OffGridError):
+    """401: no credentials, or ones the server does not accept."""
+
+
+class PermissionDenied(OffGridError):
+    """403: the credentials are fine but may not do this."""
+
+
+class NotFound(OffGridError):
+    """404."""
+
+
+class ModelNotFound(NotFound):
+    """404 with code model_not_found."""
+
+
+class Conflict(OffGridError):
+    """409."""
+
+
+class RateLimited(OffGridError):
+    """429: over a rate limit or quota; `retry_after` says when to try again (seconds)."""
+
+
+class ServerError(OffGridError):
+    """5xx."""
+
+
+class ServiceUnavailable(ServerError):
+    """503: busy, loading or shutting down; retried automatically before it is raised."""
+
+
+class DownloadFailed(OffGridError):
+    """A model download ended without the model."""
+
+
+_BY_STATUS = {400: BadRequest, 401: AuthenticationError, 403: PermissionDenied, 404: NotFound,
+              409: Conflict, 429: RateLimited, 503: ServiceUnavailable}
+
+
+def _error(status: int, detail: dict, retry_after: float | None) -> OffGridError:
+    kind = _BY_STATUS.get(status, ServerError if status >= 500 else OffGridError)
+    if detail.get("code") == "model_not_found":
+        kind = ModelNotFound
+    return kind(detail.get("message") or f"HTTP {status}", status, detail.get("code"),
+                detail.get("param"), retry_after)
+
+
+# -- the client -----------------------------------------------------------------------------------
+
+def default_url() -> str:
+    """$OFFGRID_URL, else the address the server listens on by the same settings."""
     if os.environ.get("OFFGRID_URL"):
         return os.environ["OFFGRID_URL"]
     host = os.environ.get("OFFGRID_HOST") or "127.0.0.1"
@@ -38,19 +109,24 @@ def _default_host() -> str:
 
 class Client:
     def __init__(self, host: str | None = None, api_key: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT):
-        self.host = (host or _default_host()).rstrip("/")
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES):
+        self.host = (host or default_url()).rstrip("/")
         self.api_key = api_key or os.environ.get("OFFGRID_API_KEY")
         self.timeout = timeout
+        self.retries = retries
+        self.models = Models(self)
+        self.system = System(self)
 
-    # -- the API --
+    def __repr__(self) -> str:
+        return f"offgrid.Client({self.host!r})"
 
     def health(self) -> dict:
-        return self._call("GET", "/health")
+        return self.request("GET", "/health")
 
     def chat(self, message_or_messages: str | list[dict], model: str | None = None,
              system: str | None = None, stream: bool = False, **params):
-        """The assistant's answer as text, or an iterator of text pieces when streaming."""
+        """The assistant's answer as text, or an iterator of text pieces when streaming.
+        `params` are any of the chat completion parameters (max_tokens, temperature, ...)."""
         messages = ([{"role": "user", "content": message_or_messages}]
                     if isinstance(message_or_messages, str) else list(message_or_messages))
         if system is not None:
@@ -59,66 +135,75 @@ class Client:
         if stream:
             return self._stream_text("/v1/chat/completions", body,
                                      lambda choice: choice["delta"].get("content"))
-        return self._call("POST", "/v1/chat/completions", body)["choices"][0]["message"]["content"]
+        return self.request("POST", "/v1/chat/completions", body)["choices"][0]["message"][
+            "content"]
 
     def complete(self, prompt: str, model: str | None = None, stream: bool = False, **params):
         """The continuation of `prompt` as text, or an iterator of text pieces when streaming."""
         body = {"model": model or self.default_model(), "prompt": prompt, **params}
         if stream:
             return self._stream_text("/v1/completions", body, lambda choice: choice.get("text"))
-        return self._call("POST", "/v1/completions", body)["choices"][0]["text"]
+        return self.request("POST", "/v1/completions", body)["choices"][0]["text"]
 
-    def embed(self, texts: str | list[str], model: str) -> list[list[float]]:
+    def embed(self, texts: str | list[str], model: str | None = None, **params
+              ) -> list[list[float]]:
         """One vector per text (a single text gives a list holding one vector)."""
-        body = {"model": model, "input": texts, "encoding_format": "float"}
-        return [item["embedding"] for item in self._call("POST", "/v1/embeddings", body)["data"]]
-
-    def models(self) -> list[dict]:
-        return self._call("GET", "/v1/models")["data"]
+        body = {"model": model or self.default_model(), "input": texts,
+                "encoding_format": "float", **params}
+        return [item["embedding"] for item in self.request("POST", "/v1/embeddings",
+                                                            body)["data"]]
 
     def default_model(self) -> str:
-        model = self._call("GET", "/v1/system/config").get("default_model")
+        model = self.system.config().get("default_model")
         if not model:
             raise OffGridError("The server has no default model; pass model=...")
         return model
 
     # -- transport --
 
-    def _open(self, method: str, path: str, body: dict | None):
+    def request(self, method: str, path: str, body: dict | None = None,
+                query: dict | None = None) -> dict:
+        """Any endpoint: the parsed JSON answer, or an OffGridError."""
+        with self._open(method, path, body, query) as response:
+            raw = response.read()
+            return json.loads(raw) if raw else {}
+
+    def _open(self, method: str, path: str, body: dict | None, query: dict | None = None):
+        url = self.host + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method, headers=self._headers())
+        attempt = 0
+        while True:
+            try:
+                return urllib.request.urlopen(request, timeout=self.timeout)
+            except urllib.error.HTTPError as failure:
+                error = _error_from(failure)
+                if not isinstance(error, ServiceUnavailable) or attempt >= self.retries:
+                    raise error from None
+                wait = error.retry_after
+            except (urllib.error.URLError, OSError) as failure:
+                if attempt >= self.retries:
+                    raise ConnectionFailed(f"Cannot reach the OffGrid server at {self.host}: "
+                                           f"{getattr(failure, 'reason', failure)}") from None
+                wait = None
+            time.sleep(min(wait if wait is not None else 0.25 * 2 ** attempt, MAX_BACKOFF))
+            attempt += 1
+
+    def _headers(self) -> dict:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.host + path, data=data, method=method,
-                                         headers=headers)
-        try:
-            return urllib.request.urlopen(request, timeout=self.timeout)
-        except urllib.error.HTTPError as error:
-            raise _error_from(error) from None
-        except (urllib.error.URLError, OSError) as error:
-            raise OffGridError(f"Cannot reach the OffGrid server at {self.host}: {error}") from None
+        return headers
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
-        with self._open(method, path, body) as response:
-            return json.loads(response.read())
-
-    def _stream_text(self, path: str, body: dict, text_of) -> Iterator[str]:
+    def _stream_text(self, path: str, body: dict, text_of: Callable) -> Iterator[str]:
         response = self._open("POST", path, {**body, "stream": True})
 
         def pieces():
             with response:
-                for raw in response:
-                    line = raw.decode("utf-8").strip()
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        return
-                    event = json.loads(data)
+                for event in _events(response):
                     if "error" in event:
-                        raise OffGridError(event["error"].get("message", "stream failed"),
-                                           500, event["error"].get("code"))
-                    for choice in event.get("choices", []):
+                        raise _error(500, event["error"], None)
+                    for choice in event.get("choices") or []:
                         text = text_of(choice)
                         if text:
                             yield text
@@ -126,10 +211,89 @@ class Client:
         return pieces()
 
 
-def _error_from(error: urllib.error.HTTPError) -> OffGridError:
+def _events(response) -> Iterator[dict]:
+    for raw in response:
+        line = raw.decode("utf-8").strip()
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        yield json.loads(data)
+
+
+def _error_from(failure: urllib.error.HTTPError) -> OffGridError:
     try:
-        detail = json.loads(error.read()).get("error", {})
+        detail = json.loads(failure.read()).get("error") or {}
     except (ValueError, AttributeError):
         detail = {}
-    return OffGridError(detail.get("message") or f"HTTP {error.code}", error.code,
-                        detail.get("code"))
+    retry_after = failure.headers.get("Retry-After") if failure.headers else None
+    try:
+        seconds = float(retry_after) if retry_after is not None else None
+    except ValueError:
+        seconds = None
+    return _error(failure.code, detail, seconds)
+
+
+# -- namespaces -----------------------------------------------------------------------------------
+
+class System:
+    def __init__(self, client: Client):
+        self._client = client
+
+    def config(self) -> dict:
+        return self._client.request("GET", "/v1/system/config")
+
+    def stats(self) -> dict:
+        return self._client.request("GET", "/v1/system/stats")
+
+
+class Models:
+    def __init__(self, client: Client):
+        self._client = client
+
+    def list(self) -> list[dict]:
+        return self._client.request("GET", "/v1/models")["data"]
+
+    def get(self, model: str) -> dict:
+        return self._client.request("GET", f"/v1/models/{urllib.parse.quote(model, safe='')}")
+
+    def delete(self, model: str) -> dict:
+        return self._client.request("DELETE",
+                                    f"/v1/models/{urllib.parse.quote(model, safe='')}")
+
+    def search(self, query: str) -> list[dict]:
+        return self._client.request("GET", "/v1/search", query={"query": query})["data"]
+
+    def download(self, repository: str, file_name: str | None = None,
+                 progress: Callable[[int, int | None], None] | None = None,
+                 poll: float = 0.5) -> dict:
+        """Download a GGUF file from the hub the server reaches, waiting until it is done;
+        `progress(bytes_done, bytes_total)` is called as it goes. Returns the final state."""
+        body = {"repository": repository}
+        if file_name:
+            body["file_name"] = file_name
+        job = self._client.request("POST", "/v1/models/download", body)
+        while True:
+            if progress is not None:
+                progress(job["bytes_done"], job["bytes_total"])
+            if job["status"] == "completed":
+                return job
+            if job["status"] in ("failed", "cancelled"):
+                raise DownloadFailed(job.get("error") or job["status"], code=job["status"])
+            time.sleep(poll)
+            job = self._client.request("GET", "/v1/models/download/progress",
+                                       query={"id": job["id"]})["data"][0]
+
+    def cancel_download(self, download_id: str | None = None) -> list[dict]:
+        body = {"id": download_id} if download_id else {}
+        return self._client.request("POST", "/v1/models/download/cancel", body)["data"]
+
+    def import_from(self, path: str) -> dict:
+        """Copy the models in a folder on the server's machine into its models folder."""
+        return self._client.request("POST", "/v1/models/import", {"path": str(path)})
+
+    def export(self, model: str, path: str) -> dict:
+        """Copy a model and its sha256 manifest to a folder on the server's machine."""
+        return self._client.request("POST", "/v1/models/export",
+                                    {"model": model, "path": str(path)})

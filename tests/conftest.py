@@ -113,10 +113,27 @@ def start_server(models_dir, tmp_path_factory):
         server.stop()
 
 
+# The repository and file the docs' download examples use, served by the hub mirror.
+DOCS_REPOSITORY = "bartowski/SmolLM2-135M-Instruct-GGUF"
+DOCS_FILE = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
+
+
 @pytest.fixture(scope="session")
-def server(start_server) -> ServerProcess:
-    """The shared server: the starter model by default, 4 slots of 2048 tokens."""
-    return start_server("--model", CHAT_MODEL, "--parallel", "4", "--max-context", "2048")
+def hub_mirror(model_files):
+    """A Hugging Face mirror on loopback holding the docs' example repository."""
+    from hubmock import HubMock
+    mirror = HubMock()
+    mirror.host(DOCS_REPOSITORY, DOCS_FILE, model_files["starter"])
+    yield mirror
+    mirror.close()
+
+
+@pytest.fixture(scope="session")
+def server(start_server, hub_mirror) -> ServerProcess:
+    """The shared server: the starter model by default, 4 slots of 2048 tokens, downloads from
+    the hub mirror."""
+    return start_server("--model", CHAT_MODEL, "--parallel", "4", "--max-context", "2048",
+                        env={"HF_ENDPOINT": hub_mirror.url})
 
 
 @pytest.fixture(scope="session")

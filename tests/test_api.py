@@ -24,7 +24,7 @@ def test_models_lists_every_gguf_by_file_name(base_url):
     status, _, body = get(base_url + "/v1/models")
     assert status == 200 and body["object"] == "list"
     ids = {model["id"] for model in body["data"]}
-    assert ids == {CHAT_MODEL, GEMMA_MODEL, EMBEDDING_MODEL}
+    assert ids >= {CHAT_MODEL, GEMMA_MODEL, EMBEDDING_MODEL}
     for model in body["data"]:
         assert model["object"] == "model" and model["owned_by"] == "offgrid-llm"
         assert isinstance(model["created"], int)

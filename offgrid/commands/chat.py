@@ -25,9 +25,10 @@ STARTUP_SECONDS = 120
 
 def run(settings: Settings, model: str) -> int:
     client = Client(server_url(settings))
-    server = None if _reachable(client) else _start_server(settings, model)
+    probe = Client(server_url(settings), timeout=5, retries=0)
+    server = None if _reachable(probe) else _start_server(settings, model)
     try:
-        if server is not None and not _wait_healthy(client, server):
+        if server is not None and not _wait_healthy(probe, server):
             print("offgrid: the server did not start; see the messages above", file=sys.stderr)
             return 1
         return _chat(client, model)

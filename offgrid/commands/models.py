@@ -48,7 +48,7 @@ def list_models(settings: Settings) -> int:
 
 def _loaded_on_server(settings: Settings) -> set[str] | None:
     try:
-        models = Client(server_url(settings), timeout=2).models()
+        models = Client(server_url(settings), timeout=2, retries=0).models.list()
     except OffGridError:
         return None
     return {m["id"] for m in models if m.get("loaded")}
