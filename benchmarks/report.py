@@ -48,7 +48,9 @@ def render(results: dict, plan, quick: bool, machine: dict) -> str:
                 str(concurrency))
             if not row:
                 continue
-            lines.append(f"| {concurrency} | {peer} | {_fmt(row['tokens_per_second'])} | "
+            scraped = row.get("metrics_tokens_per_second")
+            told = f" (/metrics: {_fmt(scraped)})" if scraped is not None else ""
+            lines.append(f"| {concurrency} | {peer} | {_fmt(row['tokens_per_second'])}{told} | "
                          f"{_fmt(row['ttft_p50_ms'])} | {_fmt(row['itl_mean_ms'])} | "
                          f"{_fmt(row['request_p50_s'], 2)} | {_fmt(row['request_p99_s'], 2)} | "
                          f"{row['errors']} |")

@@ -141,13 +141,29 @@ def generation(server: Server, model_id: str, plan: Plan) -> dict:
     stream_once(server.url, "/v1/completions", body(99, 0))  # warm up
     results = {"rss_idle_bytes": server.rss()}
     for concurrency in plan.concurrencies:
+        generated_before = scraped_tokens(server)
         result = run_load(server.url, "/v1/completions", body, concurrency,
                           plan.requests_per_client)
         results[concurrency] = result.summary()
+        if generated_before is not None:  # what /metrics saw of the same load
+            results[concurrency]["metrics_tokens_per_second"] = (
+                scraped_tokens(server) - generated_before) / result.wall
         print(f"  {server.name} c={concurrency}: "
               f"{results[concurrency]['tokens_per_second']:.1f} tok/s", flush=True)
     results["prefix"] = prefix_cache(server, model_id, plan)
     return results
+
+
+def scraped_tokens(server: Server) -> float | None:
+    """offgrid_generated_tokens_total from the server's /metrics; None if it has none."""
+    try:
+        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith("offgrid_generated_tokens_total")]
+    return sum(values) if values else None
 
 
 def prefix_cache(server: Server, model_id: str, plan: Plan) -> dict:
