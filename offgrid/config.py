@@ -28,6 +28,7 @@ def _default_threads() -> int:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 11611
+    # offgrid.pyz sets OFFGRID_HOME to an offgrid-data folder beside it (offgrid/_zipapp.py).
     home: Path = field(default_factory=lambda: Path.home() / ".offgrid")
     models_dir: Path | None = None  # None: <home>/models
     default_model: str | None = None  # None: the first model in models_dir
