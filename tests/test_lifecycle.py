@@ -54,17 +54,20 @@ def test_health_is_503_when_the_default_model_cannot_load(start_server, tmp_path
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_lets_running_requests_finish(start_server, stop_signal):
-    server = start_server("--model", CHAT_MODEL)
+    server = start_server("--model", CHAT_MODEL, env={"OFFGRID_SHUTDOWN_TIMEOUT": "300"})
     result = {}
     runner = threading.Thread(target=lambda: result.update(events=stream(
         server.url + "/v1/completions",
-        {**COUNTING, "max_tokens": 150, "stream_options": {"include_usage": True}})))
+        {**COUNTING, "max_tokens": 100, "stream_options": {"include_usage": True}})))
     runner.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while get(server.url + "/v1/system/stats")[2]["active_sessions"] == 0:
+        assert time.monotonic() < deadline, "the request never started"
+        time.sleep(0.05)
     server.process.send_signal(stop_signal)
-    runner.join(60)
+    runner.join(300)
     assert result["events"][-1] == "[DONE]"
-    assert result["events"][-2]["usage"]["completion_tokens"] == 150
+    assert result["events"][-2]["usage"]["completion_tokens"] == 100
     assert server.process.wait(30) == 0
     with pytest.raises(urllib.error.URLError):
         get(server.url + "/health", timeout=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -234,6 +235,14 @@ class Server(ThreadingHTTPServer):
             with self._idle:
                 self._active -= 1
                 self._idle.notify_all()
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that vanishes mid-request is routine; anything else is logged in full."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("connection from %s ended: %s", client_address[0], error)
+        else:
+            log.exception("error while serving %s", client_address[0])
 
     def wait_idle(self, timeout: float) -> bool:
         with self._idle:
