@@ -10,52 +10,84 @@ import threading
 import time
 from contextlib import contextmanager
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, NamedTuple
 
 import psutil
 
 from .. import __version__
 from ..config import Settings
 from ..engine.registry import Registry
+from ..store.db import Database
+from .access import Group
+from .auth import Gate
+from .connection import GuardedHandler, GuardedServer
+from .cors import Cors
 from .errors import ApiError, InternalError, MethodNotAllowed, NotFound, ServiceUnavailable
 from .http import ClientGone, Request, Response
-from .routes import openai, system, tokens
+from .routes import auth, openai, system, tokens, users
+from .startup import prepare_users
 
 log = logging.getLogger("offgrid.server")
 
+
+class Route(NamedTuple):
+    method: str
+    path: str
+    handler: Callable
+    group: Group = Group.ADMIN  # who may call it (see access.py); undeclared: admins only
+
+
 ROUTES = [
-    ("GET", "/", system.root),
-    ("GET", "/health", system.health),
-    ("GET", "/openapi.json", system.openapi_document),
-    ("GET", "/v1/system/config", system.config),
-    ("GET", "/v1/system/stats", system.stats),
-    ("GET", "/v1/models", openai.list_models),
-    ("GET", "/v1/models/{model_id}", openai.get_model),
-    ("POST", "/v1/chat/completions", openai.chat_completions),
-    ("POST", "/v1/completions", openai.completions),
-    ("POST", "/v1/embeddings", openai.embeddings),
-    ("POST", "/v1/tokenize", tokens.tokenize),
-    ("POST", "/v1/detokenize", tokens.detokenize),
+    ("GET", "/", system.root, Group.PUBLIC),
+    ("GET", "/health", system.health, Group.PUBLIC),
+    ("GET", "/openapi.json", system.openapi_document, Group.PUBLIC),
+    ("GET", "/v1/system/config", system.config, Group.PUBLIC),
+    ("GET", "/v1/system/stats", system.stats, Group.MODELS),
+    ("GET", "/v1/models", openai.list_models, Group.MODELS),
+    ("GET", "/v1/models/{model_id}", openai.get_model, Group.MODELS),
+    ("POST", "/v1/chat/completions", openai.chat_completions, Group.CHAT),
+    ("POST", "/v1/completions", openai.completions, Group.GENERATE),
+    ("POST", "/v1/embeddings", openai.embeddings, Group.GENERATE),
+    ("POST", "/v1/tokenize", tokens.tokenize, Group.GENERATE),
+    ("POST", "/v1/detokenize", tokens.detokenize, Group.GENERATE),
+    ("POST", "/v1/auth/login", auth.login, Group.LOGIN),
+    ("POST", "/v1/auth/logout", auth.logout, Group.ACCOUNT),
+    ("GET", "/v1/users/me", auth.me, Group.ACCOUNT),
+    ("GET", "/v1/users", users.list_users, Group.USERS),
+    ("POST", "/v1/users", users.create_user, Group.USERS),
+    ("GET", "/v1/users/{user_id}", users.get_user, Group.OWN),
+    ("DELETE", "/v1/users/{user_id}", users.delete_user, Group.USERS),
+    ("PUT", "/v1/users/{user_id}/role", users.set_role, Group.USERS),
+    ("GET", "/v1/users/{user_id}/api-keys", users.list_keys, Group.OWN),
+    ("POST", "/v1/users/{user_id}/api-keys", users.create_key, Group.OWN),
+    ("DELETE", "/v1/users/{user_id}/api-keys/{key_id}", users.revoke_key, Group.OWN),
 ]
 
 
 class Router:
     def __init__(self, routes):
-        self._routes = [(method, _compile(pattern), handler) for method, pattern, handler in routes]
+        self._routes = [(_compile(route.path), route) for route in map(Route._make, routes)]
 
-    def match(self, method: str, path: str):
-        """(handler, path parameters); 404 for an unknown path, 405 for a known path and the
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """(route, path parameters); 404 for an unknown path, 405 for a known path and the
         wrong method."""
         allowed = []
-        for route_method, pattern, handler in self._routes:
+        for pattern, route in self._routes:
             found = pattern.fullmatch(path)
             if found:
-                if route_method == method:
-                    return handler, found.groupdict()
-                allowed.append(route_method)
+                if route.method == method:
+                    return route, found.groupdict()
+                allowed.append(route.method)
         if allowed:
             raise MethodNotAllowed(method, allowed)
         raise NotFound(f"Unknown endpoint: {path}", code="unknown_url")
+
+    def methods(self, path: str) -> list[str]:
+        """The methods `path` takes; 404 if none."""
+        found = [route.method for pattern, route in self._routes if pattern.fullmatch(path)]
+        if not found:
+            raise NotFound(f"Unknown endpoint: {path}", code="unknown_url")
+        return found
 
 
 def _compile(pattern: str) -> re.Pattern:
@@ -69,6 +101,10 @@ class App:
         self.settings = settings
         self.registry = Registry(settings)
         self.router = Router(ROUTES)
+        self.db = Database(settings.home / "offgrid.db")
+        prepare_users(settings, self.db)
+        self.gate = Gate(settings, self.db)
+        self.cors = Cors(settings.cors_origins)
         self.started_at = time.time()
         self.process = psutil.Process()
         self.process.cpu_percent(interval=None)  # the first reading only starts the clock
@@ -83,8 +119,27 @@ class App:
         self.requests_total = next(self._request_counter)
         if self.closing:
             raise ServiceUnavailable("The server is shutting down", code="shutting_down")
-        handler, path_params = self.router.match(request.method, request.path)
-        return handler(self, request, **path_params)
+        cors_headers = self.cors.headers_for(request)
+        try:
+            if request.method == "OPTIONS":
+                return self.cors.preflight(self.router.methods(request.path), cors_headers)
+            response = self._route(request)
+        except ApiError as error:
+            error.headers.update(cors_headers)  # so that a browser may read the error
+            raise
+        response.headers.update(cors_headers)
+        return response
+
+    def _route(self, request: Request) -> Response:
+        route, path_params = self.router.match(request.method, request.path)
+        limit_headers = self.gate.admit(request, route.group, path_params)
+        response = route.handler(self, request, **path_params)
+        response.headers.update(limit_headers)
+        return response
+
+    def settle(self, request: Request) -> None:
+        """After the answer is sent: charge what the request used."""
+        self.gate.settle(request)
 
     def load_default_model(self) -> None:
         """Load the default model in the background; /health reports 503 until it is ready."""
@@ -105,32 +160,48 @@ class App:
         self.registry.close()
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(GuardedHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"OffGrid/{__version__}"
-    timeout = 300  # seconds an idle or silent connection may hold its thread
 
     def _dispatch(self) -> None:
         started = time.monotonic()
         with self.server.tracking():
             app = self.server.app
+            request, response = self._answer(app)
             try:
-                request = Request.read(self, app.settings.max_body_bytes)
-                response = app.handle(request)
-            except ClientGone:
-                self.close_connection = True
-                return
-            except ApiError as error:
-                response = Response.error(error)
-            except Exception:
-                log.exception("unhandled error in %s %s", self.command, self.path)
-                response = Response.error(InternalError())
-            try:
-                response.send(self)
-            except (BrokenPipeError, ConnectionResetError, ClientGone):
-                self.close_connection = True
+                if response is not None:
+                    self._send(response)
+            finally:
+                if request is not None:
+                    app.settle(request)
+        if response is not None:
             log.info("%s %s %d %.1fms", self.command, self.path, response.status,
                      (time.monotonic() - started) * 1000)
+
+    def _answer(self, app: App) -> tuple[Request | None, Response | None]:
+        """The request (None if it could not be read) and its answer (None if the client left
+        before there was one)."""
+        request = None
+        try:
+            self.reading_body()
+            request = Request.read(self, app.settings.max_body_bytes)
+            return request, app.handle(request)
+        except ClientGone:
+            self.close_connection = True
+            return request, None
+        except ApiError as error:
+            return request, Response.error(error)
+        except Exception:
+            log.exception("unhandled error in %s %s", self.command, self.path)
+            return request, Response.error(InternalError())
+
+    def _send(self, response: Response) -> None:
+        self.answering()
+        try:
+            response.send(self)
+        except (OSError, ClientGone):  # the client hung up, or stopped reading
+            self.close_connection = True
 
     def version_string(self) -> str:
         return self.server_version
@@ -158,7 +229,7 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
-class Server(ThreadingHTTPServer):
+class Server(GuardedServer):
     daemon_threads = True
     request_queue_size = 128
 
@@ -166,7 +237,7 @@ class Server(ThreadingHTTPServer):
         self.app = app
         self._active = 0
         self._idle = threading.Condition()
-        super().__init__((app.settings.host, app.settings.port), Handler)
+        super().__init__(app.settings, Handler)
 
     @contextmanager
     def tracking(self):

@@ -8,11 +8,12 @@ import select
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
-from .errors import ApiError, BadRequest, LengthRequired, PayloadTooLarge
+from .errors import ApiError, BadRequest, LengthRequired, PayloadTooLarge, RequestTimeout
 
 
 class ClientGone(Exception):
@@ -27,13 +28,16 @@ class Request:
     headers: Message
     body: bytes
     connection: socket.socket
+    address: str = ""  # the client's IP address
+    caller: Any = None  # who is asking: set by the auth gate before the handler runs
+    tokens_used: int = 0  # what the request cost, added up by the handler as it generates
 
     @classmethod
     def read(cls, handler: BaseHTTPRequestHandler, max_body: int) -> "Request":
         url = urlsplit(handler.path)
         return cls(method=handler.command, path=url.path or "/", query=dict(parse_qsl(url.query)),
                    headers=handler.headers, body=_read_body(handler, max_body),
-                   connection=handler.connection)
+                   connection=handler.connection, address=handler.client_address[0])
 
     def json(self) -> dict:
         """The body as a JSON object, or a 400 saying what is wrong with it."""
@@ -73,7 +77,11 @@ def _read_body(handler: BaseHTTPRequestHandler, max_body: int) -> bytes:
     if size > max_body:
         handler.close_connection = True  # the body stays unread
         raise PayloadTooLarge(f"The request body is {size} bytes; the limit is {max_body}")
-    return handler.rfile.read(size)
+    try:
+        return handler.rfile.read(size)
+    except TimeoutError:
+        handler.close_connection = True
+        raise RequestTimeout("The request body did not arrive in time") from None
 
 
 class Response:

@@ -163,6 +163,9 @@ def _replies(request: Request, events: queue.SimpleQueue, generations: list[Gene
             if event is None or isinstance(event, Started):
                 continue
             running -= isinstance(event, (Finished, Failed))
+            if isinstance(event, Finished):  # as usage() counts: the prompt once
+                request.tokens_used += event.completion_tokens + (
+                    event.prompt_tokens if index == 0 else 0)
             yield index, event
     finally:
         for generation in generations:
@@ -405,6 +408,7 @@ def embeddings(app, request: Request) -> Response:
         result = loaded.embedder().embed(inputs)
     except EngineError as error:
         raise from_engine(error, "input") from None
+    request.tokens_used += result.prompt_tokens
     vectors = [_shortened(v, dimensions) for v in result.vectors]
     return Response({
         "object": "list", "model": model_id,
