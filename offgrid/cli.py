@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_users
 from .config import ConfigError, Settings
 
 
@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="requests that may wait for a slot before 503 (default 64)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
+    cli_users.register(commands)
     return parser
 
 
@@ -61,6 +62,9 @@ def _serve(args) -> int:
 
     try:
         return serve(settings)
+    except ConfigError as error:
+        print(f"offgrid: {error}", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"offgrid: cannot listen on {settings.host}:{settings.port}: {error}",
               file=sys.stderr)
