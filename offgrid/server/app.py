@@ -66,7 +66,8 @@ ROUTES = [
 
 class Router:
     def __init__(self, routes):
-        self._routes = [(_compile(route.path), route) for route in map(Route._make, routes)]
+        routes = [Route(*entry) for entry in routes]
+        self._routes = [(_compile(route.path), route) for route in routes]
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """(route, path parameters); 404 for an unknown path, 405 for a known path and the

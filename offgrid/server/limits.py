@@ -164,4 +164,5 @@ class LoginThrottle:
 
 
 def _login_keys(username: str, address: str) -> tuple[str, str]:
-    return f"user:{str(username).lower()}", f"address:{address}"
+    # No username is longer than 64 characters; a longer one must not cost memory.
+    return f"user:{str(username)[:64].lower()}", f"address:{address}"
