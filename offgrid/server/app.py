@@ -136,11 +136,8 @@ class App:
         limit_headers = self.gate.admit(request, route.group, path_params)
         response = route.handler(self, request, **path_params)
         response.headers.update(limit_headers)
+        response.before_end = lambda: self.gate.settle(request)
         return response
-
-    def settle(self, request: Request) -> None:
-        """After the answer is sent: charge what the request used."""
-        self.gate.settle(request)
 
     def load_default_model(self) -> None:
         """Load the default model in the background; /health reports 503 until it is ready."""
@@ -174,8 +171,8 @@ class Handler(GuardedHandler):
                 if response is not None:
                     self._send(response)
             finally:
-                if request is not None:
-                    app.settle(request)
+                if request is not None:  # what a stream cut short used
+                    app.gate.settle(request)
         if response is not None:
             log.info("%s %s %d %.1fms", self.command, self.path, response.status,
                      (time.monotonic() - started) * 1000)

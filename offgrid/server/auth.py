@@ -57,10 +57,12 @@ class Gate:
         return self.limits.admit(list(subjects), group in TOKEN_GROUPS) if checked else {}
 
     def settle(self, request: Request) -> None:
-        """Charge the tokens a request used, now that its answer is complete."""
-        caller = request.caller
-        if caller is not None and caller.subjects and request.tokens_used:
-            self.limits.charge(list(caller.subjects), request.tokens_used)
+        """Charge the tokens a request used since it was last charged: once its answer is
+        complete, and again after a stream that was cut short."""
+        tokens = request.tokens_used - request.tokens_charged
+        request.tokens_charged = request.tokens_used
+        if request.caller is not None and request.caller.subjects and tokens:
+            self.limits.charge(list(request.caller.subjects), tokens)
 
     def _identify(self, request: Request) -> Identity | None:
         values = request.headers.get_all("Authorization") or []

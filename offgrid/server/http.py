@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from email.message import Message
@@ -31,6 +31,7 @@ class Request:
     address: str = ""  # the client's IP address
     caller: Any = None  # who is asking: set by the auth gate before the handler runs
     tokens_used: int = 0  # what the request cost, added up by the handler as it generates
+    tokens_charged: int = 0  # how much of that has been counted against the caller's quota
 
     @classmethod
     def read(cls, handler: BaseHTTPRequestHandler, max_body: int) -> "Request":
@@ -89,6 +90,9 @@ class Response:
         self.status = status
         self.headers = dict(headers or {})
         self.body = b"" if body is None else json.dumps(body).encode()
+        # Called just before the answer's last bytes are written: once a client has the whole
+        # answer, what it cost is already counted.
+        self.before_end: Callable[[], None] = lambda: None
 
     @classmethod
     def error(cls, error: ApiError) -> "Response":
@@ -102,6 +106,7 @@ class Response:
         for name, value in self.headers.items():
             handler.send_header(name, value)
         handler.end_headers()
+        self.before_end()
         if handler.command != "HEAD":
             handler.wfile.write(self.body)
 
@@ -126,6 +131,7 @@ class EventStream(Response):
         try:
             for event in self.events:
                 _write_chunk(handler, b"data: " + json.dumps(event).encode() + b"\n\n")
+            self.before_end()
             _write_chunk(handler, b"data: [DONE]\n\n")
             handler.wfile.write(b"0\r\n\r\n")
         finally:
