@@ -68,7 +68,8 @@ class GuardedServer(ThreadingHTTPServer):
     def process_request(self, request, client_address) -> None:
         with self._open_lock:
             accepted = self._open < self.settings.max_connections
-            self._open += accepted
+            if accepted:
+                self._open += 1
         if accepted:
             super().process_request(request, client_address)
         else:

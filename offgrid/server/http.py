@@ -8,9 +8,9 @@ import select
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import ApiError, BadRequest, LengthRequired, PayloadTooLarge, RequestTimeout

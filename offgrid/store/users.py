@@ -88,9 +88,10 @@ def authenticate(db: Database, username, password) -> User | None:
     row = None
     if isinstance(username, str) and USERNAME.fullmatch(username):
         row = db.read_one("SELECT id, password_hash FROM users WHERE username = ?", (username,))
+    if not isinstance(password, str) or len(password) > MAX_PASSWORD_CHARS:
+        return None
     stored = row["password_hash"] if row else secrets.UNKNOWN_USER_HASH
-    matches = isinstance(password, str) and len(password) <= MAX_PASSWORD_CHARS and \
-        secrets.verify_password(password, stored)
+    matches = secrets.verify_password(password, stored)
     return get(db, row["id"]) if row and matches else None
 
 
