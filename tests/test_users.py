@@ -10,6 +10,8 @@ from conftest import CHAT_MODEL, assert_error, chat_body, get
 from multiuser import (ADMIN_PASSWORD, multi_user_env, offgrid_users, password_of,
                        start_multi_user, unique)
 
+import offgrid
+from offgrid.client import OffGridError
 from offgrid.store import users
 from offgrid.store.db import Database
 
@@ -106,6 +108,15 @@ def test_an_api_key_is_shown_once_works_and_is_revoked_at_once(site):
     assert status == 200 and revoked["revoked_at"] is not None
     status, _, error = site.call("GET", "/v1/models", token=key["key"])
     assert_error(status, error, 401, "invalid_api_key")
+
+
+def test_the_python_library_sends_its_api_key(site):
+    user, _ = site.account("user")
+    client = offgrid.Client(site.url, api_key=site.create_key(user["id"])["key"])
+    assert isinstance(client.chat("Hi", model=CHAT_MODEL, max_tokens=2), str)
+    with pytest.raises(OffGridError) as refused:
+        offgrid.Client(site.url).chat("Hi", model=CHAT_MODEL, max_tokens=2)
+    assert (refused.value.status, refused.value.code) == (401, "authentication_required")
 
 
 def test_a_key_is_revoked_only_through_its_own_user(site):

@@ -112,7 +112,7 @@ def _user(app, user_id: str) -> User:
 
 
 def _number(value: str, what: str) -> int:
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise NotFound(f"No {what} with id {value}")
     return int(value)
 
