@@ -190,6 +190,7 @@ def test_a_server_in_each_mode_answers_as_the_table_says(start_server, name):
                 if not _as_documented(status, body, expected):
                     wrong.append(f"{route.method} {call.path} as {role}: {status} "
                                  f"{str(body)[:150]}, documented {expected}")
+    server.stop()
     assert not wrong, "\n".join(wrong)
 
 

@@ -19,11 +19,13 @@ ALLOWED_ORIGIN = "http://allowed.example"
 
 @pytest.fixture(scope="module")
 def site(start_server):
-    return start_multi_user(start_server, env={
+    site = start_multi_user(start_server, env={
         "OFFGRID_HEADER_TIMEOUT": str(DEADLINE), "OFFGRID_BODY_TIMEOUT": str(DEADLINE),
         "OFFGRID_MAX_CONNECTIONS": "8", "OFFGRID_MAX_BODY_BYTES": "100000",
         "OFFGRID_LOGIN_ATTEMPTS": "1000", "OFFGRID_CORS_ORIGINS": ALLOWED_ORIGIN,
         "OFFGRID_USER_REQUESTS_PER_MINUTE": "0"})
+    yield site
+    site.server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +265,7 @@ def test_failed_logins_are_throttled_per_user_and_per_address(start_server):
                                      {"username": alice, "password": password_of(alice)})
     assert_error(status, error, 429, "too_many_login_attempts")
     assert 800 < int(headers["Retry-After"]) <= 900
+    guarded.server.stop()
 
 
 # -- other origins ------------------------------------------------------------------------------

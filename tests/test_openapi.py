@@ -38,6 +38,7 @@ def test_schemathesis_on_the_account_endpoints_of_a_multi_user_server(start_serv
     key = site.create_key(1)["key"]
     _fuzz(site.server, tmp_path, "--header", f"Authorization: Bearer {key}",
           "--include-path-regex", "^/v1/(users|auth)")
+    site.server.stop()
 
 
 def _fuzz(server, cwd, *options: str) -> None:

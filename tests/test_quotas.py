@@ -16,8 +16,10 @@ CHAT = "/v1/chat/completions"
 
 @pytest.fixture(scope="module")
 def site(start_server):
-    return start_multi_user(start_server, env={"OFFGRID_USER_REQUESTS_PER_MINUTE": "3",
+    site = start_multi_user(start_server, env={"OFFGRID_USER_REQUESTS_PER_MINUTE": "3",
                                                "OFFGRID_USER_TOKENS_PER_DAY": "0"})
+    yield site
+    site.server.stop()
 
 
 def test_requests_per_minute_run_out_and_an_admin_lifts_the_limit(site):
@@ -93,6 +95,7 @@ def test_anonymous_guests_are_limited_per_address(start_server):
     status, _, error = open_site.call("GET", "/v1/models")
     assert_error(status, error, 429, "rate_limit_exceeded")
     assert open_site.call("GET", "/v1/models", token=open_site.admin_token)[0] == 200
+    open_site.server.stop()
 
 
 # -- the counters, with a clock the test moves ------------------------------------------------

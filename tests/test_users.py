@@ -20,7 +20,9 @@ CHAT = "/v1/chat/completions"
 
 @pytest.fixture(scope="module")
 def site(start_server):
-    return start_multi_user(start_server)
+    site = start_multi_user(start_server)
+    yield site
+    site.server.stop()
 
 
 def test_login_gives_a_token_that_says_who_you_are(site):
@@ -77,6 +79,7 @@ def test_login_tokens_expire(start_server):
     status, _, error = short.call("GET", "/v1/users/me", token=token)
     assert_error(status, error, 401, "token_expired")
     assert short.call("GET", "/v1/users/me", token=short.login("admin", ADMIN_PASSWORD))[0] == 200
+    short.server.stop()
 
 
 def test_logout_ends_the_token_and_only_that_token(site):
@@ -174,6 +177,7 @@ def test_system_config_reports_the_mode(site, base_url, start_server):
     strict = start_server("--model", CHAT_MODEL, env=multi_user_env(
         require_auth="true", guest_access="true"))
     assert mode(strict.url) == (True, True, True, True)
+    strict.stop()
 
 
 def test_admin_actions_are_audited_without_secrets(site):
@@ -220,6 +224,7 @@ def test_admin_password_bootstraps_only_a_server_without_an_admin(start_server, 
     assert_error(status, error, 401, "invalid_credentials")
     assert "created the admin user" in first.server.log()
     assert "created the admin user" not in second.server.log()
+    second.server.stop()
 
 
 def test_a_too_short_admin_password_stops_the_server(start_server):
