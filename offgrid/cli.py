@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_users
 from .commands import chat, models
 from .config import ConfigError, Settings
 
@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("model")
     export.add_argument("path")
     export.set_defaults(command=lambda a, s: models.export_model(s, a.model, a.path))
+    cli_users.register(commands, common)
     return parser
 
 
@@ -100,6 +101,9 @@ def _serve(args, settings: Settings) -> int:
 
     try:
         return serve(settings)
+    except ConfigError as error:
+        print(f"offgrid: {error}", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"offgrid: cannot listen on {settings.host}:{settings.port}: {error}",
               file=sys.stderr)

@@ -14,6 +14,8 @@ except ImportError:  # Python < 3.11
     import tomli as tomllib
 
 ENV_PREFIX = "OFFGRID_"
+ROLES = ("admin", "user", "guest")
+LIMITS = ("requests_per_minute", "tokens_per_day")
 
 
 class ConfigError(ValueError):
@@ -42,16 +44,44 @@ class Settings:
     max_models: int = 3  # models loaded at once; the least recently used idle one makes room
     keep_alive: float = 300.0  # seconds an idle model stays loaded; negative: for ever
     max_memory: int = 0  # bytes models may take; 0: whatever the machine has free
+    # Hardening: how long a client may take to send its request, and how many may connect.
+    header_timeout: float = 10.0  # request line and headers, from the moment we wait for them
+    body_timeout: float = 60.0  # the whole body; also each write of the answer
+    max_connections: int = 100
+    cors_origins: str = ""  # comma-separated origins allowed cross-origin access; "*" for any
+    # Multi-user mode: see docs/multi-user.md.
+    multi_user: bool = False
+    require_auth: bool = False
+    guest_access: bool = False
+    admin_password: str | None = field(default=None, repr=False)  # creates `admin` if none
+    token_lifetime: int = 24 * 3600  # seconds a login token stays valid
+    login_attempts: int = 5  # failed logins per user and per address before a pause
+    # Quotas by role; 0 means no limit. Per-user values set with `offgrid users quota` win.
+    guest_requests_per_minute: int = 10
+    guest_tokens_per_day: int = 20_000
+    user_requests_per_minute: int = 60
+    user_tokens_per_day: int = 1_000_000
+    admin_requests_per_minute: int = 0
+    admin_tokens_per_day: int = 0
 
     def __post_init__(self):
         if self.models_dir is None:
             self.models_dir = self.home / "models"
         for name in ("port", "max_context", "num_threads", "parallel", "batch_size",
-                     "max_body_bytes", "max_models"):
+                     "max_body_bytes", "max_models", "max_connections", "token_lifetime",
+                     "login_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.queue_size < 0:
-            raise ConfigError(f"queue_size must not be negative, not {self.queue_size}")
+        for name in ("header_timeout", "body_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be more than 0, not {getattr(self, name)}")
+        for name in ("queue_size", *(f"{role}_{limit}" for role in ROLES for limit in LIMITS)):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
+
+    def quota(self, role: str) -> dict[str, int]:
+        """The default limits of a role: {"requests_per_minute": n, "tokens_per_day": n}."""
+        return {limit: getattr(self, f"{role}_{limit}") for limit in LIMITS}
 
     @classmethod
     def load(cls, overrides: dict | None = None, environ=None, config_file: Path | None = None
@@ -90,6 +120,8 @@ def _convert(name: str, value):
             return int(value)
         if kind == "float":
             return float(value)
+        if kind == "bool":
+            return _boolean(value)
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name} must be {kind}, not {value!r}") from None
@@ -120,6 +152,15 @@ def parse_size(value) -> int:
         raise ValueError(f"not a size: {value!r}")
     unit = (found[2] or "").upper().replace("I", "").replace("B", "") or ""
     return int(float(found[1]) * _SIZE_UNITS[unit])
+def _boolean(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 def _read_toml(path: Path) -> dict:

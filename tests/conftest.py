@@ -60,6 +60,7 @@ class ServerProcess:
         self.log_path = tmp_path / f"server-{self.port}.log"
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("OFFGRID_")}
         child_env.update({"OFFGRID_HOME": str(tmp_path / "home"), **(env or {})})
+        self.home = Path(child_env["OFFGRID_HOME"])
         command = [sys.executable, "-m", "offgrid", "serve", "--port", str(self.port),
                    "--models-dir", str(models_dir), *args]
         self._log = open(self.log_path, "wb")
@@ -171,10 +172,11 @@ def post(url: str, body, **kwargs):
     return request("POST", url, body, **kwargs)
 
 
-def stream(url: str, body: dict, timeout: float = 120) -> list:
+def stream(url: str, body: dict, timeout: float = 120, headers: dict | None = None) -> list:
     """POST with stream=true; the parsed `data:` events, ending with the string "[DONE]"."""
     req = urllib.request.Request(url, data=json.dumps({**body, "stream": True}).encode(),
-                                 method="POST", headers={"Content-Type": "application/json"})
+                                 method="POST",
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     events = []
     with urllib.request.urlopen(req, timeout=timeout) as response:
         assert response.headers["Content-Type"] == "text/event-stream"

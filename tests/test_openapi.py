@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import CHAT_MODEL, get
 from hubmock import HubMock
+from multiuser import start_multi_user
 
 from offgrid.server.app import ROUTES
 
@@ -18,7 +19,7 @@ def test_the_document_lists_every_route_and_nothing_else(base_url):
     assert status == 200 and document["openapi"].startswith("3.1")
     documented = {(method.upper(), path) for path, operations in document["paths"].items()
                   for method in operations}
-    assert documented == {(method, path) for method, path, _ in ROUTES}
+    assert documented == {(method, path) for method, path, *_ in ROUTES}
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +37,28 @@ def fuzz_server(start_server, model_files, tmp_path_factory):
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(fuzz_server, tmp_path):
+    # import and export read and write folders on this machine: not for random paths
+    _fuzz(fuzz_server, tmp_path, "--exclude-path-regex", "^/v1/models/(import|export)$")
+
+
+def test_schemathesis_on_the_account_endpoints_of_a_multi_user_server(start_server, tmp_path):
+    """In single-user mode these all answer 404; here an admin's key reaches their logic."""
+    site = start_multi_user(start_server, "--max-context", "96",
+                            env={"OFFGRID_LOGIN_ATTEMPTS": "100000"})
+    key = site.create_key(1)["key"]
+    _fuzz(site.server, tmp_path, "--header", f"Authorization: Bearer {key}",
+          "--include-path-regex", "^/v1/(users|auth)")
+    site.server.stop()
+
+
+def _fuzz(server, cwd, *options: str) -> None:
     schemathesis = Path(sys.executable).parent / "schemathesis"
     assert schemathesis.exists() or shutil.which("schemathesis"), "schemathesis is installed"
     result = subprocess.run(
-        [str(schemathesis), "run", fuzz_server.url + "/openapi.json",
+        [str(schemathesis), "run", server.url + "/openapi.json",
          "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance",
          "--max-examples", "15", "--request-timeout", "60", "--generation-deterministic",
-         # import and export read and write folders on this machine: not for random paths
-         "--exclude-path-regex", "^/v1/models/(import|export)$", "--no-color"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+         "--no-color", *options],
+        capture_output=True, text=True, timeout=600, cwd=cwd)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert "Traceback" not in fuzz_server.log()
+    assert "Traceback" not in server.log()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import signal
@@ -11,7 +12,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, NamedTuple
 
 import psutil
 
@@ -20,54 +21,86 @@ from ..config import Settings
 from ..engine.registry import Registry
 from ..hub import Downloads
 from ..metrics import Metrics, labelled
+from ..store.db import Database
+from .access import Group
+from .auth import Gate
+from .connection import GuardedHandler, GuardedServer
+from .cors import Cors
 from .errors import ApiError, InternalError, MethodNotAllowed, NotFound, ServiceUnavailable
 from .http import ClientGone, Request, Response
-from .routes import models, openai, system, tokens
+from .routes import auth, models, openai, system, tokens, users
+from .startup import prepare_users
 
 log = logging.getLogger("offgrid.server")
 
+
+class Route(NamedTuple):
+    method: str
+    path: str
+    handler: Callable
+    group: Group = Group.ADMIN  # who may call it (see access.py); undeclared: admins only
+
+
 ROUTES = [
-    ("GET", "/", system.root),
-    ("GET", "/health", system.health),
-    ("GET", "/openapi.json", system.openapi_document),
-    ("GET", "/metrics", system.metrics),
-    ("GET", "/v1/system/config", system.config),
-    ("GET", "/v1/system/stats", system.stats),
-    ("GET", "/v1/models", models.list_models),
-    ("GET", "/v1/models/{model_id}", models.get_model),
-    ("DELETE", "/v1/models/{model_id}", models.delete_model),
-    ("POST", "/v1/models/download", models.start_download),
-    ("GET", "/v1/models/download/progress", models.download_progress),
-    ("POST", "/v1/models/download/cancel", models.cancel_download),
-    ("POST", "/v1/models/import", models.import_models),
-    ("POST", "/v1/models/export", models.export_model),
-    ("GET", "/v1/search", models.search),
-    ("POST", "/v1/chat/completions", openai.chat_completions),
-    ("POST", "/v1/completions", openai.completions),
-    ("POST", "/v1/embeddings", openai.embeddings),
-    ("POST", "/v1/tokenize", tokens.tokenize),
-    ("POST", "/v1/detokenize", tokens.detokenize),
+    ("GET", "/", system.root, Group.PUBLIC),
+    ("GET", "/health", system.health, Group.PUBLIC),
+    ("GET", "/openapi.json", system.openapi_document, Group.PUBLIC),
+    ("GET", "/metrics", system.metrics, Group.MODELS),
+    ("GET", "/v1/system/config", system.config, Group.PUBLIC),
+    ("GET", "/v1/system/stats", system.stats, Group.MODELS),
+    ("GET", "/v1/models", models.list_models, Group.MODELS),
+    ("GET", "/v1/models/{model_id}", models.get_model, Group.MODELS),
+    ("DELETE", "/v1/models/{model_id}", models.delete_model, Group.ADMIN),
+    ("POST", "/v1/models/download", models.start_download, Group.ADMIN),
+    ("GET", "/v1/models/download/progress", models.download_progress, Group.ADMIN),
+    ("POST", "/v1/models/download/cancel", models.cancel_download, Group.ADMIN),
+    ("POST", "/v1/models/import", models.import_models, Group.ADMIN),
+    ("POST", "/v1/models/export", models.export_model, Group.ADMIN),
+    ("GET", "/v1/search", models.search, Group.ADMIN),
+    ("POST", "/v1/chat/completions", openai.chat_completions, Group.CHAT),
+    ("POST", "/v1/completions", openai.completions, Group.GENERATE),
+    ("POST", "/v1/embeddings", openai.embeddings, Group.GENERATE),
+    ("POST", "/v1/tokenize", tokens.tokenize, Group.GENERATE),
+    ("POST", "/v1/detokenize", tokens.detokenize, Group.GENERATE),
+    ("POST", "/v1/auth/login", auth.login, Group.LOGIN),
+    ("POST", "/v1/auth/logout", auth.logout, Group.ACCOUNT),
+    ("GET", "/v1/users/me", auth.me, Group.ACCOUNT),
+    ("GET", "/v1/users", users.list_users, Group.USERS),
+    ("POST", "/v1/users", users.create_user, Group.USERS),
+    ("GET", "/v1/users/{user_id}", users.get_user, Group.OWN),
+    ("DELETE", "/v1/users/{user_id}", users.delete_user, Group.USERS),
+    ("PUT", "/v1/users/{user_id}/role", users.set_role, Group.USERS),
+    ("GET", "/v1/users/{user_id}/api-keys", users.list_keys, Group.OWN),
+    ("POST", "/v1/users/{user_id}/api-keys", users.create_key, Group.OWN),
+    ("DELETE", "/v1/users/{user_id}/api-keys/{key_id}", users.revoke_key, Group.OWN),
 ]
 
 
 class Router:
     def __init__(self, routes):
-        self._routes = [(method, pattern, _compile(pattern), handler)
-                        for method, pattern, handler in routes]
+        routes = [Route(*entry) for entry in routes]
+        self._routes = [(_compile(route.path), route) for route in routes]
 
-    def match(self, method: str, path: str):
-        """(route pattern, handler, path parameters); 404 for an unknown path, 405 for a known
-        path and the wrong method."""
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """(route, path parameters); 404 for an unknown path, 405 for a known path and the
+        wrong method."""
         allowed = []
-        for route_method, route, pattern, handler in self._routes:
+        for pattern, route in self._routes:
             found = pattern.fullmatch(path)
             if found:
-                if route_method == method:
-                    return route, handler, found.groupdict()
-                allowed.append(route_method)
+                if route.method == method:
+                    return route, found.groupdict()
+                allowed.append(route.method)
         if allowed:
             raise MethodNotAllowed(method, allowed)
         raise NotFound(f"Unknown endpoint: {path}", code="unknown_url")
+
+    def methods(self, path: str) -> list[str]:
+        """The methods `path` takes; 404 if none."""
+        found = [route.method for pattern, route in self._routes if pattern.fullmatch(path)]
+        if not found:
+            raise NotFound(f"Unknown endpoint: {path}", code="unknown_url")
+        return found
 
 
 def _compile(pattern: str) -> re.Pattern:
@@ -84,6 +117,10 @@ class App:
         self.downloads = Downloads(self.registry.store)
         self.router = Router(ROUTES)
         self._add_gauges()
+        self.db = Database(settings.home / "offgrid.db")
+        prepare_users(settings, self.db)
+        self.gate = Gate(settings, self.db)
+        self.cors = Cors(settings.cors_origins)
         self.started_at = time.time()
         self.process = psutil.Process()
         self.process.cpu_percent(interval=None)  # the first reading only starts the clock
@@ -91,12 +128,32 @@ class App:
         self.model_state = "loading" if self.default_model else "none"
         self.model_error = ""
         self.closing = False
+        self._request_counter = itertools.count(1)
+        self.requests_total = 0
 
     def handle(self, request: Request) -> Response:
+        self.requests_total = next(self._request_counter)
         if self.closing:
             raise ServiceUnavailable("The server is shutting down", code="shutting_down")
-        request.route, handler, path_params = self.router.match(request.method, request.path)
-        return handler(self, request, **path_params)
+        cors_headers = self.cors.headers_for(request)
+        try:
+            if request.method == "OPTIONS":
+                return self.cors.preflight(self.router.methods(request.path), cors_headers)
+            response = self._route(request)
+        except ApiError as error:
+            error.headers.update(cors_headers)  # so that a browser may read the error
+            raise
+        response.headers.update(cors_headers)
+        return response
+
+    def _route(self, request: Request) -> Response:
+        route, path_params = self.router.match(request.method, request.path)
+        request.route = route.path
+        limit_headers = self.gate.admit(request, route.group, path_params)
+        response = route.handler(self, request, **path_params)
+        response.headers.update(limit_headers)
+        response.before_end = lambda: self.gate.settle(request)
+        return response
 
     def schedulers(self) -> dict:
         """model id -> its scheduler, for the models loaded for generation."""
@@ -142,42 +199,52 @@ class App:
         self.registry.close()
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(GuardedHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"OffGrid/{__version__}"
-    timeout = 300  # seconds an idle or silent connection may hold its thread
 
     def _dispatch(self) -> None:
         started = time.monotonic()
         request_id = _request_id(self.headers.get("X-Request-ID"))
-        request = None
         with self.server.tracking():
             app = self.server.app
+            request, response = self._answer(app, request_id)
             try:
-                request = Request.read(self, app.settings.max_body_bytes, request_id)
-                response = app.handle(request)
-            except ClientGone:
-                response = None
-            except ApiError as error:
-                response = Response.error(error)
-            except Exception:
-                log.exception("unhandled error in %s %s [%s]", self.command, self.path,
-                              request_id)
-                response = Response.error(InternalError())
-            if response is not None:
-                response.headers["X-Request-ID"] = request_id
-                self._send(response)
-            status = response.status if response is not None else 499  # client closed
-            route = request.route if request is not None else "unmatched"
-            seconds = time.monotonic() - started
-            app.metrics.record_request(route, self.command, status, seconds)
-            log.info("%s %s %s %d %.1fms tokens=%d", request_id, self.command, route, status,
-                     seconds * 1000, request.tokens if request is not None else 0)
+                if response is not None:
+                    response.headers["X-Request-ID"] = request_id
+                    self._send(response)
+            finally:
+                if request is not None:  # what a stream cut short used
+                    app.gate.settle(request)
+        status = response.status if response is not None else 499  # the client left first
+        route = request.route if request is not None else "unmatched"
+        seconds = time.monotonic() - started
+        app.metrics.record_request(route, self.command, status, seconds)
+        log.info("%s %s %s %d %.1fms tokens=%d", request_id, self.command, route, status,
+                 seconds * 1000, request.tokens_used if request is not None else 0)
+
+    def _answer(self, app: App, request_id: str) -> tuple[Request | None, Response | None]:
+        """The request (None if it could not be read) and its answer (None if the client left
+        before there was one)."""
+        request = None
+        try:
+            self.reading_body()
+            request = Request.read(self, app.settings.max_body_bytes, request_id)
+            return request, app.handle(request)
+        except ClientGone:
+            self.close_connection = True
+            return request, None
+        except ApiError as error:
+            return request, Response.error(error)
+        except Exception:
+            log.exception("unhandled error in %s %s [%s]", self.command, self.path, request_id)
+            return request, Response.error(InternalError())
 
     def _send(self, response: Response) -> None:
+        self.answering()
         try:
             response.send(self)
-        except (BrokenPipeError, ConnectionResetError, ClientGone):
+        except (OSError, ClientGone):  # the client hung up, or stopped reading
             self.close_connection = True
 
     def version_string(self) -> str:
@@ -214,7 +281,7 @@ def _request_id(given: str | None) -> str:
     return given if given and _REQUEST_ID.match(given) else "req-" + uuid.uuid4().hex[:16]
 
 
-class Server(ThreadingHTTPServer):
+class Server(GuardedServer):
     daemon_threads = True
     request_queue_size = 128
 
@@ -222,7 +289,7 @@ class Server(ThreadingHTTPServer):
         self.app = app
         self._active = 0
         self._idle = threading.Condition()
-        super().__init__((app.settings.host, app.settings.port), Handler)
+        super().__init__(app.settings, Handler)
 
     @contextmanager
     def tracking(self):

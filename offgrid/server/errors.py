@@ -31,6 +31,24 @@ class BadRequest(ApiError):
     code = "invalid_request"
 
 
+class Unauthorized(ApiError):
+    """No credentials where they are needed, or ones that are not valid."""
+    status = 401
+    type = "invalid_request_error"
+    code = "authentication_required"
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message, code=code,
+                         headers={"WWW-Authenticate": 'Bearer realm="offgrid"'})
+
+
+class Forbidden(ApiError):
+    """Known caller, not allowed to do this."""
+    status = 403
+    type = "invalid_request_error"
+    code = "permission_denied"
+
+
 class NotFound(ApiError):
     status = 404
     type = "invalid_request_error"
@@ -50,6 +68,12 @@ class MethodNotAllowed(ApiError):
     def __init__(self, method: str, allowed: list[str]):
         super().__init__(f"Method {method} is not allowed here; use {', '.join(allowed)}",
                          headers={"Allow": ", ".join(allowed)})
+
+
+class RequestTimeout(ApiError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
 
 
 class Conflict(ApiError):
@@ -73,6 +97,18 @@ class PayloadTooLarge(ApiError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class TooManyRequests(ApiError):
+    """A rate limit or quota is used up; `Retry-After` says in how many seconds to retry."""
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message, code=code,
+                         headers={**(headers or {}), "Retry-After": str(retry_after)})
 
 
 class ServiceUnavailable(ApiError):

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .errors import ApiError, BadRequest, LengthRequired, PayloadTooLarge
+from .errors import ApiError, BadRequest, LengthRequired, PayloadTooLarge, RequestTimeout
 
 
 class ClientGone(Exception):
@@ -29,7 +30,10 @@ class Request:
     connection: socket.socket
     id: str = ""
     route: str = "unmatched"  # the route pattern it matched, for logs and metrics
-    tokens: int = 0  # prompt and generated tokens it used, for the request log
+    address: str = ""  # the client's IP address
+    caller: Any = None  # who is asking: set by the auth gate before the handler runs
+    tokens_used: int = 0  # what the request cost, added up by the handler as it generates
+    tokens_charged: int = 0  # how much of that has been counted against the caller's quota
 
     @classmethod
     def read(cls, handler: BaseHTTPRequestHandler, max_body: int, request_id: str
@@ -37,7 +41,8 @@ class Request:
         url = urlsplit(handler.path)
         return cls(method=handler.command, path=url.path or "/", query=dict(parse_qsl(url.query)),
                    headers=handler.headers, body=_read_body(handler, max_body),
-                   connection=handler.connection, id=request_id)
+                   connection=handler.connection, id=request_id,
+                   address=handler.client_address[0])
 
     def json(self) -> dict:
         """The body as a JSON object, or a 400 saying what is wrong with it."""
@@ -77,7 +82,11 @@ def _read_body(handler: BaseHTTPRequestHandler, max_body: int) -> bytes:
     if size > max_body:
         handler.close_connection = True  # the body stays unread
         raise PayloadTooLarge(f"The request body is {size} bytes; the limit is {max_body}")
-    return handler.rfile.read(size)
+    try:
+        return handler.rfile.read(size)
+    except TimeoutError:
+        handler.close_connection = True
+        raise RequestTimeout("The request body did not arrive in time") from None
 
 
 class Response:
@@ -92,6 +101,9 @@ class Response:
             self.body = body.encode()
         else:
             self.body = b"" if body is None else json.dumps(body).encode()
+        # Called just before the answer's last bytes are written: once a client has the whole
+        # answer, what it cost is already counted.
+        self.before_end: Callable[[], None] = lambda: None
 
     @classmethod
     def error(cls, error: ApiError) -> "Response":
@@ -105,6 +117,7 @@ class Response:
         for name, value in self.headers.items():
             handler.send_header(name, value)
         handler.end_headers()
+        self.before_end()
         if handler.command != "HEAD":
             handler.wfile.write(self.body)
 
@@ -129,6 +142,7 @@ class EventStream(Response):
         try:
             for event in self.events:
                 _write_chunk(handler, b"data: " + json.dumps(event).encode() + b"\n\n")
+            self.before_end()
             _write_chunk(handler, b"data: [DONE]\n\n")
             handler.wfile.write(b"0\r\n\r\n")
         finally:

@@ -32,6 +32,7 @@ INT = {"type": "integer"}
 STR = {"type": "string"}
 BOOL = {"type": "boolean"}
 NULLABLE_STR = {"type": ["string", "null"]}
+NULLABLE_INT = {"type": ["integer", "null"]}
 
 _text_part = _obj({"type": {"const": "text"}, "text": STR}, ("type", "text"))
 _content = {"anyOf": [STR, _array(_text_part)]}
@@ -152,6 +153,31 @@ SCHEMAS = {
     "DetokenizeRequest": _obj({"model": MODEL, "tokens": _array({"type": "integer",
                                                                 "minimum": 0})},
                               ("model", "tokens")),
+    "User": _obj({"id": INT, "object": {"const": "user"}, "username": STR,
+                  "role": {"enum": ["admin", "user", "guest"]}, "created_at": INT,
+                  "quota": _obj({"requests_per_minute": INT, "tokens_per_day": INT}),
+                  "tokens_used_today": INT},
+                 ("id", "object", "username", "role", "created_at", "quota")),
+    "UserList": _obj({"object": {"const": "list"}, "data": _array(_ref("User"))},
+                     ("object", "data")),
+    "CreateUserRequest": _obj({"username": STR, "password": STR,
+                               "role": {"enum": ["admin", "user", "guest"]}},
+                              ("username", "password")),
+    "RoleRequest": _obj({"role": {"enum": ["admin", "user", "guest"]}}, ("role",)),
+    "LoginRequest": _obj({"username": STR, "password": STR}, ("username", "password")),
+    "Login": _obj({"access_token": STR, "token_type": {"const": "bearer"}, "expires_in": INT,
+                   "expires_at": INT, "user": _ref("User")},
+                  ("access_token", "token_type", "expires_in", "expires_at", "user")),
+    "ApiKey": _obj({"id": INT, "object": {"const": "api_key"}, "user_id": INT, "name": STR,
+                    "prefix": STR, "created_at": INT, "last_used_at": NULLABLE_INT,
+                    "revoked_at": NULLABLE_INT, "requests_per_minute": NULLABLE_INT,
+                    "tokens_per_day": NULLABLE_INT, "key": STR},
+                   ("id", "object", "user_id", "name", "prefix", "created_at")),
+    "ApiKeyList": _obj({"object": {"const": "list"}, "data": _array(_ref("ApiKey"))},
+                       ("object", "data")),
+    "CreateKeyRequest": _obj({"name": STR, "requests_per_minute": {"type": "integer",
+                                                                   "minimum": 0},
+                              "tokens_per_day": {"type": "integer", "minimum": 0}}),
 }
 
 
@@ -184,8 +210,18 @@ def _operation(summary: str, response: dict, request: str | None = None,
     return operation
 
 
-_BODY_ERRORS = (400, 404, 413, 500, 503)
-_MODEL_ID = [{"name": "model_id", "in": "path", "required": True, "schema": STR}]
+_AUTH_ERRORS = (401, 403, 429)  # in multi-user mode; see docs/multi-user.md
+_BODY_ERRORS = (400, 404, 413, 500, 503, *_AUTH_ERRORS)
+# In single-user mode the account endpoints answer 404 multi_user_disabled.
+_ACCOUNT_ERRORS = (404, *_AUTH_ERRORS)
+_ACCOUNT_BODY_ERRORS = (400, 413, *_ACCOUNT_ERRORS)
+
+
+def _path_ids(*names: str) -> list[dict]:
+    return [{"name": name, "in": "path", "required": True, "schema": STR} for name in names]
+
+
+_MODEL_ID = _path_ids("model_id")
 
 OPERATIONS = {
     ("GET", "/"): _operation("Server name, version and status", _obj(
@@ -194,41 +230,45 @@ OPERATIONS = {
         {"status": {"const": "healthy"}}, ("status",)), errors=(503,)),
     ("GET", "/openapi.json"): _operation("This document", {"type": "object"}),
     ("GET", "/metrics"): {"summary": "Prometheus metrics, in its text format", "responses": {
-        "200": {"description": "OK", "content": {"text/plain": {"schema": STR}}}}},
+        "200": {"description": "OK", "content": {"text/plain": {"schema": STR}}},
+        **{str(s): _json(_ERROR, "Error") for s in _AUTH_ERRORS}}},
     ("GET", "/v1/system/config"): _operation("Mode, features and default model", _obj(
         {"multi_user_mode": BOOL, "require_auth": BOOL, "guest_access": BOOL, "version": STR,
          "default_model": NULLABLE_STR, "features": {"type": "object"}},
         ("multi_user_mode", "require_auth", "guest_access", "version", "features"))),
-    ("GET", "/v1/system/stats"): _operation("Live statistics", _obj(
+    ("GET", "/v1/system/stats"): _operation("Live statistics", errors=_AUTH_ERRORS, response=_obj(
         {k: {"type": "number"} for k in (
             "cpu_percent", "memory_bytes", "models_loaded", "active_sessions", "requests_total",
             "tokens_generated", "uptime_seconds")},
         ("cpu_percent", "memory_bytes", "models_loaded", "active_sessions", "requests_total",
          "tokens_generated", "uptime_seconds"))),
-    ("GET", "/v1/models"): _operation("The models in the models folder", _list_of("Model")),
-    ("GET", "/v1/models/{model_id}"): _operation("One model", _ref("Model"), errors=(400, 404),
+    ("GET", "/v1/models"): _operation("The models in the models folder", _list_of("Model"),
+                                      errors=_AUTH_ERRORS),
+    ("GET", "/v1/models/{model_id}"): _operation("One model", _ref("Model"),
+                                                 errors=(400, 404, *_AUTH_ERRORS),
                                                  parameters=_MODEL_ID),
     ("DELETE", "/v1/models/{model_id}"): _operation(
         "Unload and delete a model", _obj({"id": STR, "object": {"const": "model"},
                                            "deleted": BOOL}, ("id", "deleted")),
-        errors=(400, 404, 503), parameters=_MODEL_ID),
+        errors=(400, 404, 503, *_AUTH_ERRORS), parameters=_MODEL_ID),
     ("POST", "/v1/models/download"): _operation(
         "Start downloading a GGUF file from the hub", _ref("Download"), "DownloadRequest",
-        (400, 404, 413, 502, 503), status="202"),
+        (400, 404, 413, 502, 503, *_AUTH_ERRORS), status="202"),
     ("GET", "/v1/models/download/progress"): _operation(
-        "Downloads and how far they got", _list_of("Download"),
+        "Downloads and how far they got", _list_of("Download"), errors=_AUTH_ERRORS,
         parameters=[{"name": "id", "in": "query", "required": False, "schema": STR}]),
     ("POST", "/v1/models/download/cancel"): _operation(
-        "Cancel one download, or all", _list_of("Download"), "CancelRequest", (400, 404, 413),
+        "Cancel one download, or all", _list_of("Download"), "CancelRequest",
+        (400, 404, 413, *_AUTH_ERRORS),
         body_required=False),
     ("POST", "/v1/models/import"): _operation(
         "Copy models in from a folder on this machine", _ref("CopyReport"), "FolderRequest",
-        (400, 404, 413)),
+        (400, 404, 413, *_AUTH_ERRORS)),
     ("POST", "/v1/models/export"): _operation(
         "Copy a model and its sha256 manifest to a folder on this machine", _ref("CopyReport"),
-        "ExportRequest", (400, 404, 413, 500)),
+        "ExportRequest", (400, 404, 413, 500, *_AUTH_ERRORS)),
     ("GET", "/v1/search"): _operation(
-        "Search the hub for GGUF models", _list_of("SearchResult"), errors=(400, 502, 503),
+        "Search the hub for GGUF models", _list_of("SearchResult"), errors=(400, 502, 503, *_AUTH_ERRORS),
         parameters=[{"name": "query", "in": "query", "required": True, "schema": STR}]),
     ("POST", "/v1/chat/completions"): _operation(
         "Chat completion", _ref("ChatCompletion"), "ChatCompletionRequest", _BODY_ERRORS, True),
@@ -243,6 +283,36 @@ OPERATIONS = {
     ("POST", "/v1/detokenize"): _operation(
         "Tokens to text", _obj({"content": STR}, ("content",)), "DetokenizeRequest",
         _BODY_ERRORS),
+    ("POST", "/v1/auth/login"): _operation(
+        "A login token for a username and password", _ref("Login"), "LoginRequest",
+        (400, 401, 404, 413, 429)),
+    ("POST", "/v1/auth/logout"): _operation(
+        "End the login token's session", _obj({"logged_out": BOOL}, ("logged_out",)),
+        errors=(400, *_ACCOUNT_ERRORS)),
+    ("GET", "/v1/users/me"): _operation("The caller", _ref("User"), errors=_ACCOUNT_ERRORS),
+    ("GET", "/v1/users"): _operation("Every user (admins)", _ref("UserList"),
+                                     errors=_ACCOUNT_ERRORS),
+    ("POST", "/v1/users"): _operation("Create a user (admins)", _ref("User"),
+                                      "CreateUserRequest", (409, *_ACCOUNT_BODY_ERRORS)),
+    ("GET", "/v1/users/{user_id}"): _operation(
+        "A user (admins; users: themselves)", _ref("User"), errors=_ACCOUNT_ERRORS,
+        parameters=_path_ids("user_id")),
+    ("DELETE", "/v1/users/{user_id}"): _operation(
+        "Delete a user, their keys and tokens (admins)",
+        _obj({"id": INT, "object": {"const": "user"}, "deleted": BOOL}, ("id", "deleted")),
+        errors=(409, *_ACCOUNT_ERRORS), parameters=_path_ids("user_id")),
+    ("PUT", "/v1/users/{user_id}/role"): _operation(
+        "Change a user's role (admins)", _ref("User"), "RoleRequest",
+        (409, *_ACCOUNT_BODY_ERRORS), parameters=_path_ids("user_id")),
+    ("GET", "/v1/users/{user_id}/api-keys"): _operation(
+        "A user's API keys, without their secrets", _ref("ApiKeyList"),
+        errors=_ACCOUNT_ERRORS, parameters=_path_ids("user_id")),
+    ("POST", "/v1/users/{user_id}/api-keys"): _operation(
+        "A new API key; `key` is its secret, shown only this once", _ref("ApiKey"),
+        "CreateKeyRequest", _ACCOUNT_BODY_ERRORS, parameters=_path_ids("user_id")),
+    ("DELETE", "/v1/users/{user_id}/api-keys/{key_id}"): _operation(
+        "Revoke an API key", _ref("ApiKey"), errors=_ACCOUNT_ERRORS,
+        parameters=_path_ids("user_id", "key_id")),
 }
 
 
@@ -255,5 +325,10 @@ def document(model_ids: list[str]) -> dict:
             "info": {"title": "OffGrid LLM", "version": __version__,
                      "description": "An offline LLM server with an OpenAI-compatible API."},
             "servers": [{"url": "/"}], "paths": paths,
+            "security": [{}, {"bearer": []}],
             "components": {"schemas": {**SCHEMAS, "ModelId": {"type": "string",
-                                                               "examples": model_ids}}}}
+                                                               "examples": model_ids}},
+                           "securitySchemes": {"bearer": {
+                               "type": "http", "scheme": "bearer",
+                               "description": "An API key (og_…) or a login token, in "
+                                              "multi-user mode"}}}}

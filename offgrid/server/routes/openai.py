@@ -147,9 +147,9 @@ def _replies(request: Request, events: queue.SimpleQueue, generations: list[Gene
             if event is None or isinstance(event, Started):
                 continue
             running -= isinstance(event, (Finished, Failed))
-            if isinstance(event, Finished):  # for the request log; the prompt counts once
-                request.tokens += event.completion_tokens + (
-                    0 if request.tokens else event.prompt_tokens)
+            if isinstance(event, Finished):  # as usage() counts: the prompt once
+                request.tokens_used += event.completion_tokens + (
+                    event.prompt_tokens if index == 0 else 0)
             yield index, event
     finally:
         for generation in generations:
@@ -392,7 +392,7 @@ def embeddings(app, request: Request) -> Response:
         result = loaded.embedder().embed(inputs)
     except REFUSALS as error:
         raise from_engine(error, "input") from None
-    request.tokens = result.prompt_tokens
+    request.tokens_used += result.prompt_tokens
     vectors = [_shortened(v, dimensions) for v in result.vectors]
     return Response({
         "object": "list", "model": model_id,

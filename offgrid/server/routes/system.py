@@ -30,10 +30,14 @@ def health(app, request: Request) -> Response:
 
 
 def config(app, request: Request) -> Response:
+    """The mode as a client needs it: in single-user mode nothing needs credentials, and
+    anyone may use everything."""
+    multi_user = app.settings.multi_user
     return Response({
-        "multi_user_mode": False, "require_auth": False, "guest_access": True,
+        "multi_user_mode": multi_user, "require_auth": multi_user and app.settings.require_auth,
+        "guest_access": not multi_user or app.settings.guest_access,
         "version": __version__, "default_model": app.default_model,
-        "features": {"users": False, "metrics": True, "agent": False, "lora": False}})
+        "features": {"users": multi_user, "metrics": True, "agent": False, "lora": False}})
 
 
 def stats(app, request: Request) -> Response:

@@ -1,0 +1,69 @@
+"""Who may call what. Each route in the route table names the group it belongs to; `decide` is
+the whole policy for every mode and caller. docs/multi-user.md shows it as a table, and a test
+checks every cell of that table against this function and against a running server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from ..config import Settings
+
+
+class Group(str, Enum):
+    PUBLIC = "public"  # identity, health, OpenAPI, mode: anyone, always
+    LOGIN = "login"  # logging in
+    MODELS = "models"  # reading the model list and statistics
+    CHAT = "chat"
+    GENERATE = "generate"  # completions, embeddings, tokenizer
+    ACCOUNT = "account"  # the caller's own account: who am I, log out
+    OWN = "own"  # a user's record and API keys: their own, or anyone's for an admin
+    USERS = "users"  # managing users and roles
+    ADMIN = "admin"  # managing the server: models, agent tools, MCP servers
+
+
+# Outcomes, as the table in docs/multi-user.md spells them.
+YES, OWN_ONLY, UNAUTHORIZED, FORBIDDEN, NOT_FOUND = "yes", "own", "401", "403", "404"
+CALLERS = (None, "guest", "user", "admin")  # None: anonymous, no credentials
+RANK = {None: 0, "guest": 1, "user": 2, "admin": 3}
+LEAST_ROLE = {Group.MODELS: "guest", Group.CHAT: "guest", Group.GENERATE: "user",
+              Group.ACCOUNT: "guest", Group.OWN: "user", Group.USERS: "admin",
+              Group.ADMIN: "admin"}
+ACCOUNT_GROUPS = {Group.LOGIN, Group.ACCOUNT, Group.OWN, Group.USERS}
+
+
+@dataclass(frozen=True)
+class Mode:
+    multi_user: bool = False
+    require_auth: bool = False
+    guest_access: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Mode":
+        return cls(settings.multi_user, settings.require_auth, settings.guest_access)
+
+    @property
+    def anonymous_guests(self) -> bool:
+        """Callers without credentials count as guests."""
+        return self.guest_access and not self.require_auth
+
+
+def decide(mode: Mode, group: Group, role: str | None) -> str:
+    """What a caller with `role` (None: anonymous) gets from a route of `group`."""
+    if not mode.multi_user:  # one person's server: credentials are ignored
+        return NOT_FOUND if group in ACCOUNT_GROUPS else YES
+    if group in (Group.PUBLIC, Group.LOGIN):
+        return YES
+    if role is None:
+        return YES if _anonymous_may(mode, group) else UNAUTHORIZED
+    if group == Group.CHAT and role == "guest" and not mode.guest_access:
+        return FORBIDDEN
+    if RANK[role] < RANK[LEAST_ROLE[group]]:
+        return FORBIDDEN
+    return OWN_ONLY if group == Group.OWN and role != "admin" else YES
+
+
+def _anonymous_may(mode: Mode, group: Group) -> bool:
+    if group == Group.MODELS:
+        return not mode.require_auth
+    return group == Group.CHAT and mode.anonymous_guests

@@ -1,0 +1,117 @@
+"""The gate every request passes before its handler: who is calling (from `Authorization:
+Bearer`), whether their role may use the route's group (access.decide), and whether their
+rate limits and quotas allow it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..config import Settings
+from ..store import credentials
+from ..store.credentials import Identity
+from ..store.db import Database
+from ..store.errors import Expired
+from . import access
+from .access import Group, Mode
+from .errors import Forbidden, NotFound, Unauthorized
+from .http import Request
+from .limits import Limits, LoginThrottle, Subject
+
+BEARER = re.compile(r"Bearer +(\S{1,512})", re.IGNORECASE)
+SECRET = re.compile(r"ogt?_[A-Za-z0-9_-]{20,200}")
+TOKEN_GROUPS = {Group.CHAT, Group.GENERATE}  # the routes that spend tokens
+
+
+@dataclass(frozen=True)
+class Caller:
+    identity: Identity | None  # None: no credentials (or single-user mode)
+    address: str
+    subjects: tuple[Subject, ...] = ()  # what the caller's requests and tokens count against
+
+    @property
+    def user(self):
+        return self.identity.user if self.identity else None
+
+    @property
+    def actor(self) -> str:
+        """How the audit trail names the caller."""
+        return self.user.username if self.user else f"anonymous@{self.address}"
+
+
+class Gate:
+    def __init__(self, settings: Settings, db: Database):
+        self.settings = settings
+        self.mode = Mode.of(settings)
+        self.db = db
+        self.limits = Limits(db)
+        self.logins = LoginThrottle(settings.login_attempts)
+
+    def admit(self, request: Request, group: Group, path_params: dict) -> dict[str, str]:
+        """Set `request.caller`, or refuse the request; the rate-limit headers for the answer."""
+        checked = self.mode.multi_user and group not in (Group.PUBLIC, Group.LOGIN)
+        identity = self._identify(request) if checked else None
+        self._authorize(identity, group, path_params)
+        subjects = self._subjects(identity, request.address) if checked else ()
+        request.caller = Caller(identity, request.address, subjects)
+        return self.limits.admit(list(subjects), group in TOKEN_GROUPS) if checked else {}
+
+    def settle(self, request: Request) -> None:
+        """Charge the tokens a request used since it was last charged: once its answer is
+        complete, and again after a stream that was cut short."""
+        tokens = request.tokens_used - request.tokens_charged
+        request.tokens_charged = request.tokens_used
+        if request.caller is not None and request.caller.subjects and tokens:
+            self.limits.charge(list(request.caller.subjects), tokens)
+
+    def _identify(self, request: Request) -> Identity | None:
+        values = request.headers.get_all("Authorization") or []
+        if not values:
+            return None
+        bearer = BEARER.fullmatch(values[0].strip()) if len(values) == 1 else None
+        if bearer is None:
+            raise Unauthorized("Send one header 'Authorization: Bearer' followed by an OffGrid "
+                               "API key (og_…) or login token", code="invalid_api_key")
+        secret = bearer.group(1)
+        if not SECRET.fullmatch(secret):
+            raise Unauthorized("That is not an OffGrid API key or login token",
+                               code="invalid_api_key")
+        try:
+            identity = credentials.identify(self.db, secret)
+        except Expired as error:
+            raise Unauthorized(str(error), code="token_expired") from None
+        if identity is None:
+            raise Unauthorized("Unknown or revoked API key or login token",
+                               code="invalid_api_key")
+        return identity
+
+    def _authorize(self, identity: Identity | None, group: Group, path_params: dict) -> None:
+        role = identity.user.role if identity else None
+        outcome = access.decide(self.mode, group, role)
+        if outcome == access.NOT_FOUND:
+            raise NotFound("Multi-user mode is off on this server; start it with "
+                           "OFFGRID_MULTI_USER=true", code="multi_user_disabled")
+        if outcome == access.UNAUTHORIZED:
+            raise Unauthorized("This needs an API key or login token: send 'Authorization: "
+                               "Bearer og_…' (POST /v1/auth/login gives a token)")
+        if outcome == access.FORBIDDEN:
+            if group == Group.CHAT and role == "guest":
+                raise Forbidden("Guest access is off on this server", code="guest_access_off")
+            raise Forbidden(f"A {role} may not use this endpoint")
+        if outcome == access.OWN_ONLY and path_params.get("user_id") != str(identity.user.id):
+            raise Forbidden("You can only see and change your own account and API keys")
+
+    def quota_of(self, user) -> dict[str, int]:
+        """A user's limits: their own where set, else their role's (0: no limit)."""
+        return {name: default if getattr(user, name) is None else getattr(user, name)
+                for name, default in self.settings.quota(user.role).items()}
+
+    def _subjects(self, identity: Identity | None, address: str) -> tuple[Subject, ...]:
+        if identity is None:  # an anonymous guest: the guest role's limits, per address
+            return (Subject(f"address:{address}", **self.settings.quota("guest")),)
+        user, key = identity.user, identity.key
+        subjects = [Subject(f"user:{user.id}", **self.quota_of(user))]
+        if key is not None and (key.requests_per_minute or key.tokens_per_day):
+            subjects.append(Subject(f"key:{key.id}", key.requests_per_minute or 0,
+                                    key.tokens_per_day or 0))
+        return tuple(subjects)

@@ -1,0 +1,91 @@
+"""The sqlite3 database at OFFGRID_HOME/offgrid.db: connections, one writer, and migrations.
+
+Each thread reads through its own connection; writes take a process-wide lock, so there is one
+writer at a time in this process, and sqlite's own locking (WAL, with a busy timeout) keeps the
+server and the `offgrid` command from stepping on each other.
+
+Migrations are numbered by their place in a list of functions; each runs once, in its own
+transaction, and is recorded in the `migrations` table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .migrations import MIGRATIONS
+
+BUSY_TIMEOUT_SECONDS = 10
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+class Database:
+    def __init__(self, path: Path, migrations: list[Migration] = MIGRATIONS):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        with self._write_lock:
+            connection = self._connection()
+            connection.execute("PRAGMA journal_mode = WAL")
+            migrate(connection, migrations)
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            # isolation_level=None: no implicit transactions; writes open their own.
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS,
+                                         isolation_level=None, check_same_thread=True)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            self._local.connection = connection
+        return connection
+
+    def read(self, sql: str, parameters=()) -> list[sqlite3.Row]:
+        return self._connection().execute(sql, parameters).fetchall()
+
+    def read_one(self, sql: str, parameters=()) -> sqlite3.Row | None:
+        rows = self.read(sql, parameters)
+        return rows[0] if rows else None
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A connection inside a write transaction: committed when the block ends, rolled back
+        if it raises."""
+        with self._write_lock:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+
+def migrate(connection: sqlite3.Connection, migrations: list[Migration]) -> None:
+    """Apply, in order, the migrations not yet recorded."""
+    connection.execute("CREATE TABLE IF NOT EXISTS migrations "
+                       "(number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
+    applied = {row[0] for row in connection.execute("SELECT number FROM migrations")}
+    for number, migration in enumerate(migrations, start=1):
+        if number in applied:
+            continue
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have applied it while we waited for the lock.
+            if connection.execute("SELECT 1 FROM migrations WHERE number = ?",
+                                  (number,)).fetchone() is None:
+                migration(connection)
+                connection.execute("INSERT INTO migrations VALUES (?, ?, ?)",
+                                   (number, migration.__name__, time.time()))
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")

@@ -1,0 +1,218 @@
+"""docs/multi-user.md's table of who gets what is the policy: every cell is checked against
+access.decide, and against a running server in each mode, for every endpoint in its group."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pytest
+from conftest import CHAT_MODEL, EMBEDDING_MODEL, ROOT, assert_error, chat_body, request
+from multiuser import (ADMIN_PASSWORD, NO_LIMITS, MultiUser, bearer, multi_user_env,
+                       password_of, unique)
+
+from offgrid.server import access
+from offgrid.server.access import CALLERS, Group, Mode
+from offgrid.server.app import ROUTES, Route
+
+DOC = ROOT / "docs" / "multi-user.md"
+
+
+def _table_rows(header_start: str) -> list[list[str]]:
+    """The cells of the markdown table whose header row starts with `header_start`."""
+    lines = DOC.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def _flag(cell: str) -> list[bool]:
+    return {"`true`": [True], "`false`": [False], "any": [False, True]}[cell]
+
+
+def documented_outcomes() -> dict[tuple[Mode, Group], dict[str | None, str]]:
+    """(mode, group) -> {role or None: outcome}, for every mode the table covers."""
+    table = {}
+    for multi, auth, guests, group, *outcomes in _table_rows("| `MULTI_USER`"):
+        for mode in [Mode(m, a, g) for m in _flag(multi) for a in _flag(auth)
+                     for g in _flag(guests)]:
+            table[mode, Group(group)] = dict(zip(CALLERS, outcomes))
+    return table
+
+
+def documented_groups() -> dict[Group, set[tuple[str, str]]]:
+    return {Group(group): set(re.findall(r"`(GET|POST|PUT|DELETE|PATCH) ([^`]+)`", endpoints))
+            for group, endpoints in _table_rows("| Group | Endpoints")}
+
+
+def test_the_table_covers_every_mode_and_group_and_agrees_with_the_policy():
+    table = documented_outcomes()
+    modes = {Mode(m, a, g) for m in (False, True) for a in (False, True) for g in (False, True)}
+    assert set(table) == {(mode, group) for mode in modes for group in Group}
+    for (mode, group), outcomes in table.items():
+        for role, outcome in outcomes.items():
+            assert access.decide(mode, group, role) == outcome, (mode, group, role)
+
+
+def test_the_group_list_is_the_route_table():
+    routes = [Route(*route) for route in ROUTES]
+    assert documented_groups() == {
+        group: {(r.method, r.path) for r in routes if r.group == group} for group in Group}
+
+
+def test_a_route_that_names_no_group_is_for_admins_only():
+    route = Route("DELETE", "/v1/models/{model_id}", print)
+    assert route.group == Group.ADMIN
+    assert access.decide(Mode(True, False, True), route.group, "user") == access.FORBIDDEN
+
+
+# -- against running servers ------------------------------------------------------------------
+
+@dataclass
+class Call:
+    path: str
+    body: object = None
+    token: object = "caller"  # "caller": the caller's own credentials
+    allowed: int = 200  # the status that shows the caller got past the gate
+
+
+@dataclass
+class Accounts:
+    """One account per role on the server under test (none in single-user mode)."""
+    admin: MultiUser | None
+    ids: dict = field(default_factory=dict)
+    tokens: dict = field(default_factory=dict)
+    logins: dict = field(default_factory=dict)  # role -> (username, password)
+
+    @classmethod
+    def on(cls, server, mode: Mode) -> "Accounts":
+        if not mode.multi_user:  # credentials are ignored: send what SDK users are told to
+            return cls(None, {role: 1 for role in CALLERS},
+                       {role: role and "not-needed" for role in CALLERS})
+        admin = MultiUser(server)
+        accounts = cls(admin, {"admin": 1}, {None: None, "admin": admin.admin_token},
+                       {"admin": ("admin", ADMIN_PASSWORD)})
+        for role in ("guest", "user"):
+            user, accounts.tokens[role] = admin.account(role)
+            accounts.ids[role] = user["id"]
+            accounts.logins[role] = (user["username"], password_of(user["username"]))
+        accounts.ids[None] = accounts.ids["user"]
+        return accounts
+
+    def throwaway_user(self) -> int:
+        return self.admin.create_user()["id"] if self.admin else 1
+
+    def throwaway_key(self, user_id: int) -> int:
+        return self.admin.create_key(user_id)["id"] if self.admin else 1
+
+    def fresh_token(self, role: str | None):
+        """A login token of the caller's own, for an endpoint that ends it."""
+        if role not in self.logins:
+            return self.tokens[role]
+        return self.admin.login(*self.logins[role])
+
+
+# What each endpoint is sent: (accounts, the caller's role, the {user_id} to use) -> Call.
+# Where a real request would change too much (a download, say), a Call may send one the
+# endpoint refuses, and name that status as `allowed`: refused by the endpoint, not the gate.
+SAMPLES = {
+    ("GET", "/"): lambda a, role, uid: Call("/"),
+    ("GET", "/health"): lambda a, role, uid: Call("/health"),
+    ("GET", "/openapi.json"): lambda a, role, uid: Call("/openapi.json"),
+    ("GET", "/v1/system/config"): lambda a, role, uid: Call("/v1/system/config"),
+    ("GET", "/v1/system/stats"): lambda a, role, uid: Call("/v1/system/stats"),
+    ("GET", "/metrics"): lambda a, role, uid: Call("/metrics"),
+    ("DELETE", "/v1/models/{model_id}"): lambda a, role, uid: Call(
+        "/v1/models/no-such-model", allowed=404),
+    ("POST", "/v1/models/download"): lambda a, role, uid: Call(
+        "/v1/models/download", {"repository": "../x", "file_name": "x.gguf"}, allowed=400),
+    ("GET", "/v1/models/download/progress"): lambda a, role, uid: Call(
+        "/v1/models/download/progress"),
+    ("POST", "/v1/models/download/cancel"): lambda a, role, uid: Call(
+        "/v1/models/download/cancel", {"id": "dl-none"}, allowed=404),
+    ("POST", "/v1/models/import"): lambda a, role, uid: Call(
+        "/v1/models/import", {"path": "relative"}, allowed=400),
+    ("POST", "/v1/models/export"): lambda a, role, uid: Call(
+        "/v1/models/export", {"model": "no-such-model", "path": "/tmp/x"}, allowed=404),
+    ("GET", "/v1/search"): lambda a, role, uid: Call("/v1/search", allowed=400),
+    ("GET", "/v1/models"): lambda a, role, uid: Call("/v1/models"),
+    ("GET", "/v1/models/{model_id}"): lambda a, role, uid: Call(f"/v1/models/{CHAT_MODEL}"),
+    ("POST", "/v1/chat/completions"): lambda a, role, uid: Call(
+        "/v1/chat/completions", chat_body("Hi", max_tokens=1)),
+    ("POST", "/v1/completions"): lambda a, role, uid: Call(
+        "/v1/completions", {"model": CHAT_MODEL, "prompt": "Hi", "max_tokens": 1}),
+    ("POST", "/v1/embeddings"): lambda a, role, uid: Call(
+        "/v1/embeddings", {"model": EMBEDDING_MODEL, "input": "Hi"}),
+    ("POST", "/v1/tokenize"): lambda a, role, uid: Call(
+        "/v1/tokenize", {"model": CHAT_MODEL, "content": "Hi"}),
+    ("POST", "/v1/detokenize"): lambda a, role, uid: Call(
+        "/v1/detokenize", {"model": CHAT_MODEL, "tokens": [1]}),
+    ("POST", "/v1/auth/login"): lambda a, role, uid: Call(
+        "/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD}),
+    ("POST", "/v1/auth/logout"): lambda a, role, uid: Call("/v1/auth/logout",
+                                                           token=a.fresh_token(role)),
+    ("GET", "/v1/users/me"): lambda a, role, uid: Call("/v1/users/me"),
+    ("GET", "/v1/users"): lambda a, role, uid: Call("/v1/users"),
+    ("POST", "/v1/users"): lambda a, role, uid: Call("/v1/users", {
+        "username": unique("made"), "password": "made-password"}),
+    ("GET", "/v1/users/{user_id}"): lambda a, role, uid: Call(f"/v1/users/{uid}"),
+    ("DELETE", "/v1/users/{user_id}"): lambda a, role, uid: Call(
+        f"/v1/users/{a.throwaway_user()}"),
+    ("PUT", "/v1/users/{user_id}/role"): lambda a, role, uid: Call(
+        f"/v1/users/{a.throwaway_user()}/role", {"role": "guest"}),
+    ("GET", "/v1/users/{user_id}/api-keys"): lambda a, role, uid: Call(
+        f"/v1/users/{uid}/api-keys"),
+    ("POST", "/v1/users/{user_id}/api-keys"): lambda a, role, uid: Call(
+        f"/v1/users/{uid}/api-keys", {"name": "sample"}),
+    ("DELETE", "/v1/users/{user_id}/api-keys/{key_id}"): lambda a, role, uid: Call(
+        f"/v1/users/{uid}/api-keys/{a.throwaway_key(uid)}"),
+}
+
+MODES = {"single-user": Mode(), "guests": Mode(True, False, True),
+         "no-guests": Mode(True, False, False), "auth-and-guests": Mode(True, True, True),
+         "auth-only": Mode(True, True, False)}
+
+
+def test_every_endpoint_has_a_sample():
+    assert set(SAMPLES) == {(method, path) for method, path, *_ in ROUTES}
+
+
+@pytest.mark.parametrize("name", MODES)
+def test_a_server_in_each_mode_answers_as_the_table_says(start_server, name):
+    mode = MODES[name]
+    env = {**NO_LIMITS, "OFFGRID_REQUIRE_AUTH": str(mode.require_auth).lower(),
+           "OFFGRID_GUEST_ACCESS": str(mode.guest_access).lower()}
+    if mode.multi_user:
+        env.update(multi_user_env())
+    server = start_server("--model", CHAT_MODEL, env=env)
+    accounts = Accounts.on(server, mode)
+    table = documented_outcomes()
+    wrong = []
+    for route in (Route(*route) for route in ROUTES):
+        for role in CALLERS:
+            outcome = table[mode, route.group][role]
+            own_id = accounts.ids[role]
+            checks = [(own_id, outcome)]
+            if outcome == access.OWN_ONLY:
+                checks = [(own_id, access.YES), (accounts.ids["admin"], access.FORBIDDEN)]
+            for user_id, expected in checks:
+                call = SAMPLES[route.method, route.path](accounts, role, user_id)
+                token = accounts.tokens[role] if call.token == "caller" else call.token
+                status, _, body = request(route.method, server.url + call.path, call.body,
+                                          headers=bearer(token))
+                if not _as_documented(status, body, expected, call.allowed):
+                    wrong.append(f"{route.method} {call.path} as {role}: {status} "
+                                 f"{str(body)[:150]}, documented {expected}")
+    server.stop()
+    assert not wrong, "\n".join(wrong)
+
+
+def _as_documented(status: int, body, expected: str, allowed: int) -> bool:
+    if expected == access.YES:
+        return status == allowed
+    assert_error(status, body, int(expected))
+    return expected != access.NOT_FOUND or body["error"]["code"] == "multi_user_disabled"

@@ -1,0 +1,149 @@
+"""Requests per minute and tokens per day: used up, refused with 429 and the headers that say
+when to retry, and recovered."""
+
+import time
+
+import pytest
+from conftest import assert_error, chat_body, stream
+from multiuser import offgrid_users, start_multi_user
+
+from offgrid.server.errors import TooManyRequests
+from offgrid.server.limits import Limits, LoginThrottle, SlidingWindow, Subject
+from offgrid.store.db import Database
+
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def site(start_server):
+    site = start_multi_user(start_server, env={"OFFGRID_USER_REQUESTS_PER_MINUTE": "3",
+                                               "OFFGRID_USER_TOKENS_PER_DAY": "0"})
+    yield site
+    site.server.stop()
+
+
+def test_requests_per_minute_run_out_and_an_admin_lifts_the_limit(site):
+    user, token = site.account("user")
+    other, other_token = site.account("user")
+    seen = [site.call("GET", "/v1/models", token=token)[1] for _ in range(3)]
+    assert [h["x-ratelimit-remaining-requests"] for h in seen] == ["2", "1", "0"]
+    assert {h["x-ratelimit-limit-requests"] for h in seen} == {"3"}
+    assert all(1 <= int(h["x-ratelimit-reset-requests"].rstrip("s")) <= 60 for h in seen)
+    status, headers, error = site.call("GET", "/v1/models", token=token)
+    assert_error(status, error, 429, "rate_limit_exceeded")
+    assert 1 <= int(headers["Retry-After"]) <= 60
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert site.call("GET", "/v1/models", token=other_token)[0] == 200  # others go on
+    result = offgrid_users(site.server.home, "quota", user["username"],
+                           "--requests-per-minute", "0")
+    assert result.returncode == 0 and "no limit" in result.stdout
+    status, headers, _ = site.call("GET", "/v1/models", token=token)
+    assert status == 200 and "x-ratelimit-limit-requests" not in headers
+
+
+def test_tokens_per_day_run_out_after_the_generation_that_crosses_them(site):
+    user, token = site.account("user")
+    offgrid_users(site.server.home, "quota", user["username"], "--tokens-per-day", "20",
+                  "--requests-per-minute", "0")
+    status, headers, answer = site.call("POST", CHAT, chat_body("Hi", max_tokens=20),
+                                        token=token)
+    assert status == 200 and answer["usage"]["total_tokens"] > 20
+    assert (headers["x-ratelimit-limit-tokens"], headers["x-ratelimit-remaining-tokens"]) == (
+        "20", "20")
+    me = site.call("GET", "/v1/users/me", token=token)[2]
+    assert me["tokens_used_today"] == answer["usage"]["total_tokens"]
+    status, headers, error = site.call("POST", CHAT, chat_body("Hi", max_tokens=20), token=token)
+    assert_error(status, error, 429, "token_quota_exceeded")
+    until_midnight = 86400 - time.time() % 86400
+    assert abs(int(headers["Retry-After"]) - until_midnight) < 60
+    assert headers["x-ratelimit-remaining-tokens"] == "0"
+    offgrid_users(site.server.home, "quota", user["username"], "--tokens-per-day", "default")
+    assert site.call("POST", CHAT, chat_body("Hi", max_tokens=2), token=token)[0] == 200
+
+
+def test_streamed_and_embedding_tokens_are_charged_too(site):
+    user, token = site.account("user")
+    offgrid_users(site.server.home, "quota", user["username"], "--requests-per-minute", "0")
+    key = site.create_key(user["id"], token=token)
+    events = stream(site.url + CHAT, {**chat_body("Hi", max_tokens=8),
+                                      "stream_options": {"include_usage": True}},
+                    headers={"Authorization": f"Bearer {key['key']}"})
+    streamed = events[-2]["usage"]["total_tokens"]
+    status, _, embedded = site.call("POST", "/v1/embeddings",
+                                    {"model": "all-MiniLM-L6-v2-q8_0", "input": "one two"},
+                                    token=token)
+    assert status == 200
+    me = site.call("GET", "/v1/users/me", token=token)[2]
+    assert me["tokens_used_today"] == streamed + embedded["usage"]["total_tokens"]
+
+
+def test_a_keys_own_limit_applies_on_top_of_its_users(site):
+    user, token = site.account("user")
+    offgrid_users(site.server.home, "quota", user["username"], "--requests-per-minute", "0")
+    tight = site.create_key(user["id"], token=token, requests_per_minute=1)
+    loose = site.create_key(user["id"], token=token)
+    assert site.call("GET", "/v1/models", token=tight["key"])[0] == 200
+    status, _, error = site.call("GET", "/v1/models", token=tight["key"])
+    assert_error(status, error, 429, "rate_limit_exceeded")
+    assert site.call("GET", "/v1/models", token=loose["key"])[0] == 200
+
+
+def test_anonymous_guests_are_limited_per_address(start_server):
+    open_site = start_multi_user(start_server, env={"OFFGRID_GUEST_ACCESS": "true",
+                                                    "OFFGRID_GUEST_REQUESTS_PER_MINUTE": "2"})
+    assert [open_site.call("GET", "/v1/models")[0] for _ in range(2)] == [200, 200]
+    status, _, error = open_site.call("GET", "/v1/models")
+    assert_error(status, error, 429, "rate_limit_exceeded")
+    assert open_site.call("GET", "/v1/models", token=open_site.admin_token)[0] == 200
+    open_site.server.stop()
+
+
+# -- the counters, with a clock the test moves ------------------------------------------------
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_full_minute_window_frees_up_as_its_requests_age():
+    clock = Clock()
+    window = SlidingWindow(60, clock)
+    assert window.take({"user:1": 2}) is None
+    clock.now += 30
+    assert window.take({"user:1": 2}) is None
+    assert window.take({"user:1": 2, "key:1": 5}) == "user:1"
+    assert window.count("key:1") == 0, "a refused request counts against nothing"
+    assert window.reset_in("user:1") == 30
+    clock.now += 30
+    assert window.take({"user:1": 2}) is None
+
+
+def test_token_use_starts_again_at_midnight_utc(tmp_path):
+    clock = Clock(86400 * 20_000 - 10)  # ten seconds before a UTC midnight
+    limits = Limits(Database(tmp_path / "offgrid.db"), clock)
+    subject = [Subject("user:1", 0, 100)]
+    limits.charge(subject, 150)
+    with pytest.raises(TooManyRequests) as refused:
+        limits.admit(subject, counts_tokens=True)
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "10"
+    clock.now += 10
+    headers = limits.admit(subject, counts_tokens=True)
+    assert headers["x-ratelimit-remaining-tokens"] == "100"
+
+
+def test_failed_logins_pause_a_username_and_an_address():
+    clock = Clock()
+    throttle = LoginThrottle(attempts=2, clock=clock)
+    for _ in range(2):
+        throttle.check("alice", "10.0.0.1")
+        throttle.failed("alice", "10.0.0.1")
+    for username, address in (("alice", "10.0.0.2"), ("bob", "10.0.0.1")):
+        with pytest.raises(TooManyRequests) as refused:
+            throttle.check(username, address)
+        assert refused.value.code == "too_many_login_attempts"
+    throttle.check("bob", "10.0.0.2")
+    clock.now += 15 * 60
+    throttle.check("alice", "10.0.0.1")
