@@ -116,6 +116,7 @@ class Client:
         self.retries = retries
         self.models = Models(self)
         self.system = System(self)
+        self.users = Users(self)
 
     def __repr__(self) -> str:
         return f"offgrid.Client({self.host!r})"
@@ -152,6 +153,19 @@ class Client:
                 "encoding_format": "float", **params}
         return [item["embedding"] for item in self.request("POST", "/v1/embeddings",
                                                             body)["data"]]
+
+    def login(self, username: str, password: str) -> dict:
+        """Log in (multi-user mode); later requests carry the login token. Returns the token's
+        details: access_token, expires_at, user."""
+        session = self.request("POST", "/v1/auth/login",
+                               {"username": username, "password": password})
+        self.api_key = session["access_token"]
+        return session
+
+    def logout(self) -> None:
+        """End the login token's session; the client then has no credentials."""
+        self.request("POST", "/v1/auth/logout")
+        self.api_key = None
 
     def default_model(self) -> str:
         model = self.system.config().get("default_model")
@@ -246,6 +260,45 @@ class System:
 
     def stats(self) -> dict:
         return self._client.request("GET", "/v1/system/stats")
+
+
+class Users:
+    """Users and their API keys (multi-user mode); see docs/multi-user.md for who may do what."""
+
+    def __init__(self, client: Client):
+        self._client = client
+
+    def me(self) -> dict:
+        return self._client.request("GET", "/v1/users/me")
+
+    def list(self) -> list[dict]:
+        return self._client.request("GET", "/v1/users")["data"]
+
+    def get(self, user_id: int) -> dict:
+        return self._client.request("GET", f"/v1/users/{int(user_id)}")
+
+    def create(self, username: str, password: str, role: str = "user") -> dict:
+        return self._client.request("POST", "/v1/users", {"username": username,
+                                                          "password": password, "role": role})
+
+    def delete(self, user_id: int) -> dict:
+        return self._client.request("DELETE", f"/v1/users/{int(user_id)}")
+
+    def set_role(self, user_id: int, role: str) -> dict:
+        return self._client.request("PUT", f"/v1/users/{int(user_id)}/role", {"role": role})
+
+    def api_keys(self, user_id: int) -> list[dict]:
+        return self._client.request("GET", f"/v1/users/{int(user_id)}/api-keys")["data"]
+
+    def create_api_key(self, user_id: int, name: str = "API key", **limits) -> dict:
+        """A new `og_…` key; its secret is in the answer's "key", shown this once. `limits`:
+        requests_per_minute, tokens_per_day."""
+        return self._client.request("POST", f"/v1/users/{int(user_id)}/api-keys",
+                                    {"name": name, **limits})
+
+    def revoke_api_key(self, user_id: int, key_id: int) -> dict:
+        return self._client.request("DELETE",
+                                    f"/v1/users/{int(user_id)}/api-keys/{int(key_id)}")
 
 
 class Models:

@@ -97,9 +97,8 @@ class ServerProcess:
         return self.process.returncode
 
 
-@pytest.fixture(scope="session")
-def start_server(models_dir, tmp_path_factory):
-    """Start extra servers with their own flags; all are stopped at the end of the session."""
+def _starter(models_dir, tmp_path_factory):
+    """Yields a function that starts servers with their own flags; stops them all after."""
     started = []
 
     def start(*args: str, env: dict | None = None, wait: bool = True,
@@ -112,6 +111,23 @@ def start_server(models_dir, tmp_path_factory):
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def start_server(models_dir, tmp_path_factory):
+    """Servers for one test, stopped when it ends."""
+    yield from _starter(models_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def start_module_server(models_dir, tmp_path_factory):
+    """Servers for a test module's fixtures, stopped after its last test."""
+    yield from _starter(models_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def start_session_server(models_dir, tmp_path_factory):
+    yield from _starter(models_dir, tmp_path_factory)
 
 
 # The repository and file the docs' download examples use, served by the hub mirror.
@@ -130,11 +146,11 @@ def hub_mirror(model_files):
 
 
 @pytest.fixture(scope="session")
-def server(start_server, hub_mirror) -> ServerProcess:
+def server(start_session_server, hub_mirror) -> ServerProcess:
     """The shared server: the starter model by default, 4 slots of 2048 tokens, downloads from
     the hub mirror."""
-    return start_server("--model", CHAT_MODEL, "--parallel", "4", "--max-context", "2048",
-                        env={"HF_ENDPOINT": hub_mirror.url})
+    return start_session_server("--model", CHAT_MODEL, "--parallel", "4", "--max-context",
+                                "2048", env={"HF_ENDPOINT": hub_mirror.url})
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ ALLOWED_ORIGIN = "http://allowed.example"
 
 
 @pytest.fixture(scope="module")
-def site(start_server):
-    site = start_multi_user(start_server, env={
+def site(start_module_server):
+    site = start_multi_user(start_module_server, env={
         "OFFGRID_HEADER_TIMEOUT": str(DEADLINE), "OFFGRID_BODY_TIMEOUT": str(DEADLINE),
         "OFFGRID_MAX_CONNECTIONS": "8", "OFFGRID_MAX_BODY_BYTES": "100000",
         "OFFGRID_LOGIN_ATTEMPTS": "1000", "OFFGRID_CORS_ORIGINS": ALLOWED_ORIGIN,

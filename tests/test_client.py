@@ -1,6 +1,8 @@
 """offgrid.Client beyond the docs' examples (tests/test_docs.py runs those): installing it,
 errors, and retries."""
 
+import os
+import re
 import subprocess
 import sys
 import threading
@@ -8,6 +10,7 @@ import time
 
 import pytest
 from conftest import CHAT_MODEL, ROOT, free_port
+from multiuser import start_multi_user
 
 import offgrid
 
@@ -67,11 +70,12 @@ def test_an_unreachable_server_fails_after_retries():
 
 def test_a_busy_server_is_retried_until_it_answers(start_server):
     server = start_server("--model", CHAT_MODEL, "--parallel", "1", "--queue-size", "0")
-    client = offgrid.Client(server.url, retries=30)
+    client = offgrid.Client(server.url, retries=100)
     busy = threading.Thread(target=client.complete,
-                            args=("1, 2, 3,",), kwargs={"max_tokens": 30, "temperature": 0})
+                            args=("1, 2, 3,",), kwargs={"max_tokens": 300, "temperature": 0})
     busy.start()
-    time.sleep(0.3)
+    while client.system.stats()["active_sessions"] == 0:
+        time.sleep(0.02)
     impatient = offgrid.Client(server.url, retries=0)
     with pytest.raises(offgrid.ServiceUnavailable) as refused:
         impatient.complete("1, 2,", max_tokens=2)
@@ -91,3 +95,28 @@ def test_streams_can_be_stopped_early(base_url):
     while client.system.stats()["active_sessions"] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert client.system.stats()["active_sessions"] == 0
+
+
+def test_the_multi_user_examples_run_as_written(start_server):
+    """docs/python.md's `py` blocks need a multi-user server with the admin they name."""
+    site = start_multi_user(start_server)
+    examples = re.findall(r"^```py\n(.*?)^```", (ROOT / "docs" / "python.md").read_text(),
+                          re.S | re.M)
+    assert examples
+    for code in examples:
+        ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "OFFGRID_URL": site.url}, timeout=120)
+        assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[:2] == ["og_", "alice"]
+    assert ran.stdout.splitlines()[-1] == "401 invalid_api_key"
+
+
+def test_rate_limits_raise_with_retry_after(start_server):
+    site = start_multi_user(start_server, env={"OFFGRID_USER_REQUESTS_PER_MINUTE": "2"})
+    user, _ = site.account("user")
+    client = offgrid.Client(site.url, api_key=site.create_key(user["id"])["key"])
+    client.models.list()
+    client.models.list()
+    with pytest.raises(offgrid.RateLimited) as limited:
+        client.models.list()
+    assert limited.value.status == 429 and limited.value.retry_after > 0

@@ -143,10 +143,10 @@ def test_same_seed_same_text(base_url):
 
 
 @pytest.fixture(scope="module")
-def one_slot_server(start_server):
+def one_slot_server(start_module_server):
     """One slot of 128 tokens and no wait queue."""
-    return start_server("--model", CHAT_MODEL, "--parallel", "1", "--queue-size", "0",
-                        "--max-context", "128")
+    return start_module_server("--model", CHAT_MODEL, "--parallel", "1", "--queue-size", "0",
+                               "--max-context", "128")
 
 
 def test_a_full_queue_is_503_with_retry_after(one_slot_server):

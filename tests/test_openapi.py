@@ -23,7 +23,7 @@ def test_the_document_lists_every_route_and_nothing_else(base_url):
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(start_server, model_files, tmp_path_factory):
+def fuzz_server(start_module_server, model_files, tmp_path_factory):
     """Small slots, so that any generation the fuzzer asks for ends quickly; its own models
     folder, since the fuzzer may delete models; and a hub mirror, so the hub endpoints answer
     without the internet."""
@@ -31,8 +31,8 @@ def fuzz_server(start_server, model_files, tmp_path_factory):
     for path in model_files.values():
         (models / path.name).symlink_to(path)
     hub = HubMock()
-    yield start_server("--model", CHAT_MODEL, "--max-context", "96", "--parallel", "2",
-                       models=models, env={"HF_ENDPOINT": hub.url})
+    yield start_module_server("--model", CHAT_MODEL, "--max-context", "96", "--parallel", "2",
+                              models=models, env={"HF_ENDPOINT": hub.url})
     hub.close()
 
 

@@ -15,8 +15,8 @@ CHAT = "/v1/chat/completions"
 
 
 @pytest.fixture(scope="module")
-def site(start_server):
-    site = start_multi_user(start_server, env={"OFFGRID_USER_REQUESTS_PER_MINUTE": "3",
+def site(start_module_server):
+    site = start_multi_user(start_module_server, env={"OFFGRID_USER_REQUESTS_PER_MINUTE": "3",
                                                "OFFGRID_USER_TOKENS_PER_DAY": "0"})
     yield site
     site.server.stop()

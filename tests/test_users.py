@@ -19,8 +19,8 @@ CHAT = "/v1/chat/completions"
 
 
 @pytest.fixture(scope="module")
-def site(start_server):
-    site = start_multi_user(start_server)
+def site(start_module_server):
+    site = start_multi_user(start_module_server)
     yield site
     site.server.stop()
 
