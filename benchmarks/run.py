@@ -2,8 +2,8 @@
 server, on loopback, with the same GGUF, threads and context per slot; plus the in-process limit
 (the batched llama_decode loop with no server). Writes docs/benchmarks.md.
 
-    python benchmarks/run.py            # the full run (about 15 minutes on 2 cores)
-    python benchmarks/run.py --quick    # under two minutes
+    python benchmarks/run.py            # the full run (about 2 minutes on 2 cores)
+    python benchmarks/run.py --quick    # about 20 seconds
 
 Set up the peers first with benchmarks/setup.sh.
 """
