@@ -11,6 +11,7 @@ Set up the peers first with benchmarks/setup.sh.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -118,9 +119,7 @@ def llama_server(model: Path, plan: Plan, port: int, embedding: bool = False) ->
 
 def llama_cpp_python(model: Path, plan: Plan, port: int, embedding: bool = False
                      ) -> Server | None:
-    try:
-        import llama_cpp.server  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("llama_cpp.server") is None:
         return None
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
                "--model_alias", model.stem, "--port", str(port), "--host", "127.0.0.1",

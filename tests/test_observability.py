@@ -3,7 +3,7 @@
 import threading
 import time
 
-from conftest import CHAT_MODEL, EMBEDDING_MODEL, chat_body, get, post, request, stream
+from conftest import CHAT_MODEL, EMBEDDING_MODEL, chat_body, get, post, request
 from prometheus_client.parser import text_string_to_metric_families
 
 from offgrid import __version__

@@ -1,0 +1,189 @@
+"""How chat and completion answers look, whole or as stream chunks: OpenAI's shapes, with
+usage, llama.cpp's timings, logprobs and tool calls."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+
+from .. import __version__
+from ..engine.sampling import TokenLogprob
+from ..engine.scheduler import Finished, Text
+from . import toolcalls
+
+FINGERPRINT = f"offgrid-{__version__}"
+
+
+@dataclasses.dataclass
+class Choice:
+    text: str = ""
+    logprobs: list = dataclasses.field(default_factory=list)
+    finished: Finished | None = None
+
+
+def usage(finished: list[Finished]) -> dict:
+    """The prompt is counted once, however many choices were drawn from it."""
+    prompt_tokens = finished[0].prompt_tokens
+    completion_tokens = sum(f.completion_tokens for f in finished)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": finished[0].cached_tokens}}
+
+
+def timings(finished: Finished) -> dict:
+    """llama.cpp server's timing fields, for clients that read them."""
+    seconds = finished.generation_ms / 1000
+    return {"cache_n": finished.cached_tokens,
+            "prompt_n": finished.prompt_tokens - finished.cached_tokens,
+            "prompt_ms": round(finished.prompt_ms, 3),
+            "predicted_n": finished.completion_tokens,
+            "predicted_ms": round(finished.generation_ms, 3),
+            "predicted_per_second": round(finished.completion_tokens / seconds, 3)
+            if seconds > 0 else None}
+
+
+def _token_text(entry: TokenLogprob) -> str:
+    return entry.data.decode("utf-8", "replace")
+
+
+class Reply:
+    """One response being built, whole or as stream chunks."""
+    object_name = ""
+    chunk_object_name = ""
+    id_prefix = ""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.id = self.id_prefix + uuid.uuid4().hex
+        self.created = int(time.time())
+
+    def _envelope(self, object_name: str, choices: list) -> dict:
+        return {"id": self.id, "object": object_name, "created": self.created,
+                "model": self.model, "system_fingerprint": FINGERPRINT, "choices": choices}
+
+    def _chunk(self, choice: dict) -> dict:
+        return self._envelope(self.chunk_object_name, [choice])
+
+    def response(self, choices: list[Choice]) -> dict:
+        body = self._envelope(self.object_name,
+                              [self._whole_choice(i, c) for i, c in enumerate(choices)])
+        finished = [c.finished for c in choices]
+        body["usage"] = usage(finished)
+        body["timings"] = timings(finished[0])
+        return body
+
+    def usage_chunk(self, finished: list[Finished]) -> dict:
+        body = self._envelope(self.chunk_object_name, [])
+        body["usage"] = usage(finished)
+        body["timings"] = timings(finished[0])
+        return body
+
+
+class ChatReply(Reply):
+    object_name = "chat.completion"
+    chunk_object_name = "chat.completion.chunk"
+    id_prefix = "chatcmpl-"
+
+    def __init__(self, model: str, tool_use: toolcalls.ToolUse | None):
+        super().__init__(model)
+        self.tool_use = tool_use
+        self._texts: dict[int, str] = {}  # what each choice said so far
+        self._holding: set[int] = set()  # choices whose text may be a tool call, so held back
+
+    def _whole_choice(self, index: int, choice: Choice) -> dict:
+        calls = self._tool_calls(choice.text)
+        message = {"role": "assistant", "content": None if calls else choice.text}
+        if calls:
+            message["tool_calls"] = calls
+        return {"index": index, "message": message,
+                "logprobs": {"content": self._logprobs(choice.logprobs), "refusal": None}
+                if choice.logprobs else None,
+                "finish_reason": "tool_calls" if calls else choice.finished.reason}
+
+    def _tool_calls(self, text: str) -> list[dict] | None:
+        return toolcalls.parse(text) if self.tool_use else None
+
+    @staticmethod
+    def _logprobs(entries: list[TokenLogprob]) -> list[dict]:
+        def entry(e: TokenLogprob) -> dict:
+            return {"token": _token_text(e), "logprob": e.logprob, "bytes": list(e.data)}
+        return [{**entry(e), "top_logprobs": [entry(t) for t in e.top]} for e in entries]
+
+    def _delta(self, index: int, delta: dict, finish_reason: str | None = None,
+               logprobs: list[TokenLogprob] = ()) -> dict:
+        return self._chunk({"index": index, "delta": delta,
+                            "logprobs": {"content": self._logprobs(logprobs), "refusal": None}
+                            if logprobs else None,
+                            "finish_reason": finish_reason})
+
+    def opening_chunks(self, n: int):
+        for index in range(n):
+            self._texts[index] = ""
+            if self.tool_use:
+                self._holding.add(index)
+            yield self._delta(index, {"role": "assistant", "content": ""})
+
+    def text_chunks(self, index: int, text: Text):
+        self._texts[index] += text.text
+        if index in self._holding:
+            said = self._texts[index].lstrip()
+            if not said or said.startswith("{") or self.tool_use.required:
+                return  # a tool call is written whole, at the end
+            self._holding.discard(index)
+            yield self._delta(index, {"content": self._texts[index]}, logprobs=text.logprobs)
+            return
+        yield self._delta(index, {"content": text.text}, logprobs=text.logprobs)
+
+    def closing_chunks(self, index: int, finished: Finished):
+        calls = self._tool_calls(self._texts[index]) if index in self._holding else None
+        if calls:
+            yield self._delta(index, {"tool_calls": [{"index": i, **call}
+                                                     for i, call in enumerate(calls)]})
+            yield self._delta(index, {}, "tool_calls")
+            return
+        if index in self._holding and self._texts[index]:
+            yield self._delta(index, {"content": self._texts[index]})
+        yield self._delta(index, {}, finished.reason)
+
+
+class CompletionReply(Reply):
+    object_name = chunk_object_name = "text_completion"
+    id_prefix = "cmpl-"
+
+    def __init__(self, model: str, echo: str):
+        super().__init__(model)
+        self.echo = echo
+        self._offsets: dict[int, int] = {}  # where each choice's next token starts in its text
+
+    def _whole_choice(self, index: int, choice: Choice) -> dict:
+        self._offsets[index] = len(self.echo)
+        return self._choice(index, self.echo + choice.text, choice.finished.reason,
+                            choice.logprobs)
+
+    def _choice(self, index: int, text: str, finish_reason: str | None,
+                logprobs: list[TokenLogprob] | None) -> dict:
+        return {"index": index, "text": text, "finish_reason": finish_reason,
+                "logprobs": self._logprobs(index, logprobs) if logprobs else None}
+
+    def _logprobs(self, index: int, entries: list[TokenLogprob]) -> dict:
+        tokens = [_token_text(e) for e in entries]
+        offsets = []
+        for token in tokens:
+            offsets.append(self._offsets.get(index, 0))
+            self._offsets[index] = offsets[-1] + len(token)
+        return {"tokens": tokens, "token_logprobs": [e.logprob for e in entries],
+                "top_logprobs": [{_token_text(t): t.logprob for t in e.top} for e in entries],
+                "text_offset": offsets}
+
+    def opening_chunks(self, n: int):
+        for index in range(n):
+            self._offsets[index] = len(self.echo)
+            if self.echo:
+                yield self._chunk(self._choice(index, self.echo, None, None))
+
+    def text_chunks(self, index: int, text: Text):
+        yield self._chunk(self._choice(index, text.text, None, list(text.logprobs)))
+
+    def closing_chunks(self, index: int, finished: Finished):
+        yield self._chunk(self._choice(index, "", finished.reason, None))
