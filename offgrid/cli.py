@@ -7,8 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__, cli_users
-from .commands import chat, models
+from . import __version__
+from .commands import chat, models, users
 from .config import ConfigError, Settings
 
 # serve's flags that are settings: each overrides the config file and the environment
@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("model")
     export.add_argument("path")
     export.set_defaults(command=lambda a, s: models.export_model(s, a.model, a.path))
-    cli_users.register(commands, common)
+    users.register(commands, common)
     return parser
 
 

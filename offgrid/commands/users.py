@@ -8,10 +8,10 @@ import getpass
 import sys
 import time
 
-from .config import LIMITS, ROLES, ConfigError, Settings
-from .store import audit, usage, users
-from .store.db import Database
-from .store.errors import StoreError
+from ..config import LIMITS, ROLES, ConfigError, Settings
+from ..store import audit, usage, users
+from ..store.db import Database
+from ..store.errors import StoreError
 
 ACTOR = "cli"
 
