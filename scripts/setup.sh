@@ -25,13 +25,20 @@ fi
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 
-# Reinstall only when the requested extras or the package metadata changed.
+# Install only when the package metadata changed or an extra is asked for that is not there
+# yet; extras installed before stay (so serve.sh and test.sh do not undo each other).
 stamp="$venv/.offgrid-installed"
-want="$extras $(cat "$root/setup.cfg" "$root/pyproject.toml" | sha256sum | cut -c1-16)"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "setup: installing OffGrid[$extras] into .venv (the first time builds llama.cpp: ~5 min)" >&2
+metadata="$(cat "$root/setup.cfg" "$root/pyproject.toml" | sha256sum | cut -c1-16)"
+read -r installed_metadata installed_extras < "$stamp" 2>/dev/null || true
+if [ "${installed_metadata:-}" = "$metadata" ]; then
+    all_extras="$(echo "${installed_extras:-},$extras" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd,)"
+else
+    all_extras="$extras"
+fi
+if [ "${installed_metadata:-}" != "$metadata" ] || [ "$all_extras" != "${installed_extras:-}" ]; then
+    echo "setup: installing OffGrid[$all_extras] into .venv (the first time builds llama.cpp: ~5 min)" >&2
     "$venv/bin/python" -m pip install --quiet --upgrade pip
     # The portable build: llama.cpp's native build segfaults on CPUs that report AMX.
-    CMAKE_ARGS="-DGGML_NATIVE=OFF" "$venv/bin/python" -m pip install --quiet -e "$root[$extras]"
-    echo "$want" > "$stamp"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF" "$venv/bin/python" -m pip install --quiet -e "$root[$all_extras]"
+    echo "$metadata $all_extras" > "$stamp"
 fi
