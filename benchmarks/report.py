@@ -15,7 +15,10 @@ LIMITS = """### What limits the ratios
   arrive staggered (each client sends its next request when its last ends), so steps mix prompt
   chunks with decoding and the batch is not always full; and on 2 cores the HTTP side (parsing,
   JSON chunks, socket writes) takes CPU from the two decode threads. The loop starts every
-  sequence at once and has no HTTP at all.
+  sequence at once and has no HTTP at all. A py-spy profile of OffGrid's scheduler thread at 8
+  streams (`py-spy record --idle -r 200`) puts 89% of its time in `llama_decode`, 7% in
+  llama.cpp's samplers and about 3% in OffGrid's own Python (batch building, detokenizing,
+  stop strings, handing pieces to the HTTP threads), which mostly wait on their queues.
 - **Against llama-cpp-python's server** the 5× target assumed it interrupts streams under
   load (14–18 tokens/s at 4–8 clients in an earlier run). In this run it served requests one
   after another without cutting them, at about 45–70 tokens/s, so the ratio at 4 clients is
