@@ -325,3 +325,23 @@ def test_tokenize_and_detokenize_round_trip(base_url):
     assert status == 200 and back == {"content": "Hello, world!"}
     status, _, error = post(base_url + "/v1/detokenize", {"model": CHAT_MODEL, "tokens": [-1]})
     assert_error(status, error, 400, param="tokens")
+
+
+def test_several_prompts_and_token_prompts(base_url):
+    counting = tokens_of(base_url, "1, 2, 3, 4,")
+    status, _, body = post(base_url + "/v1/completions", {
+        **COUNTING, "prompt": ["1, 2, 3, 4,", "10, 20, 30,", counting], "n": 2, "max_tokens": 3,
+        "echo": True})
+    assert status == 200 and [c["index"] for c in body["choices"]] == list(range(6))
+    texts = [c["text"] for c in body["choices"]]
+    assert texts[0] == texts[1] == texts[4] == texts[5]  # the same prompt, as text or tokens
+    assert texts[0].startswith("1, 2, 3, 4, 5") and texts[2].startswith("10, 20, 30, 40")
+    _, _, one = post(base_url + "/v1/completions", {**COUNTING, "max_tokens": 3})
+    _, _, other = post(base_url + "/v1/completions",
+                       {**COUNTING, "prompt": "10, 20, 30,", "max_tokens": 3})
+    assert body["usage"]["prompt_tokens"] == (2 * one["usage"]["prompt_tokens"]
+                                              + other["usage"]["prompt_tokens"])
+    assert body["usage"]["completion_tokens"] == 6 * 3
+    status, _, error = post(base_url + "/v1/completions",
+                            {**COUNTING, "prompt": [[1, 10 ** 9]]})
+    assert_error(status, error, 400, param="prompt")

@@ -27,9 +27,9 @@ log = logging.getLogger("offgrid.scheduler")
 
 @dataclass
 class GenerationRequest:
-    """A raw `prompt` (with a `suffix`: fill in the middle), or chat `messages` as (role,
-    content) pairs rendered with the model's template."""
-    prompt: str | None = None
+    """A raw `prompt`, as text (with a `suffix`: fill in the middle) or as tokens, or chat
+    `messages` as (role, content) pairs rendered with the model's template."""
+    prompt: str | list[int] | None = None
     messages: list[tuple[str, str]] | None = None
     suffix: str | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
@@ -251,6 +251,8 @@ class Scheduler:
     def _prompt_tokens(self, request: GenerationRequest) -> list[int]:
         if request.messages is not None:
             return self.model.tokenize(self.model.render_chat(request.messages))
+        if isinstance(request.prompt, list):
+            return list(request.prompt)
         if request.suffix is None:
             return self.model.tokenize(request.prompt)
         markers = self.model.fim_tokens()

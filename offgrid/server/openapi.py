@@ -86,7 +86,11 @@ SCHEMAS = {
         "parallel_tool_calls": BOOL,
     }, ("model", "messages")),
     "CompletionRequest": _obj({
-        **_sampling, "prompt": {"anyOf": [STR, _array(STR, minItems=1, maxItems=1)]},
+        **_sampling, "prompt": {"anyOf": [
+            STR, _array(STR, minItems=1, maxItems=16),
+            _array({"type": "integer", "minimum": 0}, minItems=1),
+            _array(_array({"type": "integer", "minimum": 0}, minItems=1), minItems=1,
+                   maxItems=16)]},
         "suffix": NULLABLE_STR, "echo": BOOL, "max_tokens": {"type": "integer", "minimum": 1},
         "logprobs": {"type": "integer", "minimum": 0, "maximum": 5},
     }, ("model", "prompt")),

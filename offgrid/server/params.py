@@ -253,16 +253,26 @@ def _content(content, where: str) -> str:
     raise _fail(where, "a string or an array of text parts", content)
 
 
-def prompt(body: dict) -> str:
-    """The completion prompt: a string, or an array holding exactly one string."""
+def prompts(body: dict, n_vocab: int) -> list[str | list[int]]:
+    """The completion prompts, as OpenAI takes them: a string, an array of strings, an array of
+    token ids, or an array of such arrays."""
     value = _get(body, "prompt")
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
     if value is None:
         raise BadRequest("Missing required parameter: 'prompt'",
                          code="missing_required_parameter", param="prompt")
-    if not isinstance(value, str):
-        raise _fail("prompt", "a string", value)
+    if isinstance(value, str) or (isinstance(value, list) and value and all(
+            _is_token(t) for t in value)):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(
+            isinstance(item, str) or _is_token_array(item) for item in value):
+        raise _fail("prompt", "a string, an array of strings, an array of token ids, or an "
+                              "array of those", value)
+    if len(value) > MAX_CHOICES:
+        raise _fail("prompt", f"at most {MAX_CHOICES} prompts", f"{len(value)} prompts")
+    for item in value:
+        if isinstance(item, list) and max(item) >= n_vocab:
+            raise _fail("prompt", f"token ids below the model's vocabulary size {n_vocab}",
+                        max(item))
     return value
 
 

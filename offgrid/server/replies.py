@@ -22,13 +22,14 @@ class Choice:
     finished: Finished | None = None
 
 
-def usage(finished: list[Finished]) -> dict:
-    """The prompt is counted once, however many choices were drawn from it."""
-    prompt_tokens = finished[0].prompt_tokens
+def usage(finished: list[Finished], per_prompt: int = 1) -> dict:
+    """Each prompt is counted once, however many choices (`per_prompt`) were drawn from it."""
+    firsts = finished[::per_prompt]
+    prompt_tokens = sum(f.prompt_tokens for f in firsts)
     completion_tokens = sum(f.completion_tokens for f in finished)
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": finished[0].cached_tokens}}
+            "prompt_tokens_details": {"cached_tokens": sum(f.cached_tokens for f in firsts)}}
 
 
 def timings(finished: Finished) -> dict:
@@ -53,8 +54,9 @@ class Reply:
     chunk_object_name = ""
     id_prefix = ""
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, per_prompt: int):
         self.model = model
+        self.per_prompt = per_prompt  # choices drawn from each prompt
         self.id = self.id_prefix + uuid.uuid4().hex
         self.created = int(time.time())
 
@@ -69,13 +71,13 @@ class Reply:
         body = self._envelope(self.object_name,
                               [self._whole_choice(i, c) for i, c in enumerate(choices)])
         finished = [c.finished for c in choices]
-        body["usage"] = usage(finished)
+        body["usage"] = usage(finished, self.per_prompt)
         body["timings"] = timings(finished[0])
         return body
 
     def usage_chunk(self, finished: list[Finished]) -> dict:
         body = self._envelope(self.chunk_object_name, [])
-        body["usage"] = usage(finished)
+        body["usage"] = usage(finished, self.per_prompt)
         body["timings"] = timings(finished[0])
         return body
 
@@ -85,8 +87,8 @@ class ChatReply(Reply):
     chunk_object_name = "chat.completion.chunk"
     id_prefix = "chatcmpl-"
 
-    def __init__(self, model: str, tool_use: toolcalls.ToolUse | None):
-        super().__init__(model)
+    def __init__(self, model: str, per_prompt: int, tool_use: toolcalls.ToolUse | None):
+        super().__init__(model, per_prompt)
         self.tool_use = tool_use
         self._texts: dict[int, str] = {}  # what each choice said so far
         self._holding: set[int] = set()  # choices whose text may be a tool call, so held back
@@ -151,14 +153,17 @@ class CompletionReply(Reply):
     object_name = chunk_object_name = "text_completion"
     id_prefix = "cmpl-"
 
-    def __init__(self, model: str, echo: str):
-        super().__init__(model)
-        self.echo = echo
+    def __init__(self, model: str, per_prompt: int, echoes: list[str]):
+        super().__init__(model, per_prompt)
+        self.echoes = echoes  # each prompt's text when it is echoed, else ""
         self._offsets: dict[int, int] = {}  # where each choice's next token starts in its text
 
+    def _echo(self, index: int) -> str:
+        return self.echoes[index // self.per_prompt]
+
     def _whole_choice(self, index: int, choice: Choice) -> dict:
-        self._offsets[index] = len(self.echo)
-        return self._choice(index, self.echo + choice.text, choice.finished.reason,
+        self._offsets[index] = len(self._echo(index))
+        return self._choice(index, self._echo(index) + choice.text, choice.finished.reason,
                             choice.logprobs)
 
     def _choice(self, index: int, text: str, finish_reason: str | None,
@@ -178,9 +183,9 @@ class CompletionReply(Reply):
 
     def opening_chunks(self, n: int):
         for index in range(n):
-            self._offsets[index] = len(self.echo)
-            if self.echo:
-                yield self._chunk(self._choice(index, self.echo, None, None))
+            self._offsets[index] = len(self._echo(index))
+            if self._echo(index):
+                yield self._chunk(self._choice(index, self._echo(index), None, None))
 
     def text_chunks(self, index: int, text: Text):
         yield self._chunk(self._choice(index, text.text, None, list(text.logprobs)))

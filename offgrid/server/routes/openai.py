@@ -57,15 +57,15 @@ def chat_completions(app, request: Request) -> Response:
         messages=messages, max_tokens=params.max_tokens(body), stop=params.stop_strings(body),
         sampling=params.sampling(body, n_vocab=loaded.model.n_vocab, grammar=grammar),
         logprobs=params.chat_logprobs(body))
-    return _generate(request, body, loaded, ChatReply(model_id, tool_use), generation_request,
-                     "messages")
+    n = params.choices(body)
+    return _generate(request, body, loaded, ChatReply(model_id, n, tool_use),
+                     _choices(generation_request, n), "messages")
 
 
 def completions(app, request: Request) -> Response:
     body = request.json()
     params.reject_unsupported(body, COMPLETION_UNSUPPORTED)
     model_id = params.string(body, "model")
-    prompt = params.prompt(body)
     echo = params.boolean(body, "echo", False)
     logprobs = params.integer(body, "logprobs", None, 0, MAX_COMPLETION_LOGPROBS)
     if echo and logprobs is not None:
@@ -76,20 +76,28 @@ def completions(app, request: Request) -> Response:
         raise BadRequest("Invalid value for 'suffix': expected a string", code="invalid_value",
                          param="suffix")
     loaded = loaded_model(app, model_id, body)
-    generation_request = GenerationRequest(
-        prompt=prompt, suffix=suffix, max_tokens=params.integer(body, "max_tokens", None, 1),
-        stop=params.stop_strings(body), logprobs=logprobs,
-        sampling=params.sampling(body, n_vocab=loaded.model.n_vocab))
-    return _generate(request, body, loaded, CompletionReply(model_id, prompt if echo else ""),
-                     generation_request, "prompt")
+    prompts = params.prompts(body, loaded.model.n_vocab)
+    if suffix is not None and not all(isinstance(p, str) for p in prompts):
+        raise BadRequest("'suffix' needs the prompt as text", code="invalid_value",
+                         param="suffix")
+    n = params.choices(body)
+    sampling = params.sampling(body, n_vocab=loaded.model.n_vocab)
+    max_tokens, stop = params.integer(body, "max_tokens", None, 1), params.stop_strings(body)
+    requests = [r for prompt in prompts for r in _choices(GenerationRequest(
+        prompt=prompt, suffix=suffix, max_tokens=max_tokens, stop=stop, logprobs=logprobs,
+        sampling=sampling), n)]
+    echoes = [(p if isinstance(p, str) else loaded.model.detokenize(p)) if echo else ""
+              for p in prompts]
+    return _generate(request, body, loaded, CompletionReply(model_id, n, echoes), requests,
+                     "prompt")
 
 
 def _generate(request: Request, body: dict, loaded: LoadedModel, reply: Reply,
-              generation_request: GenerationRequest, prompt_param: str) -> Response:
+              generation_requests: list[GenerationRequest], prompt_param: str) -> Response:
     stream, include_usage = params.streaming(body)
-    n = params.choices(body)
+    n = len(generation_requests)
     events: queue.SimpleQueue = queue.SimpleQueue()
-    generations = _submit(loaded, generation_request, n, events, prompt_param)
+    generations = _submit(loaded, generation_requests, events, prompt_param)
     replies = _replies(request, events, generations)
     first = next(replies, None)
     if first is None:
@@ -103,14 +111,14 @@ def _generate(request: Request, body: dict, loaded: LoadedModel, reply: Reply,
     return Response(_collect(replies, reply, n, prompt_param))
 
 
-def _submit(loaded: LoadedModel, generation_request: GenerationRequest, n: int,
+def _submit(loaded: LoadedModel, generation_requests: list[GenerationRequest],
             events: queue.SimpleQueue, prompt_param: str) -> list[Generation]:
-    """n generations of the request, decoded side by side; choice i draws with seed + i."""
+    """The requests' generations, decoded side by side; the index of each is its choice's."""
     generations = []
     try:
         scheduler = loaded.generator()
-        for index in range(n):
-            generations.append(scheduler.submit(_nth(generation_request, index), events, index))
+        for index, generation_request in enumerate(generation_requests):
+            generations.append(scheduler.submit(generation_request, events, index))
     except REFUSALS as error:
         for generation in generations:
             generation.cancel()
@@ -118,12 +126,12 @@ def _submit(loaded: LoadedModel, generation_request: GenerationRequest, n: int,
     return generations
 
 
-def _nth(generation_request: GenerationRequest, index: int) -> GenerationRequest:
+def _choices(generation_request: GenerationRequest, n: int) -> list[GenerationRequest]:
+    """n choices drawn from one request; choice i draws with seed + i."""
     seed = generation_request.sampling.seed
-    if index == 0 or seed is None:
-        return generation_request
-    return dataclasses.replace(generation_request, sampling=dataclasses.replace(
-        generation_request.sampling, seed=seed + index))
+    return [generation_request if i == 0 or seed is None else dataclasses.replace(
+        generation_request, sampling=dataclasses.replace(generation_request.sampling,
+                                                         seed=seed + i)) for i in range(n)]
 
 
 def _replies(request: Request, events: queue.SimpleQueue, generations: list[Generation]):
