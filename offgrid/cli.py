@@ -61,7 +61,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", parents=[common], help="chat with a model in the terminal")
     run.add_argument("model")
-    run.set_defaults(command=lambda a, s: chat.run(s, a.model))
+    run.add_argument("--temperature", type=float, help="sampling temperature (default 0.7)")
+    run.add_argument("--seed", type=int, help="same seed, same answers")
+    run.add_argument("--max-tokens", dest="max_tokens", type=int,
+                     help="longest answer (default: as long as the context allows)")
+    run.set_defaults(command=lambda a, s: chat.run(s, a.model, {
+        name: getattr(a, name) for name in ("temperature", "seed", "max_tokens")
+        if getattr(a, name) is not None}))
 
     listing = commands.add_parser("list", parents=[common], help="list the models")
     listing.set_defaults(command=lambda a, s: models.list_models(s))

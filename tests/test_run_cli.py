@@ -61,7 +61,9 @@ def chat(models_dir, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OFFGRID_")}
     env.update({"OFFGRID_PORT": str(port), "OFFGRID_MODELS_DIR": str(models_dir),
                 "OFFGRID_HOME": str(tmp_path), "OFFGRID_PARALLEL": "2", "TERM": "dumb"})
-    terminal = Terminal([sys.executable, "-m", "offgrid", "run", CHAT_MODEL], env)
+    # Greedy and bounded, so that no answer rambles on past the test's patience.
+    terminal = Terminal([sys.executable, "-m", "offgrid", "run", CHAT_MODEL, "--temperature",
+                         "0", "--max-tokens", "300"], env)
     terminal.url = f"http://127.0.0.1:{port}"
     yield terminal
     try:

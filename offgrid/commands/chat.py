@@ -23,7 +23,8 @@ HELP = ('Type a message. /bye or Ctrl-D leaves, /clear forgets the conversation,
 STARTUP_SECONDS = 120
 
 
-def run(settings: Settings, model: str) -> int:
+def run(settings: Settings, model: str, params: dict) -> int:
+    """`params` go with every question: temperature, seed, max_tokens."""
     client = Client(server_url(settings))
     probe = Client(server_url(settings), timeout=5, retries=0)
     server = None if _reachable(probe) else _start_server(settings, model)
@@ -31,7 +32,7 @@ def run(settings: Settings, model: str) -> int:
         if server is not None and not _wait_healthy(probe, server):
             print("offgrid: the server did not start; see the messages above", file=sys.stderr)
             return 1
-        return _chat(client, model)
+        return _chat(client, model, params)
     finally:
         if server is not None:
             server.terminate()
@@ -64,7 +65,7 @@ def _wait_healthy(client: Client, server: subprocess.Popen) -> bool:
     return False
 
 
-def _chat(client: Client, model: str) -> int:
+def _chat(client: Client, model: str, params: dict) -> int:
     print(HELP)
     history: list[dict] = []
     while True:
@@ -85,7 +86,7 @@ def _chat(client: Client, model: str) -> int:
         if not message.strip():
             continue
         history.append({"role": "user", "content": message})
-        answer = _answer(client, model, history)
+        answer = _answer(client, model, history, params)
         if answer is None:
             history.pop()
         else:
@@ -102,13 +103,13 @@ def _read_message() -> str:
     return "\n".join(lines)
 
 
-def _answer(client: Client, model: str, history: list[dict]) -> str | None:
+def _answer(client: Client, model: str, history: list[dict], params: dict) -> str | None:
     """Stream the answer to the terminal; what was said before a Ctrl-C counts as the answer.
     None if the server refused the question."""
     pieces: list[str] = []
     stream = None
     try:
-        stream = client.chat(history, model=model, stream=True)
+        stream = client.chat(history, model=model, stream=True, **params)
         for piece in stream:
             pieces.append(piece)
             print(piece, end="", flush=True)
