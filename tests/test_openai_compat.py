@@ -2,6 +2,7 @@
 
 import json
 import math
+from typing import Annotated
 
 import jsonschema
 import openai
@@ -153,13 +154,13 @@ class City(BaseModel):
     name: str = Field(max_length=40)
     country: str = Field(max_length=40)
     population: int
-    landmarks: list[str] = Field(max_length=3)
+    landmarks: list[Annotated[str, Field(max_length=40)]] = Field(max_length=3)
 
 
 def test_structured_output_parses_into_a_pydantic_model(client):
     for city in ("Paris", "Tokyo", "Lima"):
         completion = client.chat.completions.parse(
-            model=CHAT_MODEL, response_format=City, temperature=1.0, max_tokens=300,
+            model=CHAT_MODEL, response_format=City, temperature=1.0, max_tokens=400,
             messages=[{"role": "user", "content": f"Describe {city} as JSON."}])
         assert isinstance(completion.choices[0].message.parsed, City)
 

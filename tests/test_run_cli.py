@@ -109,6 +109,7 @@ def test_a_chat_session(chat):
     chat.type('banana.\r"""\r')
     chat.expect(">>> ")
 
+    time.sleep(0.5)  # the answer's connection is closed and the prompt waits for a line
     chat.type("\x03")  # Ctrl-C at the prompt explains how to leave
     assert "/bye" in chat.expect(">>> ")
     chat.type("/bye\r")
