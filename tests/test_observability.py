@@ -107,8 +107,10 @@ def test_request_ids_are_echoed_or_made_and_logged(base_url, server):
                              {"model": CHAT_MODEL, "prompt": "Hi", "max_tokens": 3,
                               "stream": True}, headers={"X-Request-ID": "stream-7"})
     assert streamed["X-Request-ID"] == "stream-7"
-    time.sleep(0.2)
-    lines = [line for line in server.log().splitlines() if "stream-7" in line]
+    deadline = time.monotonic() + 10  # the line is written once the answer has gone out
+    while not (lines := [line for line in server.log().splitlines() if "stream-7" in line]):
+        assert time.monotonic() < deadline, "no log line for the request"
+        time.sleep(0.05)
     assert len(lines) == 1
     assert lines[0].split("offgrid.server: ")[1].split()[:4] == [
         "stream-7", "POST", "/v1/completions", "200"]
