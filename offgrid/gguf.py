@@ -38,7 +38,6 @@ class GgufInfo:
     context_length: int | None
     has_chat_template: bool
     is_embedding: bool  # sentence-embedding models declare how to pool
-    split_count: int
     # per layer, for memory estimates
     layers: int
     embedding_length: int
@@ -91,7 +90,6 @@ def _read(reader: "_Reader") -> GgufInfo:
         context_length=metadata.get(f"{arch}.context_length"),
         has_chat_template="tokenizer.chat_template" in metadata,
         is_embedding=f"{arch}.pooling_type" in metadata,
-        split_count=int(metadata.get("split.count", 1)),
         layers=int(metadata.get(f"{arch}.block_count", 0)),
         embedding_length=int(metadata.get(f"{arch}.embedding_length", 0)),
         heads=heads, kv_heads=int(metadata.get(f"{arch}.attention.head_count_kv", heads) or 0))

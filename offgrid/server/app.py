@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import signal
@@ -128,11 +127,8 @@ class App:
         self.model_state = "loading" if self.default_model else "none"
         self.model_error = ""
         self.closing = False
-        self._request_counter = itertools.count(1)
-        self.requests_total = 0
 
     def handle(self, request: Request) -> Response:
-        self.requests_total = next(self._request_counter)
         if self.closing:
             raise ServiceUnavailable("The server is shutting down", code="shutting_down")
         cors_headers = self.cors.headers_for(request)
