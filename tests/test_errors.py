@@ -3,9 +3,11 @@
 import http.client
 import json
 import socket
+import threading
 
 import pytest
-from conftest import (CHAT_MODEL, EMBEDDING_MODEL, assert_error, chat_body, get, post, request)
+from conftest import (CHAT_MODEL, EMBEDDING_MODEL, assert_error, chat_body, get, post, request,
+                      stream)
 
 CHAT = "/v1/chat/completions"
 
@@ -164,3 +166,58 @@ def test_a_corrupt_model_file_is_a_clear_500_and_the_server_goes_on(start_server
     status, _, body = post(server.url + CHAT, chat_body("hi", max_tokens=2))
     assert status == 200
     assert "Traceback" not in server.log()
+
+
+# -- text and numbers no later step can use ------------------------------------------------------
+
+LONE_SURROGATES = [
+    (CHAT, chat_body("hi \ud800"), "messages[0].content"),
+    (CHAT, {"model": CHAT_MODEL, "messages": [{"role": "system", "content": "be \udfff"},
+                                              {"role": "user", "content": "hi"}]},
+     "messages[0].content"),
+    (CHAT, {"model": CHAT_MODEL, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "a\ud83d"}]}]},
+     "messages[0].content[0].text"),
+    ("/v1/completions", {"model": CHAT_MODEL, "prompt": "a\udfff"}, "prompt"),
+    ("/v1/completions", {"model": CHAT_MODEL, "prompt": ["fine", "a\udfff"]}, "prompt[1]"),
+    ("/v1/embeddings", {"model": EMBEDDING_MODEL, "input": ["ok", "\ud800"]}, "input[1]"),
+    ("/v1/tokenize", {"model": CHAT_MODEL, "content": "\ud800"}, "content"),
+    (CHAT, {**chat_body("hi"), "stop": ["\udc00"]}, "stop[0]"),
+]
+
+
+@pytest.mark.parametrize("path, body, param", LONE_SURROGATES)
+def test_text_with_a_lone_surrogate_is_400_naming_the_field(base_url, path, body, param):
+    status, _, error = post(base_url + path, body)  # json.dumps writes it as \ud800
+    assert_error(status, error, 400, "invalid_value", param)
+
+
+def test_a_lone_surrogate_does_not_disturb_a_running_stream(base_url):
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(events=stream(
+        base_url + CHAT, chat_body("Count to ten.", max_tokens=30, temperature=0,
+                                   stream_options={"include_usage": True}))))
+    runner.start()
+    for path, body, _ in LONE_SURROGATES:
+        assert post(base_url + path, body)[0] == 400
+    runner.join(60)
+    assert result["events"][-1] == "[DONE]"
+    assert result["events"][-2]["usage"]["completion_tokens"] > 0
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 100_000 + b"]" * 100_000,  # deeper than any parser should follow
+    b'{"model": "m", "n": ' + b"7" * 5000 + b"}",  # more digits than Python will convert
+    b'{"model": "m", "temperature": NaN}', b'{"model": "m", "temperature": Infinity}',
+    b'{"model": "m", "keep_alive": 1e999}', b'{"model": "m", "keep_alive": -Infinity}',
+    b'{"a": ' * 70 + b"1" + b"}" * 70,
+])
+def test_json_no_later_step_can_use_is_400(base_url, raw):
+    status, _, error = request("POST", base_url + CHAT, raw)
+    assert_error(status, error, 400)
+
+
+def test_a_logit_bias_key_of_other_digits_is_400(base_url):
+    for key in ("²", "٣", "1_0", "+2", " 3"):
+        status, _, error = post(base_url + CHAT, {**chat_body("hi"), "logit_bias": {key: 1}})
+        assert_error(status, error, 400, "invalid_value", "logit_bias")

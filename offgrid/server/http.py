@@ -4,9 +4,10 @@ with chunked transfer encoding so the connection stays open for the next request
 from __future__ import annotations
 
 import json
+import math
 import select
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
@@ -48,10 +49,7 @@ class Request:
         """The body as a JSON object, or a 400 saying what is wrong with it."""
         if not self.body:
             raise BadRequest("The request body is empty; send a JSON object")
-        try:
-            value = json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise BadRequest(f"The request body is not valid JSON: {error}") from None
+        value = parse_json(self.body)
         if not isinstance(value, dict):
             raise BadRequest("The request body must be a JSON object")
         return value
@@ -63,6 +61,76 @@ class Request:
             return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
         except (OSError, ValueError):
             return True
+
+
+MAX_JSON_DEPTH = 64  # objects and arrays inside one another; deeper bodies are refused
+
+
+def parse_json(body: bytes):
+    """A JSON value that every later step can use as it is: finite numbers only (`NaN`,
+    `Infinity` and `1e999` are not JSON numbers a client means), text that encodes as UTF-8
+    (JSON's `\\ud800` escapes can spell lone surrogates, which llama.cpp's C strings cannot hold),
+    and nesting no deeper than MAX_JSON_DEPTH; else a 400 naming the field."""
+    try:
+        value = json.loads(body, parse_constant=_not_a_number, parse_float=_finite)
+    except RecursionError:
+        raise BadRequest(f"The request body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as error:  # bad JSON or UTF-8, an integer of thousands of digits, NaN
+        raise BadRequest(f"The request body is not valid JSON: {error}") from None
+    _check_structure(value)
+    return value
+
+
+def _not_a_number(constant: str):
+    raise ValueError(f"{constant} is not a number JSON allows")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is too large a number")
+    return number
+
+
+def _check_structure(value) -> None:
+    """Walk the parsed body without recursion: its depth, and every key and string in it."""
+    pending = [(value, (), 1)]
+    while pending:
+        node, path, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(f"The request body nests deeper than {MAX_JSON_DEPTH} levels",
+                             code="invalid_value", param=field_name(path[:1]))
+        for key, item in node.items() if isinstance(node, dict) else enumerate(node):
+            if isinstance(key, str) and not _encodable(key):
+                raise _not_unicode(path + (key,))
+            if isinstance(item, str):
+                if not _encodable(item):
+                    raise _not_unicode(path + (key,))
+            elif isinstance(item, (dict, list)):
+                pending.append((item, path + (key,), depth + 1))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _not_unicode(path: tuple) -> BadRequest:
+    name = field_name(path)
+    return BadRequest(f"Invalid value for '{name}': the text holds a lone UTF-16 surrogate "
+                      "(\\ud800-\\udfff), which is not a character", code="invalid_value",
+                      param=name)
+
+
+def field_name(path: tuple) -> str | None:
+    """("messages", 0, "content") -> "messages[0].content", as OpenAI names parameters."""
+    name = ""
+    for part in path:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name.encode("utf-8", "backslashreplace").decode("utf-8") or None
 
 
 def _read_body(handler: BaseHTTPRequestHandler, max_body: int) -> bytes:

@@ -123,7 +123,7 @@ def logit_bias(body: dict, n_vocab: int) -> tuple[tuple[int, float], ...]:
         raise _fail("logit_bias", "an object mapping token ids to numbers", value)
     biases = []
     for key, bias in value.items():
-        if not key.isdigit() or int(key) >= n_vocab:
+        if not (key.isascii() and key.isdigit()) or int(key) >= n_vocab:
             raise _fail("logit_bias", f"token ids from 0 to {n_vocab - 1} as keys", key)
         if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -100 <= bias <= 100:
             raise _fail("logit_bias", "biases from -100 to 100", bias)
