@@ -141,6 +141,10 @@ class Metrics:
             "offgrid_generated_tokens_total", "Tokens generated, by model"))
         self.rate_limited = self._add(Counter(
             "offgrid_rate_limited_requests_total", "Requests refused with 429, by route"))
+        self.scheduler_failures = self._add(Counter(
+            "offgrid_scheduler_failures_total",
+            "Scheduler loops that stopped on an internal error (each restarts on the model's "
+            "next request), by model"))
 
     def _add(self, metric):
         self._all.append(metric)
@@ -166,6 +170,9 @@ class Metrics:
         if finished.cached_tokens:
             self.cached_prompt_tokens.inc(finished.cached_tokens, model=model)
             self.prefix_cache_hits.inc(model=model)
+
+    def record_scheduler_failure(self, model: str, error: Exception) -> None:
+        self.scheduler_failures.inc(model=model)
 
 
 def labelled(values: dict[str, float], label: str) -> dict[Labels, float]:

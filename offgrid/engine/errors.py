@@ -49,6 +49,24 @@ class DecodeFailed(EngineError):
     """llama.cpp failed while evaluating a batch."""
 
 
+class RequestFailed(EngineError):
+    """Something unexpected went wrong while preparing or generating one request; the others in
+    the batch go on."""
+
+    def __init__(self):
+        super().__init__("The engine hit an internal error on this request; other requests are "
+                         "not affected")
+
+
+class SchedulerFailed(EngineError):
+    """The model's scheduler loop stopped on an internal error; the model gets a new one on its
+    next request."""
+
+    def __init__(self, model_id: str):
+        super().__init__(f"The scheduler of {model_id} stopped on an internal error; it restarts "
+                         "with the next request")
+
+
 class InvalidGrammar(EngineError):
     """A grammar (from a JSON schema or a tool list) that llama.cpp cannot use."""
 

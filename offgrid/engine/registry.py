@@ -4,6 +4,7 @@ memory budget). A model is never unloaded while it has requests."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -27,9 +28,10 @@ class LoadedModel:
     """A model in memory, with its generation scheduler and embedder made when first needed."""
 
     def __init__(self, model: Model, model_file: ModelFile, settings: Settings, need: int,
-                 on_finished=None):
+                 on_finished=None, on_failure=None):
         self.model = model
         self._on_finished = on_finished
+        self._on_failure = on_failure
         self.file = model_file
         self.memory_estimate = need
         self._settings = settings
@@ -70,14 +72,23 @@ class LoadedModel:
             raise WrongModelKind(f"{self.file.id} is an embedding model: it cannot "
                                  "generate text; use /v1/embeddings")
         with self._lock:
+            if self._scheduler is not None and self._scheduler.failure is not None:
+                log.warning("restarting the scheduler of %s", self.file.id)
+                self._scheduler.close()
+                self._scheduler = None
             if self._scheduler is None:
                 s = self._settings
                 self._scheduler = Scheduler(
                     self.model, slots=s.parallel, threads=s.num_threads,
                     ctx_per_slot=context_per_slot(s, self.model.n_ctx_train),
                     batch_size=s.batch_size, queue_size=s.queue_size,
-                    on_finished=self._on_finished)
+                    on_finished=self._on_finished, on_failure=self._on_failure)
             return self._scheduler
+
+    @property
+    def failure(self) -> Exception | None:
+        """What stopped its scheduler, until the next request restarts it."""
+        return self._scheduler.failure if self._scheduler is not None else None
 
     def embedder(self) -> Embedder:
         with self._lock:
@@ -111,10 +122,12 @@ def memory_needed(model_file: ModelFile, settings: Settings) -> int:
 
 
 class Registry:
-    def __init__(self, settings: Settings, on_finished=None):
-        """`on_finished(model_id, finished)` hears of every generation that ends."""
+    def __init__(self, settings: Settings, on_finished=None, on_failure=None):
+        """`on_finished(model_id, finished)` hears of every generation that ends,
+        `on_failure(model_id, error)` of every scheduler that stops on an error."""
         self.settings = settings
         self._on_finished = on_finished
+        self._on_failure = on_failure
         self.store = ModelStore(settings.models_dir)
         self._lock = threading.Lock()
         self._loaded: dict[str, LoadedModel] = {}
@@ -160,7 +173,7 @@ class Registry:
             log.info("loading %s (about %d MiB)", model_file.path, need >> 20)
             try:
                 loaded = LoadedModel(Model(model_file.path), model_file, self.settings, need,
-                                     self._finished_listener(model_id))
+                                     *self._listeners(model_id))
             except LlamaError as error:
                 raise ModelLoadFailed(str(error)) from None
             loaded.touch(keep_alive)
@@ -171,10 +184,10 @@ class Registry:
                 self._loaded[model_id] = loaded
             return loaded
 
-    def _finished_listener(self, model_id: str):
-        if self._on_finished is None:
-            return None
-        return lambda finished: self._on_finished(model_id, finished)
+    def _listeners(self, model_id: str):
+        """The registry's listeners, told which model they hear from."""
+        return [None if listener is None else functools.partial(listener, model_id)
+                for listener in (self._on_finished, self._on_failure)]
 
     def _touch(self, model_id: str, keep_alive: float | None) -> LoadedModel | None:
         with self._lock:

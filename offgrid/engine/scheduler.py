@@ -4,6 +4,11 @@ Each step builds ONE llama_batch holding the next token of every slot that is ge
 prompt chunks of slots still reading their prompt, so a new request starts while others stream.
 A slot keeps its KV cache after its request ends; the next request whose prompt shares the longest
 prefix with it goes there and only the rest of its prompt is decoded.
+
+A second thread prepares new requests (chat template, tokenizer, sampler and grammar), so that a
+slow one never stalls the streams being decoded. Whatever goes wrong with one request fails that
+request alone; if a loop dies anyway, the scheduler fails what it holds, marks itself `failure`
+and refuses new work, and its model makes a new one (LoadedModel.generator).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .errors import (DecodeFailed, EmptyPrompt, EngineClosed, EngineError,
-                     FillInTheMiddleUnsupported, PromptTooLong, QueueFull)
+                     FillInTheMiddleUnsupported, PromptTooLong, QueueFull, RequestFailed,
+                     SchedulerFailed)
 from .llama import Batch, Context, LlamaError, Model
 from .sampling import OutputText, SamplingParams, TokenLogprob, build_sampler, token_logprob
 
@@ -64,15 +70,22 @@ class Failed:
     error: Exception
 
 
+NOTHING_DONE = Finished("cancelled", 0, 0, 0, 0.0, 0.0)  # cancelled before it had a slot
+
+
 class Generation:
-    """The caller's handle on one submitted request: a way to cancel it. Its events go to the
-    caller's queue as (index, event) pairs, so one queue can serve several generations."""
+    """The caller's handle on one submitted request: a way to cancel it, what it has cost so far,
+    and whether it has ended. Its events go to the caller's queue as (index, event) pairs, so one
+    queue can serve several generations; the last is always one Finished or Failed."""
 
     def __init__(self, request: GenerationRequest, events: queue.SimpleQueue, index: int):
         self.request = request
         self.index = index
+        self.prompt_tokens = 0  # the prompt's length once it had a slot (cached part included)
+        self.completion_tokens = 0
         self._events = events
         self._cancelled = threading.Event()
+        self._ended = threading.Event()
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -80,6 +93,10 @@ class Generation:
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
+
+    def wait_ended(self, timeout: float) -> bool:
+        """Wait until the scheduler is done with it; False if that took longer than `timeout`."""
+        return self._ended.wait(timeout)
 
     def _emit(self, event) -> None:
         self._events.put((self.index, event))
@@ -99,7 +116,6 @@ class _Job:
     unreleased_logprobs: list[TokenLogprob] = field(default_factory=list)
     cached_tokens: int = 0
     next_token: int | None = None  # sampled, to be fed at the next step
-    n_generated: int = 0
     first_token_at: float | None = None
 
 
@@ -122,9 +138,10 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 class Scheduler:
     def __init__(self, model: Model, *, slots: int, ctx_per_slot: int, batch_size: int,
-                 threads: int, queue_size: int, on_finished=None):
+                 threads: int, queue_size: int, on_finished=None, on_failure=None):
         self.model = model
         self._on_finished = on_finished  # called with each Finished event
+        self._on_failure = on_failure  # called with the exception that stopped a loop
         self._recent_tokens: deque[tuple[float, int]] = deque()  # (time, tokens) per step
         self.n_slots = slots
         self._ctx = Context(model, n_ctx=ctx_per_slot * slots, n_batch=max(batch_size, slots),
@@ -133,17 +150,23 @@ class Scheduler:
         self.ctx_per_slot = min(ctx_per_slot, self._ctx.n_ctx // slots)
         self._batch = Batch(max(batch_size, slots))
         self._slots = [_Slot(seq) for seq in range(slots)]
-        self._capacity = slots + queue_size
+        self.capacity = slots + queue_size  # requests it holds at once, running and waiting
         self._in_flight = 0
         self.last_active = time.monotonic()  # when a request last ended
-        self._waiting: deque[_Job] = deque()
-        self._unprepared: deque[Generation] = deque()
-        self._cond = threading.Condition()
+        self._unprepared: deque[Generation] = deque()  # submitted; the preparer takes them
+        self._preparing = 0
+        self._waiting: deque[_Job] = deque()  # prepared, waiting for a free slot
+        self._cond = threading.Condition()  # guards the queues, the counters and _running
         self._running = True
+        self.failure: Exception | None = None  # what stopped a loop, if one died
         self.generated_tokens = 0
-        self._thread = threading.Thread(target=self._run, name=f"scheduler:{model.path.stem}",
-                                        daemon=True)
-        self._thread.start()
+        name = model.path.stem
+        self._threads = [threading.Thread(target=self._guarded, args=(loop,), daemon=True,
+                                          name=f"{role}:{name}")
+                         for role, loop in (("scheduler", self._decode_loop),
+                                            ("prepare", self._prepare_loop))]
+        for thread in self._threads:
+            thread.start()
 
     # -- called from other threads --
 
@@ -151,13 +174,15 @@ class Scheduler:
                ) -> Generation:
         generation = Generation(request, events, index)
         with self._cond:
+            if self.failure is not None:
+                raise SchedulerFailed(self.model.path.stem)
             if not self._running:
                 raise EngineClosed()
-            if self._in_flight >= self._capacity:
+            if self._in_flight >= self.capacity:
                 raise QueueFull(retry_after=1 + len(self._waiting) // self.n_slots)
             self._in_flight += 1
             self._unprepared.append(generation)
-            self._cond.notify()
+            self._cond.notify_all()
         return generation
 
     @property
@@ -171,7 +196,7 @@ class Scheduler:
 
     @property
     def queued(self) -> int:
-        return len(self._waiting) + len(self._unprepared)
+        return len(self._waiting) + len(self._unprepared) + self._preparing
 
     @property
     def kv_tokens_used(self) -> int:
@@ -190,50 +215,87 @@ class Scheduler:
         return sum(n for _, n in recent) / max(now - recent[0][0], 1.0)
 
     def close(self) -> None:
-        """Stop the loop, fail what is still queued or running, and free llama.cpp's memory."""
+        """Stop the loops, fail what is still queued or running, and free llama.cpp's memory."""
         with self._cond:
             self._running = False
-            self._cond.notify()
-        self._thread.join()
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
         self._batch.close()
         self._ctx.close()
 
-    # -- the scheduler thread --
+    # -- the two threads --
 
-    def _run(self) -> None:
+    def _guarded(self, loop) -> None:
+        """Run a loop; if it dies, stop the scheduler. The decode thread fails what is left."""
         try:
-            while self._wait_for_work():
-                self._prepare_new()
-                self._drop_cancelled()
-                self._admit_waiting()
-                if any(slot.job for slot in self._slots):
-                    self._step()
-        except Exception:
-            log.exception("scheduler loop crashed")
+            loop()
+        except Exception as error:
+            log.exception("%s loop of %s crashed", loop.__name__, self.model.path.name)
+            with self._cond:
+                self.failure, self._running = error, False
+                self._cond.notify_all()
+            if self._on_failure is not None:
+                self._on_failure(error)
         finally:
-            self._fail_everything(EngineClosed())
+            if loop == self._decode_loop:
+                self._fail_everything()
 
-    def _wait_for_work(self) -> bool:
+    def _decode_loop(self) -> None:
+        while self._wait_for(lambda: self._waiting or self._has_jobs()):
+            self._drop_cancelled()
+            self._admit_waiting()
+            if self._has_jobs():
+                self._step()
+
+    def _prepare_loop(self) -> None:
+        """Render and tokenize new requests and build their samplers, one at a time; refuse
+        those that cannot fit."""
+        while self._wait_for(lambda: self._unprepared):
+            with self._cond:
+                generation = self._unprepared.popleft()
+                self._preparing += 1
+            try:
+                job = self._prepared(generation)
+            finally:
+                with self._cond:
+                    self._preparing -= 1
+            if job is not None:
+                self._queue(job)
+
+    def _wait_for(self, has_work) -> bool:
+        """Wait until `has_work()` or the scheduler stops; False when it stops."""
         with self._cond:
-            while self._running and not self._unprepared and not self._waiting and not any(
-                    slot.job for slot in self._slots):
+            while self._running and not has_work():
                 self._cond.wait()
             return self._running
 
-    def _prepare_new(self) -> None:
-        """Render and tokenize newly submitted requests; refuse those that cannot fit."""
-        while True:
-            with self._cond:
-                if not self._unprepared:
-                    return
-                generation = self._unprepared.popleft()
-            try:
-                job = self._new_job(generation)
-            except EngineError as error:
-                self._end(generation, Failed(error))
-                continue
-            generation._emit(Started(len(job.prompt)))
-            self._waiting.append(job)
+    def _has_jobs(self) -> bool:
+        return any(slot.job for slot in self._slots)
+
+    def _prepared(self, generation: Generation) -> _Job | None:
+        """The request's job; None if it was cancelled or refused (and so ended)."""
+        if generation.cancelled:
+            self._end(generation, NOTHING_DONE)
+            return None
+        try:
+            return self._new_job(generation)
+        except EngineError as error:
+            self._end(generation, Failed(error))
+        except Exception:  # a bug, or input the checks at the edge missed: this request only
+            log.exception("could not prepare a request for %s", self.model.path.name)
+            self._end(generation, Failed(RequestFailed()))
+        return None
+
+    def _queue(self, job: _Job) -> None:
+        with self._cond:
+            if self._running:
+                job.generation._emit(Started(len(job.prompt)))
+                self._waiting.append(job)
+                self._cond.notify_all()
+                return
+        job.sampler.close()
+        self._end(job.generation, Failed(self._stop_reason()))
 
     def _new_job(self, generation: Generation) -> _Job:
         request = generation.request
@@ -262,19 +324,27 @@ class Scheduler:
         return [prefix, *self.model.tokenize(request.prompt, add_special=False), suffix,
                 *self.model.tokenize(request.suffix, add_special=False), middle]
 
+    # -- the decode thread --
+
     def _drop_cancelled(self) -> None:
-        for job in [job for job in self._waiting if job.generation.cancelled]:
-            self._waiting.remove(job)
+        with self._cond:
+            dropped = [job for job in self._waiting if job.generation.cancelled]
+            for job in dropped:
+                self._waiting.remove(job)
+        for job in dropped:
             job.sampler.close()
-            self._end(job.generation, None)
+            self._end(job.generation, NOTHING_DONE)
         for slot in self._slots:
             if slot.job and slot.job.generation.cancelled:
                 self._finish(slot, "cancelled")
 
     def _admit_waiting(self) -> None:
         free = [slot for slot in self._slots if slot.job is None]
-        while free and self._waiting:
-            job = self._waiting.popleft()
+        while free:
+            with self._cond:
+                if not self._waiting:
+                    return
+                job = self._waiting.popleft()
             slot = max(free, key=lambda s: (common_prefix(s.cached, job.prompt), -s.last_used))
             free.remove(slot)
             self._start(slot, job)
@@ -289,6 +359,7 @@ class Scheduler:
         slot.cached = job.prompt[:keep]
         job.cached_tokens = keep
         job.pending = job.prompt[keep:]
+        job.generation.prompt_tokens = len(job.prompt)
         slot.job = job
 
     def _step(self) -> None:
@@ -315,13 +386,17 @@ class Scheduler:
         except LlamaError as error:
             log.error("%s", error)
             for slot in busy:
-                self._ctx.forget(slot.seq, -1)
-                slot.cached = []
-                self._finish(slot, None, Failed(DecodeFailed(str(error))))
+                self._fail_slot(slot, DecodeFailed(str(error)))
             return
         generated_before = self.generated_tokens
         for slot, row in to_sample:
-            self._sample(slot, row)
+            try:
+                self._sample(slot, row)
+            except EngineError as error:  # the request's own dead end, such as its grammar's
+                self._fail_slot(slot, error)
+            except Exception:  # one request's bug must not stop the others in the batch
+                log.exception("generation failed for a request to %s", self.model.path.name)
+                self._fail_slot(slot, RequestFailed())
         self._note_throughput(self.generated_tokens - generated_before)
 
     def _note_throughput(self, tokens: int) -> None:
@@ -350,16 +425,24 @@ class Scheduler:
 
     def _on_token(self, slot: _Slot, token: int) -> None:
         job = slot.job
-        job.n_generated += 1
+        job.generation.completion_tokens += 1
         self.generated_tokens += 1
         text = job.output.feed(self.model.token_bytes(token))
         if text:
             self._release(job, text)
         if job.output.stopped:
             return self._finish(slot, "stop")
-        if job.n_generated >= job.max_tokens or len(slot.cached) >= self.ctx_per_slot:
+        if (job.generation.completion_tokens >= job.max_tokens
+                or len(slot.cached) >= self.ctx_per_slot):
             return self._finish(slot, "length")
         job.next_token = token
+
+    def _fail_slot(self, slot: _Slot, error: Exception) -> None:
+        """End a slot's request with `error`, and forget its cache, which may be half-written."""
+        self._ctx.forget(slot.seq, -1)
+        slot.cached = []
+        if slot.job is not None:
+            self._finish(slot, None, Failed(error))
 
     def _finish(self, slot: _Slot, reason: str | None, failure: Failed | None = None) -> None:
         job, now = slot.job, time.monotonic()
@@ -371,9 +454,9 @@ class Scheduler:
                 self._release(job, tail)
         first = job.first_token_at or now
         finished = Finished(
-            reason=reason, prompt_tokens=len(job.prompt), completion_tokens=job.n_generated,
-            cached_tokens=job.cached_tokens, prompt_ms=(first - job.queued_at) * 1000,
-            generation_ms=(now - first) * 1000)
+            reason=reason, prompt_tokens=len(job.prompt),
+            completion_tokens=job.generation.completion_tokens, cached_tokens=job.cached_tokens,
+            prompt_ms=(first - job.queued_at) * 1000, generation_ms=(now - first) * 1000)
         if self._on_finished is not None:
             self._on_finished(finished)
         self._end(job.generation, failure or finished)
@@ -383,16 +466,29 @@ class Scheduler:
         job.unreleased_logprobs.clear()
 
     def _end(self, generation: Generation, last_event) -> None:
-        if last_event is not None:
-            generation._emit(last_event)
+        generation._emit(last_event)
         with self._cond:
             self._in_flight -= 1
             self.last_active = time.monotonic()
+        generation._ended.set()
 
-    def _fail_everything(self, error: Exception) -> None:
+    def _stop_reason(self) -> Exception:
+        """What requests still held get when the scheduler stops."""
+        return EngineClosed() if self.failure is None else SchedulerFailed(self.model.path.stem)
+
+    def _fail_everything(self) -> None:
+        """Once the decode loop has stopped: end every request it still holds. A request the
+        preparer is still working on is ended by the preparer (see _queue)."""
+        error = self._stop_reason()
         for slot in self._slots:
             if slot.job:
-                self._finish(slot, None, Failed(error))
+                generation = slot.job.generation
+                try:
+                    self._finish(slot, None, Failed(error))
+                except Exception:  # the slot's state may be what broke the loop
+                    log.exception("could not end a request to %s", self.model.path.name)
+                    if not generation.wait_ended(0):
+                        self._end(generation, Failed(error))
         with self._cond:
             pending = list(self._unprepared) + [job.generation for job in self._waiting]
             for job in self._waiting:
@@ -401,4 +497,3 @@ class Scheduler:
             self._waiting.clear()
         for generation in pending:
             self._end(generation, Failed(error))
-

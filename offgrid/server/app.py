@@ -112,7 +112,8 @@ class App:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.metrics = Metrics()
-        self.registry = Registry(settings, on_finished=self.metrics.record_generation)
+        self.registry = Registry(settings, on_finished=self.metrics.record_generation,
+                                 on_failure=self.metrics.record_scheduler_failure)
         self.downloads = Downloads(self.registry.store)
         self.router = Router(ROUTES)
         self._add_gauges()

@@ -169,4 +169,8 @@ def from_engine(error: Exception, prompt_param: str | None = None) -> ApiError:
         return ApiError(str(error), code="model_load_failed")
     if isinstance(error, engine.EngineClosed):
         return ServiceUnavailable(str(error), code="shutting_down")
+    if isinstance(error, engine.SchedulerFailed):
+        return ApiError(str(error), code="engine_failed")
+    if isinstance(error, engine.RequestFailed):
+        return ApiError(str(error))
     return InternalError()

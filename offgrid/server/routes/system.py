@@ -19,7 +19,13 @@ def openapi_document(app, request: Request) -> Response:
 
 
 def health(app, request: Request) -> Response:
-    """Healthy once the default model is loaded (or when there is none to load)."""
+    """Healthy once the default model is loaded (or when there is none to load), and while no
+    loaded model's scheduler has stopped on an error."""
+    failed = [model_id for model_id, loaded in app.registry.loaded().items() if loaded.failure]
+    if failed:
+        raise ServiceUnavailable(f"The scheduler of {', '.join(failed)} stopped on an internal "
+                                 "error; it restarts with the model's next request",
+                                 code="engine_failed")
     if app.model_state == "loading":
         raise ServiceUnavailable(f"The default model {app.default_model} is still loading",
                                  retry_after=1, code="model_loading")
