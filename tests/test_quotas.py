@@ -1,11 +1,16 @@
 """Requests per minute and tokens per day: used up, refused with 429 and the headers that say
 when to retry, and recovered."""
 
+import http.client
+import json
+import socket
 import time
 
 import pytest
-from conftest import assert_error, chat_body, stream
+from conftest import CHAT_MODEL, assert_error, chat_body, stream
 from multiuser import offgrid_users, start_multi_user
+from prometheus_client.parser import text_string_to_metric_families
+from test_engine import _wait_until as wait_until
 
 from offgrid.server.errors import TooManyRequests
 from offgrid.server.limits import Limits, LoginThrottle, SlidingWindow, Subject
@@ -149,3 +154,37 @@ def test_failed_logins_pause_a_username_and_an_address():
     throttle.check("bob", "10.0.0.2")
     clock.now += 15 * 60
     throttle.check("alice", "10.0.0.1")
+
+
+def _generated_so_far(site) -> float:
+    """Prompt and generated tokens of every generation the server ended, by /metrics."""
+    status, _, text = site.call("GET", "/metrics", token=site.admin_token)
+    assert status == 200
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name in ("offgrid_prompt_tokens_total", "offgrid_generated_tokens_total"))
+
+
+def test_a_stream_cut_short_is_charged_every_token_it_generated(site):
+    user, token = site.account("user")
+    offgrid_users(site.server.home, "quota", user["username"], "--tokens-per-day", "20",
+                  "--requests-per-minute", "0")
+    before = _generated_so_far(site)
+    connection = http.client.HTTPConnection("127.0.0.1", site.server.port, timeout=60)
+    connection.request("POST", "/v1/completions", json.dumps(
+        {"model": CHAT_MODEL, "prompt": "1, 2, 3, 4,", "temperature": 0, "max_tokens": 400,
+         "stream": True}), {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    response = connection.getresponse()
+    events = 0
+    while events < 20:  # well past the quota, and far from the end
+        events += response.readline().startswith(b"data: ")
+    connection.sock.shutdown(socket.SHUT_RDWR)
+    connection.close()
+
+    def charged() -> int:
+        return site.call("GET", "/v1/users/me", token=token)[2]["tokens_used_today"]
+
+    assert wait_until(lambda: charged() > 0 and charged() == _generated_so_far(site) - before)
+    assert 20 < charged() < 200, "charged for what it generated before the hang-up, no more"
+    status, _, error = site.call("POST", CHAT, chat_body("Hi", max_tokens=5), token=token)
+    assert_error(status, error, 429, "token_quota_exceeded")

@@ -149,7 +149,6 @@ class App:
         limit_headers = self.gate.admit(request, route.group, path_params)
         response = route.handler(self, request, **path_params)
         response.headers.update(limit_headers)
-        response.before_end = lambda: self.gate.settle(request)
         return response
 
     def schedulers(self) -> dict:
@@ -206,19 +205,15 @@ class Handler(GuardedHandler):
         with self.server.tracking():
             app = self.server.app
             request, response = self._answer(app, request_id)
-            try:
-                if response is not None:
-                    response.headers["X-Request-ID"] = request_id
-                    self._send(response)
-            finally:
-                if request is not None:  # what a stream cut short used
-                    app.gate.settle(request)
+            if response is not None:
+                response.headers["X-Request-ID"] = request_id
+                self._send(response)
         status = response.status if response is not None else 499  # the client left first
         route = request.route if request is not None else "unmatched"
         seconds = time.monotonic() - started
         app.metrics.record_request(route, self.command, status, seconds)
         log.info("%s %s %s %d %.1fms tokens=%d", request_id, self.command, route, status,
-                 seconds * 1000, request.tokens_used if request is not None else 0)
+                 seconds * 1000, request.meter.tokens if request and request.meter else 0)
 
     def _answer(self, app: App, request_id: str) -> tuple[Request | None, Response | None]:
         """The request (None if it could not be read) and its answer (None if the client left

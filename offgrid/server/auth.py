@@ -16,7 +16,7 @@ from . import access
 from .access import Group, Mode
 from .errors import Forbidden, NotFound, Unauthorized
 from .http import Request
-from .limits import Limits, LoginThrottle, Subject
+from .limits import Limits, LoginThrottle, Meter, Subject
 
 BEARER = re.compile(r"Bearer +(\S{1,512})", re.IGNORECASE)
 SECRET = re.compile(r"ogt?_[A-Za-z0-9_-]{20,200}")
@@ -54,15 +54,9 @@ class Gate:
         self._authorize(identity, group, path_params)
         subjects = self._subjects(identity, request.address) if checked else ()
         request.caller = Caller(identity, request.address, subjects)
-        return self.limits.admit(list(subjects), group in TOKEN_GROUPS) if checked else {}
-
-    def settle(self, request: Request) -> None:
-        """Charge the tokens a request used since it was last charged: once its answer is
-        complete, and again after a stream that was cut short."""
-        tokens = request.tokens_used - request.tokens_charged
-        request.tokens_charged = request.tokens_used
-        if request.caller is not None and request.caller.subjects and tokens:
-            self.limits.charge(list(request.caller.subjects), tokens)
+        headers = self.limits.admit(list(subjects), group in TOKEN_GROUPS) if checked else {}
+        request.meter = Meter(self.limits, subjects)
+        return headers
 
     def _identify(self, request: Request) -> Identity | None:
         values = request.headers.get_all("Authorization") or []

@@ -33,8 +33,7 @@ class Request:
     route: str = "unmatched"  # the route pattern it matched, for logs and metrics
     address: str = ""  # the client's IP address
     caller: Any = None  # who is asking: set by the auth gate before the handler runs
-    tokens_used: int = 0  # what the request cost, added up by the handler as it generates
-    tokens_charged: int = 0  # how much of that has been counted against the caller's quota
+    meter: Any = None  # counts the tokens it uses, against the caller's quotas: set by the gate
 
     @classmethod
     def read(cls, handler: BaseHTTPRequestHandler, max_body: int, request_id: str
@@ -169,9 +168,6 @@ class Response:
             self.body = body.encode()
         else:
             self.body = b"" if body is None else json.dumps(body).encode()
-        # Called just before the answer's last bytes are written: once a client has the whole
-        # answer, what it cost is already counted.
-        self.before_end: Callable[[], None] = lambda: None
 
     @classmethod
     def error(cls, error: ApiError) -> "Response":
@@ -185,7 +181,6 @@ class Response:
         for name, value in self.headers.items():
             handler.send_header(name, value)
         handler.end_headers()
-        self.before_end()
         if handler.command != "HEAD":
             handler.wfile.write(self.body)
 
@@ -210,7 +205,6 @@ class EventStream(Response):
         try:
             for event in self.events:
                 _write_chunk(handler, b"data: " + json.dumps(event).encode() + b"\n\n")
-            self.before_end()
             _write_chunk(handler, b"data: [DONE]\n\n")
             handler.wfile.write(b"0\r\n\r\n")
         finally:

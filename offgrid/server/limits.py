@@ -1,5 +1,6 @@
 """Rate limits and quotas: requests per minute (counted in memory), tokens per day (counted in
-the database, charged once a generation has ended), and the pause after failed logins."""
+the database, charged by each request's Meter once its generation has ended), and the pause
+after failed logins."""
 
 from __future__ import annotations
 
@@ -131,6 +132,21 @@ class Limits:
     def charge(self, subjects: list[Subject], tokens: int) -> None:
         if tokens > 0:
             usage.charge(self._db, [s.name for s in subjects], tokens, self._clock())
+
+
+class Meter:
+    """What one request used, in tokens, charged to its caller's quotas as it is counted (the
+    engine counts a request's tokens once it has ended, however it ended)."""
+
+    def __init__(self, limits: Limits | None = None, subjects: tuple[Subject, ...] = ()):
+        self._limits = limits
+        self._subjects = list(subjects)
+        self.tokens = 0
+
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+        if self._limits is not None and self._subjects:
+            self._limits.charge(self._subjects, tokens)
 
 
 def _headers(kind: str, limit: int, remaining: int, reset_seconds: float) -> dict[str, str]:

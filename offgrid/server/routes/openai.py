@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
-import queue
-import time
 
 import numpy as np
 
+from ...engine import generate
 from ...engine.registry import LoadedModel
-from ...engine.scheduler import Failed, Finished, Generation, GenerationRequest, Started, Text
+from ...engine.scheduler import Failed, Finished, GenerationRequest, Text
 from .. import params, toolcalls
 from ..errors import REFUSALS, ApiError, BadRequest, from_engine
 from ..http import ClientGone, EventStream, Request, Response
 from ..replies import ChatReply, Choice, CompletionReply, Reply
 
-POLL_SECONDS = 0.2  # how often a waiting request checks whether its client hung up
 MAX_EMBEDDING_INPUTS = 2048
 MAX_COMPLETION_LOGPROBS = 5
 
@@ -59,7 +56,7 @@ def chat_completions(app, request: Request) -> Response:
         logprobs=params.chat_logprobs(body))
     n = params.choices(body)
     return _generate(request, body, loaded, ChatReply(model_id, n, tool_use),
-                     _choices(generation_request, n), "messages")
+                     generate.choices(generation_request, n), "messages")
 
 
 def completions(app, request: Request) -> Response:
@@ -83,7 +80,7 @@ def completions(app, request: Request) -> Response:
     n = params.choices(body)
     sampling = params.sampling(body, n_vocab=loaded.model.n_vocab)
     max_tokens, stop = params.integer(body, "max_tokens", None, 1), params.stop_strings(body)
-    requests = [r for prompt in prompts for r in _choices(GenerationRequest(
+    requests = [r for prompt in prompts for r in generate.choices(GenerationRequest(
         prompt=prompt, suffix=suffix, max_tokens=max_tokens, stop=stop, logprobs=logprobs,
         sampling=sampling), n)]
     echoes = [(p if isinstance(p, str) else loaded.model.detokenize(p)) if echo else ""
@@ -96,100 +93,42 @@ def _generate(request: Request, body: dict, loaded: LoadedModel, reply: Reply,
               generation_requests: list[GenerationRequest], prompt_param: str) -> Response:
     stream, include_usage = params.streaming(body)
     n = len(generation_requests)
-    events: queue.SimpleQueue = queue.SimpleQueue()
-    generations = _submit(loaded, generation_requests, events, prompt_param)
-    replies = _replies(request, events, generations)
-    first = next(replies, None)
-    if first is None:
-        raise ClientGone()
-    if isinstance(first[1], Failed):
-        replies.close()
-        raise _api_error(first[1].error, prompt_param)
-    replies = _starting_with(first, replies)
-    if stream:
-        return EventStream(_stream(replies, reply, n, include_usage, prompt_param))
-    return Response(_collect(replies, reply, n, prompt_param))
-
-
-def _submit(loaded: LoadedModel, generation_requests: list[GenerationRequest],
-            events: queue.SimpleQueue, prompt_param: str) -> list[Generation]:
-    """The requests' generations, decoded side by side; the index of each is its choice's."""
-    generations = []
     try:
-        scheduler = loaded.generator()
-        for index, generation_request in enumerate(generation_requests):
-            generations.append(scheduler.submit(generation_request, events, index))
+        run = generate.Run(loaded.generator(), generation_requests, per_prompt=reply.per_prompt,
+                           meter=request.meter, caller_gone=request.client_gone)
+        if not run.started():
+            raise ClientGone()
     except REFUSALS as error:
-        for generation in generations:
-            generation.cancel()
         raise from_engine(error, prompt_param) from None
-    return generations
+    if stream:
+        return EventStream(_stream(run, reply, n, include_usage, prompt_param))
+    return Response(_collect(run, reply, n, prompt_param))
 
 
-def _choices(generation_request: GenerationRequest, n: int) -> list[GenerationRequest]:
-    """n choices drawn from one request; choice i draws with seed + i."""
-    seed = generation_request.sampling.seed
-    return [generation_request if i == 0 or seed is None else dataclasses.replace(
-        generation_request, sampling=dataclasses.replace(generation_request.sampling,
-                                                         seed=seed + i)) for i in range(n)]
-
-
-def _replies(request: Request, events: queue.SimpleQueue, generations: list[Generation]):
-    """(choice index, event) until every generation has ended; cancels them all if the client
-    hangs up or the consumer stops early."""
-    running = len(generations)
-    next_check = time.monotonic() + POLL_SECONDS
-    try:
-        while running:
-            try:
-                index, event = events.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                index, event = None, None
-            if time.monotonic() >= next_check:
-                if request.client_gone():
-                    return
-                next_check = time.monotonic() + POLL_SECONDS
-            if event is None or isinstance(event, Started):
-                continue
-            running -= isinstance(event, (Finished, Failed))
-            if isinstance(event, Finished):  # as usage() counts: the prompt once
-                request.tokens_used += event.completion_tokens + (
-                    event.prompt_tokens if index == 0 else 0)
-            yield index, event
-    finally:
-        for generation in generations:
-            generation.cancel()
-
-
-def _starting_with(first, replies):
-    try:
-        yield first
-        yield from replies
-    finally:
-        replies.close()
-
-
-def _collect(replies, reply: Reply, n: int, prompt_param: str) -> dict:
+def _collect(run: generate.Run, reply: Reply, n: int, prompt_param: str) -> dict:
     choices = [Choice() for _ in range(n)]
-    for index, event in replies:
-        if isinstance(event, Failed):
-            raise _api_error(event.error, prompt_param)
-        choice = choices[index]
-        if isinstance(event, Text):
-            choice.text += event.text
-            choice.logprobs.extend(event.logprobs)
-        else:
-            choice.finished = event
+    try:
+        for index, event in run:
+            if isinstance(event, Failed):
+                raise _api_error(event.error, prompt_param)
+            choice = choices[index]
+            if isinstance(event, Text):
+                choice.text += event.text
+                choice.logprobs.extend(event.logprobs)
+            else:
+                choice.finished = event
+    finally:
+        run.close()
     if any(c.finished is None for c in choices):
         raise ClientGone()
     return reply.response(choices)
 
 
-def _stream(replies, reply: Reply, n: int, include_usage: bool, prompt_param: str):
+def _stream(run: generate.Run, reply: Reply, n: int, include_usage: bool, prompt_param: str):
     finished: dict[int, Finished] = {}
     try:
         yield from reply.opening_chunks(n)
-        for index, event in replies:
+        for index, event in run:
             if isinstance(event, Text):
                 yield from reply.text_chunks(index, event)
             elif isinstance(event, Failed):
@@ -200,7 +139,7 @@ def _stream(replies, reply: Reply, n: int, include_usage: bool, prompt_param: st
         if include_usage and len(finished) == n:
             yield reply.usage_chunk([finished[i] for i in range(n)])
     finally:
-        replies.close()
+        run.close()
 
 
 def _api_error(error: Exception, prompt_param: str) -> ApiError:
@@ -221,7 +160,7 @@ def embeddings(app, request: Request) -> Response:
         result = loaded.embedder().embed(inputs)
     except REFUSALS as error:
         raise from_engine(error, "input") from None
-    request.tokens_used += result.prompt_tokens
+    request.meter.add(result.prompt_tokens)
     vectors = [_shortened(v, dimensions) for v in result.vectors]
     return Response({
         "object": "list", "model": model_id,
