@@ -221,3 +221,54 @@ def test_a_logit_bias_key_of_other_digits_is_400(base_url):
     for key in ("²", "٣", "1_0", "+2", " 3"):
         status, _, error = post(base_url + CHAT, {**chat_body("hi"), "logit_bias": {key: 1}})
         assert_error(status, error, 400, "invalid_value", "logit_bias")
+
+
+# -- grammars that would cost too much ------------------------------------------------------------
+
+def _schema_format(schema) -> dict:
+    return {"response_format": {"type": "json_schema",
+                                "json_schema": {"name": "x", "schema": schema}}}
+
+
+def _tool(parameters) -> dict:
+    return {"tools": [{"type": "function", "function": {"name": "f", "parameters": parameters}}],
+            "tool_choice": "required"}
+
+
+LOOP = {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}
+COSTLY_GRAMMARS = [
+    (_schema_format({"type": "string", "maxLength": 30_000}), "response_format"),
+    (_schema_format({"type": "array", "items": {"type": "integer"}, "maxItems": 30_000}),
+     "response_format"),
+    (_schema_format({"type": "string", "minLength": 10 ** 7}), "response_format"),
+    (_schema_format({"enum": [f"value-{i}" for i in range(20_000)]}), "response_format"),
+    (_schema_format({"type": "string", "pattern": "^(a{1,9000}){1,9000}$"}), "response_format"),
+    (_schema_format(LOOP), "response_format"),
+    (_schema_format({"type": "wibble"}), "response_format"),
+    (_tool({"type": "object", "properties": {"x": {"type": "string", "maxLength": 30_000}}}),
+     "tools[0].function.parameters"),
+    (_tool({"type": "object", "properties": {"x": {"type": "array", "maxItems": 30_000,
+                                                   "items": {}}}}),
+     "tools[0].function.parameters"),
+    (_tool(LOOP), "tools[0].function.parameters"),
+    (_tool({"type": "object", "properties": {"x": {"$ref": "#/$defs/nowhere"}}}),
+     "tools[0].function.parameters"),
+]
+
+
+@pytest.mark.parametrize("fields, param", COSTLY_GRAMMARS)
+def test_a_grammar_past_its_bounds_is_400_naming_the_parameter(base_url, fields, param):
+    status, _, error = post(base_url + CHAT, {**chat_body("hi", max_tokens=5), **fields})
+    assert_error(status, error, 400, "invalid_value", param)
+
+
+def test_costly_grammars_do_not_disturb_a_running_stream(base_url):
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(events=stream(
+        base_url + CHAT, chat_body("Count to ten.", max_tokens=30, temperature=0))))
+    runner.start()
+    for fields, _ in COSTLY_GRAMMARS:
+        assert post(base_url + CHAT, {**chat_body("hi", max_tokens=5), **fields})[0] == 400
+    runner.join(60)
+    assert result["events"][-1] == "[DONE]"
+    assert result["events"][-2]["choices"][0]["finish_reason"] in ("stop", "length")

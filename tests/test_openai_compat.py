@@ -181,6 +181,39 @@ def test_json_schema_is_enforced_every_time(base_url):
         jsonschema.validate(json.loads(body["choices"][0]["message"]["content"]), schema)
 
 
+STRICT_SCHEMA = {"type": "object", "required": ["city", "founded", "size", "districts"],
+                 "properties": {
+                     "city": {"type": "string", "maxLength": 40},
+                     "founded": {"type": "integer", "minimum": -3000, "maximum": 2026},
+                     "size": {"enum": ["village", "town", "city"]},
+                     "districts": {"type": "array", "maxItems": 3, "items": {
+                         "type": "object", "required": ["name"],
+                         "properties": {"name": {"type": "string", "maxLength": 30},
+                                        "since": {"type": "string", "format": "date"}}}},
+                     "motto": {"type": "string", "maxLength": 60}}}
+
+
+def test_structured_output_is_strict_json_for_every_seed(base_url):
+    """Sampled at temperature 1, every answer is JSON a strict parser takes (no raw control
+    characters in strings) and that validates against the schema."""
+    for first_seed in range(0, 16, 4):
+        status, _, body = post(base_url + "/v1/chat/completions", chat_body(
+            "Describe a city as JSON.", n=4, seed=first_seed, temperature=1.0, max_tokens=300,
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "city", "schema": STRICT_SCHEMA}}))
+        assert status == 200, body
+        for choice in body["choices"]:
+            assert choice["finish_reason"] == "stop", choice
+            jsonschema.validate(json.loads(choice["message"]["content"], strict=True),
+                                STRICT_SCHEMA)
+    status, _, body = post(base_url + "/v1/chat/completions", chat_body(
+        "Write a note with two lines as JSON.", n=8, seed=99, temperature=1.0, max_tokens=150,
+        response_format={"type": "json_object"}))
+    for choice in body["choices"]:
+        if choice["finish_reason"] == "stop":  # an object may be cut short by max_tokens
+            assert isinstance(json.loads(choice["message"]["content"], strict=True), dict)
+
+
 def test_json_object_mode_returns_an_object(base_url):
     status, _, body = post(base_url + "/v1/chat/completions", chat_body(
         "Give the name and age of a person as JSON.", temperature=0, max_tokens=200,
@@ -238,6 +271,33 @@ def test_tool_call_round_trip_when_streaming(client):
         model=CHAT_MODEL, messages=messages, stream=True, max_tokens=30, temperature=0)
         if c.choices)
     assert answer
+
+
+def test_a_named_function_is_called_once_and_whole(base_url):
+    """Greedy, the starter model would repeat the call for as long as the grammar let it."""
+    for tools in ([TIME], [WEATHER, TIME]):
+        status, _, body = post(base_url + "/v1/chat/completions", chat_body(
+            "What time is it in Lima?", tools=tools, temperature=0, max_tokens=200,
+            tool_choice={"type": "function", "function": {"name": "get_time"}}))
+        choice = body["choices"][0]
+        assert choice["finish_reason"] == "tool_calls", choice
+        assert choice["message"]["content"] is None
+        (call,) = choice["message"]["tool_calls"]
+        assert call["function"]["name"] == "get_time"
+        jsonschema.validate(json.loads(call["function"]["arguments"]),
+                            TIME["function"]["parameters"])
+
+
+def test_a_call_cut_short_never_reaches_the_client_as_text(base_url):
+    body = chat_body("What is the weather in Paris?", tools=[WEATHER], tool_choice="required",
+                     temperature=0, max_tokens=6)
+    status, _, answer = post(base_url + "/v1/chat/completions", body)
+    choice = answer["choices"][0]
+    assert status == 200 and choice["finish_reason"] == "length"
+    assert choice["message"]["content"] is None and "tool_calls" not in choice["message"]
+    events = stream(base_url + "/v1/chat/completions", body)
+    said = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1])
+    assert said == "" and events[-2]["choices"][0]["finish_reason"] == "length"
 
 
 def test_parallel_tool_calls_false_makes_exactly_one_call(client):

@@ -1,7 +1,7 @@
 """Thin, typed wrapper over llama-cpp-python's low-level ctypes API.
 
 This is the only module in OffGrid that calls llama.cpp. It hides ctypes buffers and pointers
-behind a few small classes: Model, Context, Batch and SamplerChain.
+behind a few small classes: Model, Context, Batch, SamplerChain, Grammar and Candidates.
 """
 
 from __future__ import annotations
@@ -126,6 +126,11 @@ class Model:
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self._vocab, token))
+
+    @property
+    def end_token(self) -> int:
+        """The token that ends a text (EOS)."""
+        return C.llama_vocab_eos(self._vocab)
 
     def fim_tokens(self) -> tuple[int, int, int] | None:
         """(prefix, suffix, middle) markers for fill-in-the-middle, if the model has them."""
@@ -263,6 +268,59 @@ class Batch:
             self._batch = None
 
 
+class Candidates:
+    """Every token of the vocabulary with its logit from one batch row, as llama.cpp's samplers
+    take them (llama_token_data_array); filled with numpy, reused for each token."""
+
+    _ENTRY = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+
+    def __init__(self, n_vocab: int):
+        assert self._ENTRY.itemsize == ctypes.sizeof(C.llama_token_data)
+        self._ids = np.arange(n_vocab, dtype="<i4")
+        self._entries = np.zeros(n_vocab, dtype=self._ENTRY)
+        self._array = C.llama_token_data_array(
+            self._entries.ctypes.data_as(ctypes.POINTER(C.llama_token_data)), n_vocab, -1, False)
+
+    def load(self, ctx: "Context", row: int) -> "Candidates":
+        self._entries["id"] = self._ids  # samplers sort and cut the array in place
+        self._entries["logit"] = ctx.logits(row)
+        self._entries["p"] = 0.0
+        self._array.size, self._array.selected, self._array.sorted = len(self._ids), -1, False
+        return self
+
+    @property
+    def selected(self) -> int:
+        return int(self._entries["id"][self._array.selected])
+
+
+class Grammar:
+    """A GBNF grammar as a llama.cpp sampler: it can judge one token, or narrow all of them."""
+
+    def __init__(self, model: Model, gbnf: str):
+        self._ptr = C.llama_sampler_init_grammar(model._vocab, gbnf.encode(), b"root")
+        if not self._ptr:
+            raise LlamaError("the grammar could not be parsed")
+        self._one = C.llama_token_data(0, 0.0, 0.0)
+        self._one_array = C.llama_token_data_array(ctypes.pointer(self._one), 1, -1, False)
+
+    def allows(self, token: int) -> bool:
+        self._one.id, self._one.logit, self._one.p = token, 0.0, 0.0
+        self._one_array.size, self._one_array.selected = 1, -1
+        C.llama_sampler_apply(self._ptr, ctypes.byref(self._one_array))
+        return self._one.logit != float("-inf")
+
+    def narrow(self, candidates: Candidates) -> None:
+        C.llama_sampler_apply(self._ptr, ctypes.byref(candidates._array))
+
+    def accept(self, token: int) -> None:
+        C.llama_sampler_accept(self._ptr, token)
+
+    def close(self) -> None:
+        if self._ptr:
+            C.llama_sampler_free(self._ptr)
+            self._ptr = None
+
+
 class SamplerChain:
     """A llama.cpp sampler chain; stages run in the order they are added."""
 
@@ -277,12 +335,6 @@ class SamplerChain:
         entries = (C.llama_logit_bias * len(biases))(
             *(C.llama_logit_bias(token, bias) for token, bias in biases))
         return self._add(C.llama_sampler_init_logit_bias(n_vocab, len(biases), entries))
-
-    def grammar(self, model: Model, gbnf: str) -> "SamplerChain":
-        sampler = C.llama_sampler_init_grammar(model._vocab, gbnf.encode(), b"root")
-        if not sampler:
-            raise LlamaError("the grammar could not be parsed")
-        return self._add(sampler)
 
     def penalties(self, n_vocab: int, last_n: int, repeat: float, frequency: float,
                   presence: float) -> "SamplerChain":
@@ -310,6 +362,14 @@ class SamplerChain:
     def sample(self, ctx: Context, row: int) -> int:
         """Pick a token from the logits of batch row `row` and record it in the chain's history."""
         return C.llama_sampler_sample(self._ptr, ctx._ptr, row)
+
+    def pick(self, candidates: Candidates) -> int:
+        """Run the chain over `candidates` and return its pick, without recording it."""
+        C.llama_sampler_apply(self._ptr, ctypes.byref(candidates._array))
+        return candidates.selected
+
+    def accept(self, token: int) -> None:
+        C.llama_sampler_accept(self._ptr, token)
 
     def close(self) -> None:
         if self._ptr:

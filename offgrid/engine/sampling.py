@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InvalidGrammar
-from .llama import RANDOM_SEED, LlamaError, Model, SamplerChain
+from .llama import RANDOM_SEED, Candidates, Context, Grammar, LlamaError, Model, SamplerChain
 
 PENALTY_WINDOW = 64  # how many recent tokens the repetition penalties look back over
 
@@ -32,24 +32,23 @@ class SamplingParams:
         return bool(self.frequency_penalty or self.presence_penalty or self.repeat_penalty != 1.0)
 
 
-def build_sampler(model: Model, params: SamplingParams) -> SamplerChain:
-    """Logit bias and grammar first, so that no later stage can pick a token they rule out; then
-    the chain llama.cpp's own server uses, in its order: penalties, top-k, top-p, min-p,
-    temperature, and a seeded draw. Temperature 0 means always the most likely token."""
+def build_sampler(model: Model, params: SamplingParams) -> "Sampler":
+    """Logit bias first, so that no later stage can pick a token it bans; then the chain
+    llama.cpp's own server uses, in its order: penalties, top-k, top-p, min-p, temperature, and
+    a seeded draw. Temperature 0 means always the most likely token."""
     chain = SamplerChain()
     try:
         _add_stages(chain, model, params)
+        grammar = Grammar(model, params.grammar) if params.grammar else None
     except LlamaError as error:
         chain.close()
         raise InvalidGrammar(str(error)) from None
-    return chain
+    return Sampler(chain, grammar, model.n_vocab)
 
 
 def _add_stages(chain: SamplerChain, model: Model, params: SamplingParams) -> None:
     if params.logit_bias:
         chain.logit_bias(model.n_vocab, params.logit_bias)
-    if params.grammar:
-        chain.grammar(model, params.grammar)
     if params.penalised:
         chain.penalties(model.n_vocab, PENALTY_WINDOW, params.repeat_penalty,
                         params.frequency_penalty, params.presence_penalty)
@@ -60,6 +59,38 @@ def _add_stages(chain: SamplerChain, model: Model, params: SamplingParams) -> No
         chain.top_k(params.top_k)
     chain.top_p(params.top_p).min_p(params.min_p).temperature(params.temperature)
     chain.distribution(RANDOM_SEED if params.seed is None else params.seed & 0xFFFFFFFF)
+
+
+class Sampler:
+    """How one request picks its tokens. With a grammar, the chain picks from the raw logits
+    first and the grammar only judges that one token; only when it refuses are all logits
+    narrowed by the grammar and the pick made again. A full pass of the grammar over the
+    vocabulary costs milliseconds, and the model's first choice usually fits, so this is what
+    llama.cpp's own samplers do too."""
+
+    def __init__(self, chain: SamplerChain, grammar: Grammar | None, n_vocab: int):
+        self._chain = chain
+        self._grammar = grammar
+        self._candidates = Candidates(n_vocab) if grammar is not None else None
+
+    def sample(self, ctx: Context, row: int) -> int:
+        if self._grammar is None:
+            return self._chain.sample(ctx, row)
+        token = self._chain.pick(self._candidates.load(ctx, row))
+        if not self._grammar.allows(token):
+            self._grammar.narrow(self._candidates.load(ctx, row))
+            token = self._chain.pick(self._candidates)
+            if not self._grammar.allows(token):  # accepting it would abort llama.cpp
+                raise InvalidGrammar("no token fits the grammar here (is one banned by "
+                                     "logit_bias?)")
+        self._grammar.accept(token)
+        self._chain.accept(token)
+        return token
+
+    def close(self) -> None:
+        self._chain.close()
+        if self._grammar is not None:
+            self._grammar.close()
 
 
 @dataclass(frozen=True)

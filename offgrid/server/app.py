@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import re
 import signal
@@ -309,6 +310,7 @@ class Server(GuardedServer):
 
 
 def serve(settings: Settings) -> int:
+    faulthandler.enable(all_threads=True)  # a crash in native code leaves its stacks in the log
     app = App(settings)
     server = Server(app)
     stopping = threading.Event()

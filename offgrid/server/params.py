@@ -176,7 +176,8 @@ def response_grammar(body: dict) -> str | None:
         try:
             return grammar.json_schema(spec.get("schema", {}))
         except InvalidGrammar as error:
-            raise BadRequest(str(error), code="invalid_value", param="response_format") from None
+            raise BadRequest(f"The JSON schema in 'response_format' cannot be enforced: {error}",
+                             code="invalid_value", param="response_format") from None
     raise _fail("response_format", 'type "text", "json_object" or "json_schema"', value)
 
 

@@ -95,7 +95,8 @@ class ChatReply(Reply):
 
     def _whole_choice(self, index: int, choice: Choice) -> dict:
         calls = self._tool_calls(choice.text)
-        message = {"role": "assistant", "content": None if calls else choice.text}
+        message = {"role": "assistant", "content": None if self._calling(choice.text)
+                   else choice.text}
         if calls:
             message["tool_calls"] = calls
         return {"index": index, "message": message,
@@ -105,6 +106,11 @@ class ChatReply(Reply):
 
     def _tool_calls(self, text: str) -> list[dict] | None:
         return toolcalls.parse(text) if self.tool_use else None
+
+    def _calling(self, text: str) -> bool:
+        """The answer is in the tool-call form, which never goes out as text (cut short by
+        max_tokens, it may hold no complete call)."""
+        return self.tool_use is not None and toolcalls.is_call(text)
 
     @staticmethod
     def _logprobs(entries: list[TokenLogprob]) -> list[dict]:
@@ -144,7 +150,8 @@ class ChatReply(Reply):
                                                      for i, call in enumerate(calls)]})
             yield self._delta(index, {}, "tool_calls")
             return
-        if index in self._holding and self._texts[index]:
+        if index in self._holding and self._texts[index] and not self._calling(
+                self._texts[index]):
             yield self._delta(index, {"content": self._texts[index]})
         yield self._delta(index, {}, finished.reason)
 

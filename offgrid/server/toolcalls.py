@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from ..engine import grammar
+from ..engine.errors import InvalidGrammar
 from .errors import BadRequest
 
 MAX_PARALLEL_CALLS = 8
@@ -82,6 +83,11 @@ def _tool(item, where: str) -> Tool:
     parameters = function.get("parameters") or _NO_PARAMETERS
     if not isinstance(parameters, dict):
         raise _invalid(f"{where}.function.parameters", "a JSON Schema object")
+    try:
+        grammar.json_schema(parameters)  # refused here, it can be named
+    except InvalidGrammar as error:
+        raise BadRequest(f"The parameters of {name!r} cannot be enforced: {error}",
+                         code="invalid_value", param=f"{where}.function.parameters") from None
     return Tool(name, description, parameters)
 
 
@@ -125,13 +131,19 @@ def with_instructions(messages: list[tuple[str, str]], use: ToolUse) -> list[tup
 
 
 def call_grammar(use: ToolUse) -> str:
-    calls = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
-              "properties": {"name": {"const": t.name}, "arguments": t.parameters}}
-             for t in use.callable]
-    schema = {"type": "object", "additionalProperties": False, "required": ["tool_calls"],
+    """The answer's grammar: calls of the callable tools with valid arguments (one call when
+    a function is named or parallel calls are off, a bounded number in any case), or, unless
+    a call is required, plain text that does not start with `{`."""
+    tools = use.callable
+    calls = [{"type": "object", "required": ["name", "arguments"],
+              "properties": {"name": {"const": t.name}, "arguments": {"$ref": f"#/$defs/{i}"}}}
+             for i, t in enumerate(tools)]
+    schema = {"type": "object", "required": ["tool_calls"],
+              "$defs": {str(i): grammar.rebased(t.parameters, f"#/$defs/{i}")
+                        for i, t in enumerate(tools)},
               "properties": {"tool_calls": {
                   "type": "array", "minItems": 1,
-                  "maxItems": MAX_PARALLEL_CALLS if use.parallel else 1,
+                  "maxItems": MAX_PARALLEL_CALLS if use.parallel and not use.forced else 1,
                   "items": calls[0] if len(calls) == 1 else {"anyOf": calls}}}}
     json_grammar = grammar.json_schema(schema, ["tool_calls", "name", "arguments"])
     return json_grammar if use.required else grammar.json_or_text(json_grammar)
@@ -158,14 +170,33 @@ def result_text(name: str | None, content: str) -> str:
     return f"Result of the tool {name or 'call'}:\n{content}"
 
 
+def is_call(text: str) -> bool:
+    """Whether the model answered in the tool-call form (which is never shown as text): under
+    the call grammar, plain text cannot start with `{`."""
+    return text.lstrip().startswith("{")
+
+
 def parse(text: str) -> list[dict] | None:
-    """OpenAI `tool_calls` from the model's answer, or None if it answered in plain text."""
-    if not text.lstrip().startswith("{"):
+    """OpenAI `tool_calls` from the model's answer: each complete call it wrote, a repeated call
+    once (an answer cut short by max_tokens keeps the calls it finished); None if it answered
+    in plain text."""
+    if not is_call(text):
         return None
-    try:
-        calls = json.loads(text)["tool_calls"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return [{"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
-             "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
-            for c in calls]
+    decoder, calls, seen = json.JSONDecoder(), [], set()
+    position = text.find("[") + 1
+    while position:
+        while position < len(text) and text[position] in " ,\n":
+            position += 1
+        try:
+            call, position = decoder.raw_decode(text, position)
+        except ValueError:  # the end of the array, or a call cut short
+            break
+        if not isinstance(call, dict) or not {"name", "arguments"} <= call.keys():
+            break
+        arguments = json.dumps(call.get("arguments"), sort_keys=True)
+        if (call.get("name"), arguments) not in seen:
+            seen.add((call.get("name"), arguments))
+            calls.append({"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+                          "function": {"name": call["name"],
+                                       "arguments": json.dumps(call["arguments"])}})
+    return calls
