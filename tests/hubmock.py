@@ -1,6 +1,7 @@
 """A Hugging Face Hub mirror on loopback, for download tests: it answers the endpoints
 huggingface_hub calls (file metadata, repository tree, model search) and serves real files with
-byte ranges. Knobs make it slow, cut connections, or lie about a checksum."""
+byte ranges. Knobs make it slow, cut connections, fall silent, send more than it declared, point
+the download somewhere else, or lie about a checksum."""
 
 from __future__ import annotations
 
@@ -21,8 +22,15 @@ class HostedFile:
     path: Path
     sha256: str = ""
     cut_after: int | None = None  # close the connection after this many body bytes, once
+    stall_after: int | None = None  # go silent after this many body bytes until released, once
+    release: threading.Event = field(default_factory=threading.Event)  # ends the silence
+    extra_bytes: int = 0  # sent after the file's own, beyond the size the metadata declares
+    chunked: bool = False  # send the body chunked, with no Content-Length
+    redirect: str | None = None  # answer the file's URL with a 302 to here instead of bytes
+    redirect_head: bool = True  # ... HEAD too; False keeps the metadata honest, GET only
     bytes_per_second: int | None = None
     requests: list = field(default_factory=list)  # the Range header of each GET
+    sent: int = 0  # body bytes written, all GETs together
 
     def __post_init__(self):
         if not self.sha256:
@@ -99,30 +107,64 @@ class _Handler(BaseHTTPRequestHandler):
         start = 0
         if send_body:
             hosted.requests.append(self.headers.get("Range"))
+        if hosted.redirect and (send_body or hosted.redirect_head):
+            self.send_response(302)  # as the hub does for LFS files: metadata on the redirect
+            self._metadata(hosted, len(data))
+            self.send_header("Location", hosted.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.headers.get("Range", "").startswith("bytes="):
             start = int(self.headers["Range"][len("bytes="):].split("-")[0])
+        body = data[start:] + bytes(hosted.extra_bytes)
         self.send_response(206 if start else 200)
-        self.send_header("X-Repo-Commit", COMMIT)
-        self.send_header("X-Linked-Etag", f'"{hosted.sha256}"')
-        self.send_header("X-Linked-Size", str(len(data)))
-        self.send_header("ETag", f'"{hosted.sha256}"')
-        self.send_header("Content-Length", str(len(data) - start))
+        self._metadata(hosted, len(data))
+        if hosted.chunked and send_body:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(body)))
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()
         if send_body:
-            self._send(hosted, data[start:])
+            self._send(hosted, body)
+
+    def _metadata(self, hosted: HostedFile, size: int) -> None:
+        self.send_header("X-Repo-Commit", COMMIT)
+        self.send_header("X-Linked-Etag", f'"{hosted.sha256}"')
+        self.send_header("X-Linked-Size", str(size))
+        self.send_header("ETag", f'"{hosted.sha256}"')
 
     def _send(self, hosted: HostedFile, body: bytes) -> None:
         limit = len(body)
         if hosted.cut_after is not None:
             limit, hosted.cut_after = min(limit, hosted.cut_after), None
-        step = 256 * 1024
-        for offset in range(0, limit, step):
-            self.wfile.write(body[offset:min(offset + step, limit)])
-            if hosted.bytes_per_second:
-                time.sleep(step / hosted.bytes_per_second)
-        if limit < len(body):
+        stall_at, hosted.stall_after = hosted.stall_after, None
+        try:
+            for piece in _pieces(body[:limit], stall_at, hosted.release):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if hosted.chunked
+                                 else piece)
+                hosted.sent += len(piece)
+                if hosted.bytes_per_second:
+                    time.sleep(len(piece) / hosted.bytes_per_second)
+            if limit < len(body):
+                self.close_connection = True
+                self.wfile.flush()
+                self.connection.shutdown(2)
+            elif hosted.chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):  # the client hung up
             self.close_connection = True
-            self.wfile.flush()
-            self.connection.shutdown(2)
+
+
+def _pieces(body: bytes, stall_at: int | None, release: threading.Event):
+    """`body` in pieces of 256 KiB, waiting for `release` once `stall_at` bytes are out."""
+    offset, step = 0, 256 * 1024
+    while offset < len(body):
+        if offset == stall_at:
+            release.wait()
+        end = min(offset + step, len(body))
+        if stall_at is not None and offset < stall_at < end:
+            end = stall_at
+        yield body[offset:end]
+        offset = end

@@ -138,6 +138,85 @@ def test_cancel_stops_a_download_and_leaves_no_model(hub, hub_server):
     assert not (models / STARTER_FILE).exists()
 
 
+def test_cancel_wakes_a_download_from_a_silent_mirror_and_the_rerun_resumes(hub, hub_server,
+                                                                          model_files):
+    server, models = hub_server
+    name = "SmolLM2-silent.gguf"
+    silent = hub.host(REPO, name, model_files["starter"], stall_after=1_000_000)
+    try:
+        job = start_download(server.url, repository=REPO, file_name=name)
+        wait_for(lambda: job_state(server.url, job["id"])["bytes_done"] == 1_000_000)
+        post(server.url + "/v1/models/download/cancel", {"id": job["id"]})
+        final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] != "downloading"
+                         and s, timeout=3)  # not the 30 s a silent mirror gets before a retry
+        assert final["status"] == "cancelled"
+    finally:
+        silent.release.set()
+    assert (models / f".{name}.part").stat().st_size == 1_000_000 and not (models / name).exists()
+    status, _, listed = get(server.url + "/v1/models")
+    assert status == 200 and listed["data"] == []
+    honest = hub.host(REPO, name, model_files["starter"])
+    job = start_download(server.url, repository=REPO, file_name=name)
+    final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] in (
+        "completed", "failed") and s)
+    assert final["status"] == "completed", final
+    assert honest.requests == ["bytes=1000000-"]
+    assert sorted(p.name for p in models.iterdir()) == [name]
+
+
+def test_a_mirror_silent_past_the_timeout_is_a_cut_connection_and_resumed(hub, model_files,
+                                                                       tmp_path):
+    name = "SmolLM2-pause.gguf"
+    paused = hub.host(REPO, name, model_files["starter"], stall_after=1_000_000)
+    env = {**_clean_env(), "HF_ENDPOINT": hub.url, "OFFGRID_HOME": str(tmp_path / "home")}
+    pull_with_a_1s_timeout = ("import runpy, sys; from offgrid import hub; hub.TIMEOUT = 1; "
+                              "runpy.run_module('offgrid', run_name='__main__')")
+    try:
+        pulled = subprocess.run([sys.executable, "-c", pull_with_a_1s_timeout, "pull", REPO, name,
+                                 "--models-dir", str(tmp_path / "models")], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        paused.release.set()
+    assert pulled.returncode == 0, pulled.stderr
+    assert paused.requests == [None, "bytes=1000000-"]
+    assert (tmp_path / "models" / name).stat().st_size == 98_362_432
+
+
+def test_a_body_longer_than_declared_is_stopped_at_the_declared_size(hub, hub_server,
+                                                                    model_files):
+    server, models = hub_server
+    name = "SmolLM2-endless.gguf"
+    size = model_files["starter"].stat().st_size
+    for chunked in (True, False):  # a chunked body, or a Content-Length above the declared size
+        hosted = hub.host(REPO, name, model_files["starter"], extra_bytes=50_000_000,
+                          chunked=chunked)
+        job = start_download(server.url, repository=REPO, file_name=name)
+        final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] in (
+            "completed", "failed") and s)
+        assert final["status"] == "failed" and f"more than the {size} bytes" in final["error"]
+        assert final["bytes_done"] <= size
+        assert hosted.sent < size + 50_000_000  # it stopped reading, not only writing
+        assert list(models.iterdir()) == []
+        status, _, listed = get(server.url + "/v1/models")
+        assert status == 200 and listed["data"] == []
+
+
+def test_a_redirect_off_http_is_refused_and_nothing_is_copied(hub, hub_server, model_files):
+    server, models = hub_server
+    name = "SmolLM2-elsewhere.gguf"
+    local = f"file://{model_files['starter']}"  # a real model whose sha256 the mirror tells
+    for target, on_head in [(local, True), (local, False), ("ftp://mirror.example/x.gguf", True)]:
+        hub.host(REPO, name, model_files["starter"], redirect=target, redirect_head=on_head)
+        job = start_download(server.url, repository=REPO, file_name=name)
+        final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] in (
+            "completed", "failed") and s)
+        assert final["status"] == "failed", (target, final)
+        assert "only http and https" in final["error"] and target in final["error"]
+        assert list(models.iterdir()) == []
+    status, _, listed = get(server.url + "/v1/models")
+    assert status == 200 and listed["data"] == []
+
+
 def test_a_checksum_mismatch_or_a_non_gguf_file_leaves_nothing(hub, hub_server):
     server, models = hub_server
     hub.host(REPO, STARTER_FILE, hub.repos[REPO][STARTER_FILE].path, sha256="f" * 64)
