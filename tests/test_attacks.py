@@ -10,11 +10,12 @@ import time
 
 import pytest
 from conftest import assert_error, chat_body, get, request
-from multiuser import bearer, password_of, start_multi_user
+from multiuser import ADMIN_PASSWORD, bearer, password_of, start_multi_user, unique
 
 CHAT = "/v1/chat/completions"
 DEADLINE = 2  # seconds: the server's header and body timeouts here
 ALLOWED_ORIGIN = "http://allowed.example"
+LOGIN_ATTEMPTS = 3
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,15 @@ def site(start_module_server):
         "OFFGRID_USER_REQUESTS_PER_MINUTE": "0"})
     yield site
     site.server.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded(start_module_server):
+    """A server that pauses logins after LOGIN_ATTEMPTS failures (the site lets guesses on)."""
+    guarded = start_multi_user(start_module_server,
+                               env={"OFFGRID_LOGIN_ATTEMPTS": str(LOGIN_ATTEMPTS)})
+    yield guarded
+    guarded.server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -241,31 +251,64 @@ def test_a_guest_may_not_make_keys_or_generate(site):
 
 # -- logins -------------------------------------------------------------------------------------
 
-def _login_from(site, address: str, username: str, password: str) -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", site.server.port, timeout=30,
+def _login_from(site, address: str, username: str, password: str) -> tuple[int, dict]:
+    """(status, headers) of a login sent from `address`, one of loopback's 127.0.0.0/8."""
+    connection = http.client.HTTPConnection("127.0.0.1", site.server.port, timeout=60,
                                             source_address=(address, 0))
     connection.request("POST", "/v1/auth/login", json.dumps(
         {"username": username, "password": password}), {"Content-Type": "application/json"})
     response = connection.getresponse()
     response.read()
     connection.close()
-    return response.status
+    return response.status, dict(response.headers)
 
 
-def test_failed_logins_are_throttled_per_user_and_per_address(start_server):
-    guarded = start_multi_user(start_server, env={"OFFGRID_LOGIN_ATTEMPTS": "2"})
-    alice = guarded.create_user(username="alice")["username"]
-    bob = guarded.create_user(username="bob")["username"]
-    assert [_login_from(guarded, "127.0.0.2", alice, "guess-one-two")
-            for _ in range(2)] == [401, 401]
-    assert _login_from(guarded, "127.0.0.3", alice, password_of(alice)) == 429  # the user
-    assert _login_from(guarded, "127.0.0.2", bob, password_of(bob)) == 429  # the address
-    assert _login_from(guarded, "127.0.0.3", bob, password_of(bob)) == 200
-    status, headers, error = request("POST", guarded.url + "/v1/auth/login",
-                                     {"username": alice, "password": password_of(alice)})
-    assert_error(status, error, 429, "too_many_login_attempts")
-    assert 800 < int(headers["Retry-After"]) <= 900
-    guarded.server.stop()
+def test_failed_logins_are_throttled_per_user_and_per_address(guarded):
+    alice = guarded.create_user()["username"]
+    wrong = [_login_from(guarded, "127.0.0.2", alice, "guess")[0] for _ in range(LOGIN_ATTEMPTS)]
+    assert wrong == [401] * LOGIN_ATTEMPTS
+    for password in ("guess", password_of(alice)):  # paused: not even the right password
+        status, headers = _login_from(guarded, "127.0.0.2", alice, password)
+        assert status == 429 and headers["Retry-After"] == "1"  # the first pause: 1 s
+    assert _login_from(guarded, "127.0.0.3", alice, password_of(alice))[0] == 200
+    # The pause is short, for an owner who mistyped; then the next guess counts again.
+    deadline = time.monotonic() + 30
+    while (status := _login_from(guarded, "127.0.0.2", alice, "guess")[0]) == 429:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert status == 401
+    # One address guessing many usernames: ADDRESS_ATTEMPTS (4) times the limit in all.
+    for _ in range(4 * LOGIN_ATTEMPTS):
+        assert _login_from(guarded, "127.0.0.4", unique("nobody"), "guess")[0] == 401
+    status, headers = _login_from(guarded, "127.0.0.4", alice, password_of(alice))
+    assert status == 429 and headers["Retry-After"] == "1"
+    assert _login_from(guarded, "127.0.0.5", alice, password_of(alice))[0] == 200
+
+
+def test_a_stranger_cannot_lock_the_admin_out(guarded):
+    for _ in range(LOGIN_ATTEMPTS + 5):
+        assert _login_from(guarded, "127.0.0.6", "admin", "guess")[0] in (401, 429)
+    assert _login_from(guarded, "127.0.0.6", "admin", ADMIN_PASSWORD)[0] == 429
+    assert _login_from(guarded, "127.0.0.7", "admin", ADMIN_PASSWORD)[0] == 200
+
+
+def test_parallel_guesses_get_no_more_tries_than_the_limit(guarded):
+    victim = guarded.create_user()["username"]
+    start = threading.Barrier(30)
+    statuses = []
+
+    def guess():
+        start.wait()
+        statuses.append(_login_from(guarded, "127.0.0.8", victim, "guess")[0])
+
+    threads = [threading.Thread(target=guess) for _ in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 <= statuses.count(401) <= LOGIN_ATTEMPTS
+    assert statuses.count(429) == 30 - statuses.count(401), statuses
+    assert _login_from(guarded, "127.0.0.9", victim, password_of(victim))[0] == 200
 
 
 # -- other origins ------------------------------------------------------------------------------
