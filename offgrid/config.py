@@ -49,6 +49,9 @@ class Settings:
     body_timeout: float = 60.0  # the whole body; also each write of the answer
     max_connections: int = 100
     cors_origins: str = ""  # comma-separated origins allowed cross-origin access; "*" for any
+    # Names a request may call the server by besides localhost, IP addresses and this machine's
+    # own (see server/hosts.py); "*": any.
+    allowed_hosts: str = ""
     # Multi-user mode: see docs/multi-user.md.
     multi_user: bool = False
     require_auth: bool = False

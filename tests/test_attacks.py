@@ -3,18 +3,20 @@ server goes on serving everyone else."""
 
 import http.client
 import json
+import os
 import select
 import socket
 import threading
 import time
 
 import pytest
-from conftest import assert_error, chat_body, get, request
+from conftest import EMBEDDING_MODEL, assert_error, chat_body, get, post, request
 from multiuser import ADMIN_PASSWORD, bearer, password_of, start_multi_user, unique
 
 CHAT = "/v1/chat/completions"
 DEADLINE = 2  # seconds: the server's header and body timeouts here
 ALLOWED_ORIGIN = "http://allowed.example"
+ALLOWED_HOST = "offgrid.lan"
 LOGIN_ATTEMPTS = 3
 
 
@@ -24,7 +26,7 @@ def site(start_module_server):
         "OFFGRID_HEADER_TIMEOUT": str(DEADLINE), "OFFGRID_BODY_TIMEOUT": str(DEADLINE),
         "OFFGRID_MAX_CONNECTIONS": "8", "OFFGRID_MAX_BODY_BYTES": "100000",
         "OFFGRID_LOGIN_ATTEMPTS": "1000", "OFFGRID_CORS_ORIGINS": ALLOWED_ORIGIN,
-        "OFFGRID_USER_REQUESTS_PER_MINUTE": "0"})
+        "OFFGRID_USER_REQUESTS_PER_MINUTE": "0", "OFFGRID_ALLOWED_HOSTS": ALLOWED_HOST})
     yield site
     site.server.stop()
 
@@ -309,6 +311,42 @@ def test_parallel_guesses_get_no_more_tries_than_the_limit(guarded):
     assert 1 <= statuses.count(401) <= LOGIN_ATTEMPTS
     assert statuses.count(429) == 30 - statuses.count(401), statuses
     assert _login_from(guarded, "127.0.0.9", victim, password_of(victim))[0] == 200
+
+
+# -- other names: DNS rebinding -----------------------------------------------------------------
+
+def test_requests_for_names_this_server_does_not_go_by_are_refused(site, base_url):
+    port = base_url.rsplit(":", 1)[1]
+    rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    for headers in (rebound, {"Host": "evil.example"}):
+        status, _, error = get(base_url + "/v1/models", headers=headers)
+        assert_error(status, error, 403, "host_not_allowed")
+        assert "OFFGRID_ALLOWED_HOSTS" in error["error"]["message"]
+    status, _, error = post(base_url + "/v1/models/export",
+                            {"model": EMBEDDING_MODEL, "path": "/srv/anywhere"}, headers=rebound)
+    assert_error(status, error, 403, "host_not_allowed")
+    assert not os.path.exists("/srv/anywhere")
+    status, _, error = request("DELETE", base_url + "/v1/models/no-such-model", headers=rebound)
+    assert_error(status, error, 403, "host_not_allowed")
+    status, _, error = get(site.url + "/v1/models", headers={"Host": "other.lan"})
+    assert_error(status, error, 403, "host_not_allowed")
+    assert get(base_url + "/v1/models")[0] == 200
+
+
+def test_local_names_ip_addresses_and_configured_names_are_served(site, base_url):
+    port = base_url.rsplit(":", 1)[1]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "localhost",
+                 f"ui.localhost:{port}", f"192.168.1.20:{port}", f"{socket.gethostname()}:{port}",
+                 f"LOCALHOST:{port}"):
+        status, headers, _ = get(base_url + "/v1/models",
+                                 headers={"Host": host, "Origin": f"http://{host}"})
+        assert status == 200 and "Access-Control-Allow-Origin" not in headers, host
+    configured = f"{ALLOWED_HOST}:{site.server.port}"
+    status, headers, _ = get(site.url + "/health",
+                             headers={"Host": configured, "Origin": f"http://{configured}"})
+    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    http_1_0 = raw(site, b"GET /health HTTP/1.0\r\n\r\n")  # no Host at all
+    assert http_1_0.startswith(b"HTTP/1.1 200")
 
 
 # -- other origins ------------------------------------------------------------------------------
