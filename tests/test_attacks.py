@@ -21,12 +21,21 @@ LOGIN_ATTEMPTS = 3
 
 
 @pytest.fixture(scope="module")
-def site(start_module_server):
+def transfers(tmp_path_factory):
+    """A folder with `usb` in it, the one folder the site lets import and export touch."""
+    folder = tmp_path_factory.mktemp("transfers")
+    (folder / "usb").mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def site(start_module_server, transfers):
     site = start_multi_user(start_module_server, env={
         "OFFGRID_HEADER_TIMEOUT": str(DEADLINE), "OFFGRID_BODY_TIMEOUT": str(DEADLINE),
         "OFFGRID_MAX_CONNECTIONS": "8", "OFFGRID_MAX_BODY_BYTES": "100000",
         "OFFGRID_LOGIN_ATTEMPTS": "1000", "OFFGRID_CORS_ORIGINS": ALLOWED_ORIGIN,
-        "OFFGRID_USER_REQUESTS_PER_MINUTE": "0", "OFFGRID_ALLOWED_HOSTS": ALLOWED_HOST})
+        "OFFGRID_USER_REQUESTS_PER_MINUTE": "0", "OFFGRID_ALLOWED_HOSTS": ALLOWED_HOST,
+        "OFFGRID_TRANSFER_DIRS": str(transfers / "usb")})
     yield site
     site.server.stop()
 
@@ -347,6 +356,48 @@ def test_local_names_ip_addresses_and_configured_names_are_served(site, base_url
     assert status == 200 and "Access-Control-Allow-Origin" not in headers
     http_1_0 = raw(site, b"GET /health HTTP/1.0\r\n\r\n")  # no Host at all
     assert http_1_0.startswith(b"HTTP/1.1 200")
+
+
+# -- folders on the server's machine ------------------------------------------------------------
+
+def _export(site, path: str) -> tuple[int, dict]:
+    status, _, answer = site.call("POST", "/v1/models/export",
+                                  {"model": EMBEDDING_MODEL, "path": path},
+                                  token=site.admin_token)
+    return status, answer
+
+
+def test_export_and_import_stay_inside_the_transfer_dirs(site, transfers):
+    usb, elsewhere = transfers / "usb", transfers / "elsewhere"
+    (usb / "link").symlink_to(elsewhere, target_is_directory=True)
+    for path in (elsewhere, usb / ".." / "elsewhere", usb / "link" / "models", "/etc/offgrid"):
+        status, error = _export(site, str(path))
+        assert_error(status, error, 403, "path_not_allowed", "path")
+    assert not elsewhere.exists() and not os.path.exists("/etc/offgrid")
+    status, _, error = site.call("POST", "/v1/models/import", {"path": str(transfers)},
+                                 token=site.admin_token)
+    assert_error(status, error, 403, "path_not_allowed", "path")
+    status, report = _export(site, str(usb / "models"))
+    assert status == 200 and report["copied"] == [EMBEDDING_MODEL + ".gguf"], report
+    assert (usb / "models" / "offgrid-manifest.json").is_file()
+    status, _, report = site.call("POST", "/v1/models/import", {"path": str(usb / "models")},
+                                  token=site.admin_token)
+    assert status == 200 and report["skipped"] == [EMBEDDING_MODEL + ".gguf"], report
+
+
+def test_a_folder_that_cannot_be_used_is_a_400_naming_it(site, transfers):
+    usb = transfers / "usb"
+    (usb / "notes.txt").write_text("a file where a folder should be")
+    for path in (usb / "notes.txt", usb / "notes.txt" / "models"):
+        status, error = _export(site, str(path))
+        found = assert_error(status, error, 400, "folder_unusable", "path")
+        assert str(path) in found["message"]
+    assert (usb / "notes.txt").read_text() == "a file where a folder should be"
+    status, error = _export(site, str(usb / "nul\u0000byte"))
+    assert_error(status, error, 400, "invalid_value", "path")
+    status, _, error = site.call("POST", "/v1/models/import", {"path": str(usb / "missing")},
+                                 token=site.admin_token)
+    assert_error(status, error, 400, "folder_unusable", "path")
 
 
 # -- other origins ------------------------------------------------------------------------------
