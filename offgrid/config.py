@@ -49,6 +49,11 @@ class Settings:
     body_timeout: float = 60.0  # the whole body; also each write of the answer
     max_connections: int = 100
     cors_origins: str = ""  # comma-separated origins allowed cross-origin access; "*" for any
+    # Names a request may call the server by besides localhost, IP addresses and this machine's
+    # own (see server/hosts.py); "*": any.
+    allowed_hosts: str = ""
+    # The only folders import and export over HTTP may touch (the CLI's may touch any).
+    transfer_dirs: str = "/media,/mnt,/run/media"
     # Multi-user mode: see docs/multi-user.md.
     multi_user: bool = False
     require_auth: bool = False
@@ -78,6 +83,13 @@ class Settings:
         for name in ("queue_size", *(f"{role}_{limit}" for role in ROLES for limit in LIMITS)):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
+        for folder in self.transfer_folders():
+            if not folder.is_absolute():
+                raise ConfigError(f"transfer_dirs must name absolute folders, not {folder}")
+
+    def transfer_folders(self) -> list[Path]:
+        return [Path(folder.strip()).expanduser() for folder in self.transfer_dirs.split(",")
+                if folder.strip()]
 
     def quota(self, role: str) -> dict[str, int]:
         """The default limits of a role: {"requests_per_minute": n, "tokens_per_day": n}."""

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,11 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     """A different file already has this name."""
+
+
+class FolderUnusable(StoreError):
+    """A folder to export to or import from that is missing, not a folder, or that the system
+    will not let us read or write."""
 
 
 def check_name(name: str, what: str = "model id") -> str:
@@ -172,32 +178,33 @@ class ModelStore:
     def export(self, model_id: str, destination: Path) -> Report:
         """Copy a model to `destination` and record its files' sha256 in the manifest there."""
         model_file = self.find(model_id)
-        destination.mkdir(parents=True, exist_ok=True)
-        manifest = _read_manifest(destination)
+        digests = {path: self.sha256(path) for path in model_file.paths}
         report = Report()
-        for path in model_file.paths:
-            digest = self.sha256(path)
-            target = destination / path.name
-            if target.exists() and manifest.get(path.name, {}).get("sha256") == digest:
-                report.skipped.append(path.name)
-                continue
-            partial = destination / f".{path.name}.part"
-            shutil.copyfile(path, partial)
-            os.replace(partial, target)
-            manifest[path.name] = {"sha256": digest, "size": path.stat().st_size}
-            report.copied.append(path.name)
-        _write_manifest(destination, manifest)
+        with _using(destination):
+            destination.mkdir(parents=True, exist_ok=True)
+            manifest = _read_manifest(destination)
+            for path, digest in digests.items():
+                target = destination / path.name
+                if target.exists() and manifest.get(path.name, {}).get("sha256") == digest:
+                    report.skipped.append(path.name)
+                    continue
+                _copy(path, target)
+                manifest[path.name] = {"sha256": digest, "size": path.stat().st_size}
+                report.copied.append(path.name)
+            _write_manifest(destination, manifest)
         return report
 
     def import_from(self, source: Path) -> Report:
         """Copy the models in `source` here: each checked (GGUF header, and the manifest's
         sha256 when there is one); one already here with the same hash is skipped."""
         if not source.is_dir():
-            raise NotFound(str(source))
-        manifest = _read_manifest(source)
+            raise FolderUnusable(f"There is no folder {source}")
+        with _using(source):
+            manifest = _read_manifest(source)
+            candidates = sorted(source.glob("*.gguf"))
         present = {self.sha256(p) for m in self.files() for p in m.paths}
         report = Report()
-        for path in sorted(source.glob("*.gguf")):
+        for path in candidates:
             try:
                 self._import_file(path, manifest.get(path.name), present, report)
             except (StoreError, gguf.GgufError, OSError) as error:
@@ -226,6 +233,27 @@ class ModelStore:
             report.copied.append(path.name)
         finally:
             partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def _using(folder: Path):
+    """What goes wrong in `folder` (no room, no permission, a file in the way) as the store's
+    FolderUnusable."""
+    try:
+        yield
+    except OSError as error:
+        raise FolderUnusable(f"Cannot use the folder {folder}: {error.strerror or error}"
+                             ) from None
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy under a hidden name first, so that a copy cut short is never taken for the file."""
+    partial = target.with_name(f".{target.name}.part")
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _copy_hashing(source: Path, target: Path) -> str:

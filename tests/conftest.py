@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -148,9 +149,10 @@ def hub_mirror(model_files):
 @pytest.fixture(scope="session")
 def server(start_session_server, hub_mirror) -> ServerProcess:
     """The shared server: the starter model by default, 4 slots of 2048 tokens, downloads from
-    the hub mirror."""
+    the hub mirror, imports and exports in the temporary folder (where tests make theirs)."""
     return start_session_server("--model", CHAT_MODEL, "--parallel", "4", "--max-context",
-                                "2048", env={"HF_ENDPOINT": hub_mirror.url})
+                                "2048", env={"HF_ENDPOINT": hub_mirror.url,
+                                             "OFFGRID_TRANSFER_DIRS": tempfile.gettempdir()})
 
 
 @pytest.fixture(scope="session")

@@ -137,7 +137,8 @@ SAMPLES = {
     ("POST", "/v1/models/import"): lambda a, role, uid: Call(
         "/v1/models/import", {"path": "relative"}, allowed=400),
     ("POST", "/v1/models/export"): lambda a, role, uid: Call(
-        "/v1/models/export", {"model": "no-such-model", "path": "/tmp/x"}, allowed=404),
+        "/v1/models/export", {"model": "no-such-model", "path": "/media/x"},  # a transfer dir
+        allowed=404),
     ("GET", "/v1/search"): lambda a, role, uid: Call("/v1/search", allowed=400),
     ("GET", "/v1/models"): lambda a, role, uid: Call("/v1/models"),
     ("GET", "/v1/models/{model_id}"): lambda a, role, uid: Call(f"/v1/models/{CHAT_MODEL}"),

@@ -3,29 +3,50 @@ server goes on serving everyone else."""
 
 import http.client
 import json
+import os
 import select
 import socket
 import threading
 import time
 
 import pytest
-from conftest import assert_error, chat_body, get, request
-from multiuser import bearer, password_of, start_multi_user
+from conftest import EMBEDDING_MODEL, assert_error, chat_body, get, post, request
+from multiuser import ADMIN_PASSWORD, bearer, password_of, start_multi_user, unique
 
 CHAT = "/v1/chat/completions"
 DEADLINE = 2  # seconds: the server's header and body timeouts here
 ALLOWED_ORIGIN = "http://allowed.example"
+ALLOWED_HOST = "offgrid.lan"
+LOGIN_ATTEMPTS = 3
 
 
 @pytest.fixture(scope="module")
-def site(start_module_server):
+def transfers(tmp_path_factory):
+    """A folder with `usb` in it, the one folder the site lets import and export touch."""
+    folder = tmp_path_factory.mktemp("transfers")
+    (folder / "usb").mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def site(start_module_server, transfers):
     site = start_multi_user(start_module_server, env={
         "OFFGRID_HEADER_TIMEOUT": str(DEADLINE), "OFFGRID_BODY_TIMEOUT": str(DEADLINE),
         "OFFGRID_MAX_CONNECTIONS": "8", "OFFGRID_MAX_BODY_BYTES": "100000",
         "OFFGRID_LOGIN_ATTEMPTS": "1000", "OFFGRID_CORS_ORIGINS": ALLOWED_ORIGIN,
-        "OFFGRID_USER_REQUESTS_PER_MINUTE": "0"})
+        "OFFGRID_USER_REQUESTS_PER_MINUTE": "0", "OFFGRID_ALLOWED_HOSTS": ALLOWED_HOST,
+        "OFFGRID_TRANSFER_DIRS": str(transfers / "usb")})
     yield site
     site.server.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded(start_module_server):
+    """A server that pauses logins after LOGIN_ATTEMPTS failures (the site lets guesses on)."""
+    guarded = start_multi_user(start_module_server,
+                               env={"OFFGRID_LOGIN_ATTEMPTS": str(LOGIN_ATTEMPTS)})
+    yield guarded
+    guarded.server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -241,31 +262,142 @@ def test_a_guest_may_not_make_keys_or_generate(site):
 
 # -- logins -------------------------------------------------------------------------------------
 
-def _login_from(site, address: str, username: str, password: str) -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", site.server.port, timeout=30,
+def _login_from(site, address: str, username: str, password: str) -> tuple[int, dict]:
+    """(status, headers) of a login sent from `address`, one of loopback's 127.0.0.0/8."""
+    connection = http.client.HTTPConnection("127.0.0.1", site.server.port, timeout=60,
                                             source_address=(address, 0))
     connection.request("POST", "/v1/auth/login", json.dumps(
         {"username": username, "password": password}), {"Content-Type": "application/json"})
     response = connection.getresponse()
     response.read()
     connection.close()
-    return response.status
+    return response.status, dict(response.headers)
 
 
-def test_failed_logins_are_throttled_per_user_and_per_address(start_server):
-    guarded = start_multi_user(start_server, env={"OFFGRID_LOGIN_ATTEMPTS": "2"})
-    alice = guarded.create_user(username="alice")["username"]
-    bob = guarded.create_user(username="bob")["username"]
-    assert [_login_from(guarded, "127.0.0.2", alice, "guess-one-two")
-            for _ in range(2)] == [401, 401]
-    assert _login_from(guarded, "127.0.0.3", alice, password_of(alice)) == 429  # the user
-    assert _login_from(guarded, "127.0.0.2", bob, password_of(bob)) == 429  # the address
-    assert _login_from(guarded, "127.0.0.3", bob, password_of(bob)) == 200
-    status, headers, error = request("POST", guarded.url + "/v1/auth/login",
-                                     {"username": alice, "password": password_of(alice)})
-    assert_error(status, error, 429, "too_many_login_attempts")
-    assert 800 < int(headers["Retry-After"]) <= 900
-    guarded.server.stop()
+def test_failed_logins_are_throttled_per_user_and_per_address(guarded):
+    alice = guarded.create_user()["username"]
+    wrong = [_login_from(guarded, "127.0.0.2", alice, "guess")[0] for _ in range(LOGIN_ATTEMPTS)]
+    assert wrong == [401] * LOGIN_ATTEMPTS
+    for password in ("guess", password_of(alice)):  # paused: not even the right password
+        status, headers = _login_from(guarded, "127.0.0.2", alice, password)
+        assert status == 429 and headers["Retry-After"] == "1"  # the first pause: 1 s
+    assert _login_from(guarded, "127.0.0.3", alice, password_of(alice))[0] == 200
+    # The pause is short, for an owner who mistyped; then the next guess counts again.
+    deadline = time.monotonic() + 30
+    while (status := _login_from(guarded, "127.0.0.2", alice, "guess")[0]) == 429:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert status == 401
+    # One address guessing many usernames: ADDRESS_ATTEMPTS (4) times the limit in all.
+    for _ in range(4 * LOGIN_ATTEMPTS):
+        assert _login_from(guarded, "127.0.0.4", unique("nobody"), "guess")[0] == 401
+    status, headers = _login_from(guarded, "127.0.0.4", alice, password_of(alice))
+    assert status == 429 and headers["Retry-After"] == "1"
+    assert _login_from(guarded, "127.0.0.5", alice, password_of(alice))[0] == 200
+
+
+def test_a_stranger_cannot_lock_the_admin_out(guarded):
+    for _ in range(LOGIN_ATTEMPTS + 5):
+        assert _login_from(guarded, "127.0.0.6", "admin", "guess")[0] in (401, 429)
+    assert _login_from(guarded, "127.0.0.6", "admin", ADMIN_PASSWORD)[0] == 429
+    assert _login_from(guarded, "127.0.0.7", "admin", ADMIN_PASSWORD)[0] == 200
+
+
+def test_parallel_guesses_get_no_more_tries_than_the_limit(guarded):
+    victim = guarded.create_user()["username"]
+    start = threading.Barrier(30)
+    statuses = []
+
+    def guess():
+        start.wait()
+        statuses.append(_login_from(guarded, "127.0.0.8", victim, "guess")[0])
+
+    threads = [threading.Thread(target=guess) for _ in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 <= statuses.count(401) <= LOGIN_ATTEMPTS
+    assert statuses.count(429) == 30 - statuses.count(401), statuses
+    assert _login_from(guarded, "127.0.0.9", victim, password_of(victim))[0] == 200
+
+
+# -- other names: DNS rebinding -----------------------------------------------------------------
+
+def test_requests_for_names_this_server_does_not_go_by_are_refused(site, base_url):
+    port = base_url.rsplit(":", 1)[1]
+    rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    for headers in (rebound, {"Host": "evil.example"}):
+        status, _, error = get(base_url + "/v1/models", headers=headers)
+        assert_error(status, error, 403, "host_not_allowed")
+        assert "OFFGRID_ALLOWED_HOSTS" in error["error"]["message"]
+    status, _, error = post(base_url + "/v1/models/export",
+                            {"model": EMBEDDING_MODEL, "path": "/srv/anywhere"}, headers=rebound)
+    assert_error(status, error, 403, "host_not_allowed")
+    assert not os.path.exists("/srv/anywhere")
+    status, _, error = request("DELETE", base_url + "/v1/models/no-such-model", headers=rebound)
+    assert_error(status, error, 403, "host_not_allowed")
+    status, _, error = get(site.url + "/v1/models", headers={"Host": "other.lan"})
+    assert_error(status, error, 403, "host_not_allowed")
+    assert get(base_url + "/v1/models")[0] == 200
+
+
+def test_local_names_ip_addresses_and_configured_names_are_served(site, base_url):
+    port = base_url.rsplit(":", 1)[1]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "localhost",
+                 f"ui.localhost:{port}", f"192.168.1.20:{port}", f"{socket.gethostname()}:{port}",
+                 f"LOCALHOST:{port}"):
+        status, headers, _ = get(base_url + "/v1/models",
+                                 headers={"Host": host, "Origin": f"http://{host}"})
+        assert status == 200 and "Access-Control-Allow-Origin" not in headers, host
+    configured = f"{ALLOWED_HOST}:{site.server.port}"
+    status, headers, _ = get(site.url + "/health",
+                             headers={"Host": configured, "Origin": f"http://{configured}"})
+    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    http_1_0 = raw(site, b"GET /health HTTP/1.0\r\n\r\n")  # no Host at all
+    assert http_1_0.startswith(b"HTTP/1.1 200")
+
+
+# -- folders on the server's machine ------------------------------------------------------------
+
+def _export(site, path: str) -> tuple[int, dict]:
+    status, _, answer = site.call("POST", "/v1/models/export",
+                                  {"model": EMBEDDING_MODEL, "path": path},
+                                  token=site.admin_token)
+    return status, answer
+
+
+def test_export_and_import_stay_inside_the_transfer_dirs(site, transfers):
+    usb, elsewhere = transfers / "usb", transfers / "elsewhere"
+    (usb / "link").symlink_to(elsewhere, target_is_directory=True)
+    for path in (elsewhere, usb / ".." / "elsewhere", usb / "link" / "models", "/etc/offgrid"):
+        status, error = _export(site, str(path))
+        assert_error(status, error, 403, "path_not_allowed", "path")
+    assert not elsewhere.exists() and not os.path.exists("/etc/offgrid")
+    status, _, error = site.call("POST", "/v1/models/import", {"path": str(transfers)},
+                                 token=site.admin_token)
+    assert_error(status, error, 403, "path_not_allowed", "path")
+    status, report = _export(site, str(usb / "models"))
+    assert status == 200 and report["copied"] == [EMBEDDING_MODEL + ".gguf"], report
+    assert (usb / "models" / "offgrid-manifest.json").is_file()
+    status, _, report = site.call("POST", "/v1/models/import", {"path": str(usb / "models")},
+                                  token=site.admin_token)
+    assert status == 200 and report["skipped"] == [EMBEDDING_MODEL + ".gguf"], report
+
+
+def test_a_folder_that_cannot_be_used_is_a_400_naming_it(site, transfers):
+    usb = transfers / "usb"
+    (usb / "notes.txt").write_text("a file where a folder should be")
+    for path in (usb / "notes.txt", usb / "notes.txt" / "models"):
+        status, error = _export(site, str(path))
+        found = assert_error(status, error, 400, "folder_unusable", "path")
+        assert str(path) in found["message"]
+    assert (usb / "notes.txt").read_text() == "a file where a folder should be"
+    status, error = _export(site, str(usb / "nul\u0000byte"))
+    assert_error(status, error, 400, "invalid_value", "path")
+    status, _, error = site.call("POST", "/v1/models/import", {"path": str(usb / "missing")},
+                                 token=site.admin_token)
+    assert_error(status, error, 400, "folder_unusable", "path")
 
 
 # -- other origins ------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from .auth import Gate
 from .connection import GuardedHandler, GuardedServer
 from .cors import Cors
 from .errors import ApiError, InternalError, MethodNotAllowed, NotFound, ServiceUnavailable
+from .hosts import HostPolicy
 from .http import ClientGone, Request, Response
 from .routes import auth, models, openai, system, tokens, users
 from .startup import prepare_users
@@ -121,6 +122,7 @@ class App:
         self.db = Database(settings.home / "offgrid.db")
         prepare_users(settings, self.db)
         self.gate = Gate(settings, self.db)
+        self.hosts = HostPolicy(settings.allowed_hosts, settings.host)
         self.cors = Cors(settings.cors_origins)
         self.started_at = time.time()
         self.process = psutil.Process()
@@ -133,6 +135,7 @@ class App:
     def handle(self, request: Request) -> Response:
         if self.closing:
             raise ServiceUnavailable("The server is shutting down", code="shutting_down")
+        self.hosts.check(request)  # before cors, which trusts Host to name this server
         cors_headers = self.cors.headers_for(request)
         try:
             if request.method == "OPTIONS":

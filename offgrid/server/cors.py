@@ -49,5 +49,7 @@ class Cors:
 
 
 def _same_origin(origin: str, request: Request) -> bool:
+    # App.handle has checked Host against the HostPolicy first: without that, a page on a
+    # rebound DNS name would send its own name in both and pass as same-origin.
     host = request.headers.get("Host")
     return host is not None and urlsplit(origin).netloc == host

@@ -139,6 +139,8 @@ def from_engine(error: Exception, prompt_param: str | None = None) -> ApiError:
                           param="model" if error.what == "model id" else "file_name")
     if isinstance(error, modelstore.Conflict):
         return Conflict(str(error))
+    if isinstance(error, modelstore.FolderUnusable):
+        return BadRequest(str(error), code="folder_unusable", param="path")
     if isinstance(error, modelstore.StoreError):
         return BadRequest(str(error), code="invalid_value")
     if isinstance(error, hub.InvalidRepository):

@@ -1,5 +1,5 @@
 """Rate limits and quotas: requests per minute (counted in memory), tokens per day (counted in
-the database, charged by each request's Meter once its generation has ended), and the pause
+the database, charged by each request's Meter once its generation has ended), and the pauses
 after failed logins."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from .errors import TooManyRequests
 
 MINUTE = 60.0
 DAY = 24 * 3600
-LOGIN_WINDOW = 15 * MINUTE  # failed logins are remembered this long
+LOGIN_WINDOW = 15 * MINUTE  # the longest login pause, and how long failures outlast theirs
+ADDRESS_ATTEMPTS = 4  # times the attempts per username one address may fail, over all usernames
 
 
 class SlidingWindow:
@@ -32,12 +33,6 @@ class SlidingWindow:
     def count(self, key: str) -> int:
         with self._lock:
             return len(self._recent(key, self._clock()))
-
-    def add(self, key: str) -> None:
-        with self._lock:
-            now = self._clock()
-            self._recent(key, now).append(now)
-            self._sweep()
 
     def take(self, limits: dict[str, int]) -> str | None:
         """Count one event for every key if each is under its limit; else count nothing and
@@ -57,10 +52,6 @@ class SlidingWindow:
         with self._lock:
             events = self._recent(key, self._clock())
             return events[0] + self.seconds - self._clock() if events else 0.0
-
-    def clear(self, key: str) -> None:
-        with self._lock:
-            self._events.pop(key, None)
 
     def _recent(self, key: str, now: float) -> deque[float]:
         events = self._events.setdefault(key, deque())
@@ -155,30 +146,86 @@ def _headers(kind: str, limit: int, remaining: int, reset_seconds: float) -> dic
             f"x-ratelimit-reset-{kind}": f"{math.ceil(reset_seconds)}s"}
 
 
+@dataclass
+class _Failures:
+    """The failed logins of one key: a (username, address) pair, or an address."""
+    limit: int
+    count: int = 0
+    last: float = 0.0  # when the latest was counted
+
+    def free_at(self) -> float:
+        """When the key may try again: at once below its limit, then after a pause that doubles
+        with each failure past it (1 s, 2 s, 4 s, ...), LOGIN_WINDOW at most."""
+        if self.count < self.limit:
+            return self.last
+        return self.last + min(LOGIN_WINDOW, 2.0 ** min(self.count - self.limit, 16))
+
+
 class LoginThrottle:
-    """After `attempts` failed logins for one username, or from one address, within
-    LOGIN_WINDOW, further attempts are refused until the oldest failure is forgotten."""
+    """Failed logins, counted per username at each address and per address over all usernames
+    (ADDRESS_ATTEMPTS times as many). Past `attempts`, each further try waits out a growing
+    pause; guesses from elsewhere never pause a username at its owner's address. A key's
+    failures are forgotten LOGIN_WINDOW after its pause ends, or on a successful login.
+
+    An attempt is counted as failed when it starts, before the slow password check, so that
+    parallel guesses see each other and no more than the limit get through."""
 
     def __init__(self, attempts: int, clock=time.monotonic):
         self.attempts = attempts
-        self._failures = SlidingWindow(LOGIN_WINDOW, clock)
+        self._clock = clock
+        self._failures: dict[tuple, _Failures] = {}
+        self._lock = threading.Lock()
+        self._next_sweep = clock() + LOGIN_WINDOW
 
-    def check(self, username: str, address: str) -> None:
-        for key in _login_keys(username, address):
-            if self._failures.count(key) >= self.attempts:
-                wait = math.ceil(self._failures.reset_in(key))
+    def reserve(self, username: str, address: str) -> None:
+        """Count an attempt as failed; 429 with the real wait if its username at its address,
+        or its address, is pausing."""
+        with self._lock:
+            now = self._clock()
+            records = [self._record(key, limit, now)
+                       for key, limit in self._limits(username, address).items()]
+            free_at = max(record.free_at() for record in records)
+            if free_at > now:
+                wait = math.ceil(free_at - now)
                 raise TooManyRequests(f"Too many failed logins; try again in {wait}s",
                                       retry_after=wait, code="too_many_login_attempts")
+            for record in records:
+                record.count += 1
+                record.last = now
+            self._sweep(now)
 
     def failed(self, username: str, address: str) -> None:
-        for key in _login_keys(username, address):
-            self._failures.add(key)
+        """The attempt has failed: its pause runs from now, when it is answered."""
+        with self._lock:
+            now = self._clock()
+            for key in self._limits(username, address):
+                if key in self._failures:
+                    self._failures[key].last = now
 
-    def succeeded(self, username: str) -> None:
-        # The address keeps its failures: one good account must not reset guesses at others.
-        self._failures.clear(_login_keys(username, "")[0])
+    def succeeded(self, username: str, address: str) -> None:
+        """Forget the username's failures at this address, and take the attempt back from the
+        address's; its other failures stay: one good account must not reset guesses at others."""
+        pair, at_address = self._limits(username, address)
+        with self._lock:
+            self._failures.pop(pair, None)
+            record = self._failures.get(at_address)
+            if record is not None:
+                record.count = max(0, record.count - 1)
 
+    def _limits(self, username: str, address: str) -> dict[tuple, int]:
+        # No username is longer than 64 characters; a longer one must not cost memory.
+        return {("user", str(username)[:64].lower(), address): self.attempts,
+                ("address", address): self.attempts * ADDRESS_ATTEMPTS}
 
-def _login_keys(username: str, address: str) -> tuple[str, str]:
-    # No username is longer than 64 characters; a longer one must not cost memory.
-    return f"user:{str(username)[:64].lower()}", f"address:{address}"
+    def _record(self, key: tuple, limit: int, now: float) -> _Failures:
+        record = self._failures.get(key)
+        if record is None or now >= record.free_at() + LOGIN_WINDOW:
+            record = self._failures[key] = _Failures(limit)
+        return record
+
+    def _sweep(self, now: float) -> None:
+        """Forget keys whose failures have run out, so that memory follows active guessers."""
+        if now >= self._next_sweep:
+            self._next_sweep = now + LOGIN_WINDOW
+            for key in [k for k, r in self._failures.items() if now >= r.free_at() + LOGIN_WINDOW]:
+                del self._failures[key]

@@ -15,12 +15,13 @@ def login(app, request: Request) -> Response:
         if not isinstance(value, str) or not value:
             raise BadRequest(f"Missing required parameter: '{name}'",
                              code="missing_required_parameter", param=name)
-    app.gate.logins.check(username, request.address)
+    # Counted as failed before the slow password check, so that parallel guesses count too.
+    app.gate.logins.reserve(username, request.address)
     user = users.authenticate(app.db, username, password)
     if user is None:
         app.gate.logins.failed(username, request.address)
         raise Unauthorized("Wrong username or password", code="invalid_credentials")
-    app.gate.logins.succeeded(username)
+    app.gate.logins.succeeded(username, request.address)
     token, expires_at = credentials.create_token(app.db, user.id, app.settings.token_lifetime)
     return Response({"access_token": token, "token_type": "bearer",
                      "expires_in": app.settings.token_lifetime, "expires_at": int(expires_at),

@@ -3,12 +3,13 @@ import from / export to a folder on the server's machine (a USB stick)."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from ...modelstore import ModelFile
 from .. import params
-from ..errors import REFUSALS, BadRequest, NotFound, from_engine
+from ..errors import REFUSALS, BadRequest, Forbidden, NotFound, from_engine
 from ..http import Request, Response
 
 
@@ -94,19 +95,33 @@ def search(app, request: Request) -> Response:
 
 def import_models(app, request: Request) -> Response:
     body = request.json()
-    folder = _folder(body)
+    folder = _folder(app, body)
     return Response(_refusing(lambda: app.registry.store.import_from(folder)).as_dict())
 
 
 def export_model(app, request: Request) -> Response:
     body = request.json()
-    model_id, folder = params.string(body, "model"), _folder(body)
+    model_id, folder = params.string(body, "model"), _folder(app, body)
     return Response(_refusing(lambda: app.registry.store.export(model_id, folder)).as_dict())
 
 
-def _folder(body: dict) -> Path:
-    path = Path(params.string(body, "path"))
-    if not path.is_absolute():
+def _folder(app, body: dict) -> Path:
+    """The folder `path` names, with symlinks and `..` resolved; 403 unless it lies inside one
+    of the transfer_dirs, since whoever may call these would otherwise reach any folder the
+    server may write (the CLI's import and export are the machine's user's, and unrestricted)."""
+    path = params.string(body, "path")
+    if not Path(path).is_absolute():
         raise BadRequest("'path' must be an absolute path on the server's machine",
                          code="invalid_value", param="path")
-    return path
+    try:
+        folder = Path(os.path.realpath(path))
+    except ValueError:  # a NUL character
+        raise BadRequest("'path' is not a valid path", code="invalid_value",
+                         param="path") from None
+    allowed = [Path(os.path.realpath(root)) for root in app.settings.transfer_folders()]
+    if not any(folder.is_relative_to(root) for root in allowed):
+        raise Forbidden(f"Over HTTP, models are imported and exported only inside the folders "
+                        f"transfer_dirs names ({', '.join(map(str, allowed)) or 'none'}), and "
+                        f"{folder} is in none of them; add its folder to OFFGRID_TRANSFER_DIRS "
+                        "(comma-separated) to allow it", code="path_not_allowed", param="path")
+    return folder
