@@ -19,6 +19,7 @@ fi
 export OFFGRID_MODELS_DIR="${OFFGRID_MODELS_DIR:-${OFFGRID_HOME:-$HOME/.offgrid}/models}"
 export OFFGRID_DEFAULT_MODEL="${OFFGRID_DEFAULT_MODEL:-SmolLM2-135M-Instruct.Q4_1}"
 for model in starter embedding; do
-    "$root/.venv/bin/python" "$root/scripts/fetch_models.py" "$model" --dest "$OFFGRID_MODELS_DIR" >/dev/null
+    "$root/.venv/bin/python" "$root/scripts/fetch_models.py" "$model" \
+        --dest "$OFFGRID_MODELS_DIR" >/dev/null
 done
 exec "${PYTHON:-python3}" "$pyz" serve "$@"

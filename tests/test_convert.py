@@ -52,7 +52,7 @@ def source_zip() -> Path:
 
 @pytest.fixture(scope="module")
 def workdir(source_zip, tmp_path_factory) -> Path:
-    """A folder holding the model as the docs name it: all-MiniLM-L6-v2/ and all-MiniLM-L6-v2.zip."""
+    """A folder holding the model as the docs name it: all-MiniLM-L6-v2/ and its .zip."""
     work = tmp_path_factory.mktemp("convert")
     with zipfile.ZipFile(source_zip) as files:
         files.extractall(work / "all-MiniLM-L6-v2")
