@@ -10,22 +10,33 @@ output="$(realpath -m "${1:-$root/offgrid.pyz}")"
 python="$root/.venv/bin/python"
 vendor="$root/vendor"
 
-# Imported from inside the .pyz: OffGrid's dependencies and those llama_cpp imports as it loads.
-pure_packages=(huggingface-hub tomli jinja2 diskcache typing-extensions)
+# Imported from inside the .pyz: OffGrid's dependencies and those llama_cpp and gguf import as
+# they load (gguf imports PyYAML).
+pure_packages=(huggingface-hub tomli jinja2 diskcache typing-extensions pyyaml)
+# The same, installed without what they declare: gguf (for `offgrid convert`) names numpy, which
+# comes native, and requests and tqdm, which it imports only for what convert does not use.
+pure_packages_alone=(gguf)
 # Unpacked on first run: compiled code cannot be imported from a zip. Globbed in site-packages.
 native_packages=(llama_cpp numpy numpy.libs psutil
                  'llama_cpp_python-*.dist-info' 'numpy-*.dist-info' 'psutil-*.dist-info')
 
+# pip install into vendor/, at the versions .venv holds. Console scripts are not carried (and a
+# second install would trip over their folder).
+vendor_install() {
+    "$python" -m pip install --quiet --no-compile --disable-pip-version-check --target "$vendor" \
+        --constraint <("$python" -m pip list --format=freeze --exclude-editable) "$@"
+    rm -rf "$vendor/bin"
+}
+
 fill_vendor() {
     find "$vendor" -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
-    "$python" -m pip install --quiet --no-compile --disable-pip-version-check --target "$vendor" \
-        --constraint <("$python" -m pip list --format=freeze --exclude-editable) \
-        "${pure_packages[@]}"
+    vendor_install "${pure_packages[@]}"
+    vendor_install --no-deps "${pure_packages_alone[@]}"
     # Compiled speedups (tomli, MarkupSafe, PyYAML) cannot load from the zip: each package falls
     # back to its Python code. hf-xet, compiled only, is a faster Hugging Face download protocol;
     # huggingface_hub downloads over plain HTTPS without it.
     find "$vendor" -name '*.so' -delete
-    rm -rf "$vendor"/hf_xet* "$vendor/bin"
+    rm -rf "$vendor"/hf_xet*
 }
 
 copy_native() {

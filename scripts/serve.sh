@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up OffGrid, build offgrid.pyz when it is missing or older than what goes into it, and serve
 # the starter model (SmolLM2-135M-Instruct) on http://127.0.0.1:11611 with
-# `python3 offgrid.pyz serve`. Extra arguments go to `offgrid serve` (see `offgrid serve --help`).
+# `python3 offgrid.pyz serve`, with the MiniLM embedding model beside it for /v1/embeddings.
+# Extra arguments go to `offgrid serve` (see `offgrid serve --help`).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 pyz="$root/offgrid.pyz"
@@ -17,5 +18,8 @@ if pyz_is_stale; then
 fi
 export OFFGRID_MODELS_DIR="${OFFGRID_MODELS_DIR:-${OFFGRID_HOME:-$HOME/.offgrid}/models}"
 export OFFGRID_DEFAULT_MODEL="${OFFGRID_DEFAULT_MODEL:-SmolLM2-135M-Instruct.Q4_1}"
-"$root/.venv/bin/python" "$root/scripts/fetch_models.py" starter --dest "$OFFGRID_MODELS_DIR" >/dev/null
+for model in starter embedding; do
+    "$root/.venv/bin/python" "$root/scripts/fetch_models.py" "$model" \
+        --dest "$OFFGRID_MODELS_DIR" >/dev/null
+done
 exec "${PYTHON:-python3}" "$pyz" serve "$@"

@@ -2,6 +2,7 @@
 no third-party packages, without network, from a folder holding only the file and
 offgrid-data/models/."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -13,7 +14,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import CHAT_MODEL, EMBEDDING_MODEL, ROOT, chat_body, free_port
+from conftest import (CHAT_MODEL, EMBEDDING_MODEL, ROOT, _fetch_models_module, chat_body,
+                      free_port)
 
 from offgrid import _zipapp
 
@@ -218,6 +220,19 @@ def test_two_processes_starting_at_once_both_come_up(start_pyz, tmp_path):
     first, second = start_pyz(2, OFFGRID_CACHE=str(tmp_path))
     assert first.get("/health")[0] == second.get("/health")[0] == 200
     assert len(native_folders(tmp_path)) == 1, "one folder, no half-unpacked leftovers"
+
+
+def test_converts_an_embedding_model_the_same_as_the_checkout_does(pyz, bare_python, tmp_path):
+    """offgrid convert from the .pyz: gguf and PyYAML come vendored, numpy native. Its own HOME,
+    so that the servers' first start above still unpacks."""
+    fetch_models = _fetch_models_module()
+    output = tmp_path / "minilm.gguf"
+    result = subprocess.run([bare_python, pyz, "convert", fetch_models.embedding_source(),
+                             "--output", output], capture_output=True, text=True, timeout=300,
+                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    digest = hashlib.sha256(output.read_bytes()).hexdigest()
+    assert digest == fetch_models.MODELS["embedding"].sha256
 
 
 def test_offgrid_data_is_the_home_unless_offgrid_home_is_set(tmp_path, monkeypatch):

@@ -1,0 +1,1 @@
+"""Model files: turning a Hugging Face model into GGUF (convert.py)."""
