@@ -140,3 +140,11 @@ def _targets(results: dict, plan) -> list[str]:
     if ours and theirs:
         add("idle resident memory vs llama-server ≤ 1.3×", ours / theirs, 1.3, at_most=True)
     return lines
+
+
+def with_section(document: str, heading: str, body: str) -> str:
+    """`document` with the section under `heading` (up to the next `## ` heading) replaced by
+    `body`, or added at the end."""
+    before, found, rest = document.partition(heading)
+    after = rest[rest.index("\n## "):] if found and "\n## " in rest else ""
+    return before.rstrip("\n") + "\n\n" + heading + "\n\n" + body.strip("\n") + "\n" + after

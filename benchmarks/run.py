@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,11 +31,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "scripts")]
 import fetch_models  # noqa: E402
 import inprocess  # noqa: E402
 from load import run_load, stream_once  # noqa: E402
-from report import render  # noqa: E402
+from report import render, with_section  # noqa: E402
+from servers import Server  # noqa: E402
 
 from offgrid import __version__  # noqa: E402
 
 COUNTING_PROMPT = "1, 2, 3, 4,"  # every server continues it greedily to max_tokens
+SOAK_HEADING = "## Soak"  # written by benchmarks/soak.py; kept when this run rewrites the page
 PORT = 18600
 
 
@@ -59,41 +60,6 @@ PLANS = {
 
 
 # -- servers ----------------------------------------------------------------------------------------
-
-class Server:
-    def __init__(self, name: str, command: list[str], port: int, ready_path: str):
-        self.name, self.port = name, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
-        self._wait(ready_path)
-
-    def _wait(self, path: str, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"{self.name} exited:\n{self.log.read()[-3000:].decode()}")
-            try:
-                with urllib.request.urlopen(self.url + path, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not start")
-
-    def rss(self) -> int:
-        process = psutil.Process(self.process.pid)
-        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
 
 def offgrid(models: Path, model_id: str, plan: Plan, port: int) -> Server:
     return Server("OffGrid", [sys.executable, "-m", "offgrid", "serve", "--port", str(port),
@@ -232,7 +198,10 @@ def main() -> int:
         results["inprocess"] = inprocess.measure(
             chat_model, plan.concurrencies, COUNTING_PROMPT, plan.new_tokens, plan.threads,
             plan.ctx_per_slot)
-    Path(args.out).write_text(render(results, plan, args.quick, machine()))
+    out = Path(args.out)
+    soak = out.read_text().partition(SOAK_HEADING)[2] if out.exists() else ""
+    document = render(results, plan, args.quick, machine())
+    out.write_text(with_section(document, SOAK_HEADING, soak) if soak else document)
     print(f"wrote {args.out}")
     return 0
 

@@ -168,3 +168,13 @@ def test_generation_stops_when_the_context_is_full(one_slot_server):
     assert status == 200
     assert answer["choices"][0]["finish_reason"] == "length"
     assert answer["usage"]["total_tokens"] == 128
+
+
+def test_more_choices_than_the_model_can_ever_hold_is_400(one_slot_server):
+    status, headers, error = post(one_slot_server.url + "/v1/completions",
+                                  {**COUNTING, "max_tokens": 5, "n": 2})
+    assert_error(status, error, 400, "invalid_value", "n")
+    assert "Retry-After" not in headers
+    status, _, error = post(one_slot_server.url + "/v1/completions",
+                            {**COUNTING, "prompt": ["a", "b"], "max_tokens": 5})
+    assert_error(status, error, 400, "invalid_value", "n")

@@ -41,7 +41,7 @@ def test_model_ids_with_paths_are_refused(base_url):
 
 
 def test_malformed_json_is_400(base_url):
-    for raw in [b"{bad json", b"[1, 2]", b"\xff\xfe", b""]:
+    for raw in [b"{bad json", b"[1, 2]", b"\xff\xfe", b"", b"null", b"7", b'"text"']:
         status, _, error = request("POST", base_url + CHAT, raw)
         assert_error(status, error, 400)
 

@@ -1,13 +1,14 @@
 """/openapi.json describes exactly the server's endpoints, and a property-based run of
 schemathesis against it finds no server error and no response that breaks it."""
 
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import CHAT_MODEL, get
+from conftest import CHAT_MODEL, get, request
 from hubmock import HubMock
 from multiuser import start_multi_user
 
@@ -62,3 +63,10 @@ def _fuzz(server, cwd, *options: str) -> None:
         capture_output=True, text=True, timeout=600, cwd=cwd)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "Traceback" not in server.log()
+
+
+def test_where_credentials_are_required_the_description_names_no_models(start_server):
+    site = start_multi_user(start_server, env={"OFFGRID_REQUIRE_AUTH": "true"})
+    status, _, text = request("GET", site.url + "/openapi.json")
+    assert status == 200 and CHAT_MODEL not in json.dumps(text)
+    assert get(site.url + "/v1/models")[0] == 401

@@ -93,7 +93,7 @@ def _finite(text: str) -> float:
 
 def _check_structure(value) -> None:
     """Walk the parsed body without recursion: its depth, and every key and string in it."""
-    pending = [(value, (), 1)]
+    pending = [(value, (), 1)] if isinstance(value, (dict, list)) else []
     while pending:
         node, path, depth = pending.pop()
         if depth > MAX_JSON_DEPTH:

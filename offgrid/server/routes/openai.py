@@ -94,7 +94,12 @@ def _generate(request: Request, body: dict, loaded: LoadedModel, reply: Reply,
     stream, include_usage = params.streaming(body)
     n = len(generation_requests)
     try:
-        run = generate.Run(loaded.generator(), generation_requests, per_prompt=reply.per_prompt,
+        scheduler = loaded.generator()
+        if n > scheduler.capacity:
+            raise BadRequest(f"This asks for {n} generations at once; {loaded.file.id} can hold "
+                             f"{scheduler.capacity} (slots and wait queue together)",
+                             code="invalid_value", param="n")
+        run = generate.Run(scheduler, generation_requests, per_prompt=reply.per_prompt,
                            meter=request.meter, caller_gone=request.client_gone)
         if not run.started():
             raise ClientGone()

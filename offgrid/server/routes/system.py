@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 from ... import __version__
+from .. import access as policy
 from .. import openapi
+from ..access import Group
 from ..errors import ServiceUnavailable
 from ..http import Request, Response
 
@@ -15,7 +17,9 @@ def root(app, request: Request) -> Response:
 
 
 def openapi_document(app, request: Request) -> Response:
-    return Response(openapi.document([model.id for model in app.registry.files()]))
+    """The API's description; the model ids in it only where anyone may list the models."""
+    public = policy.decide(app.gate.mode, Group.MODELS, None) == policy.YES
+    return Response(openapi.document([m.id for m in app.registry.files()] if public else []))
 
 
 def health(app, request: Request) -> Response:
