@@ -1,5 +1,6 @@
-"""Connections under limits: a cap on how many are open at once, and deadlines for reading each
-request, so that slow or silent clients cannot hold the server's threads."""
+"""Connections under limits: a cap on how many are open at once, in all and from one address,
+and deadlines for reading each request, so that slow or silent clients cannot hold the server's
+threads."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import socket
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..config import Settings
@@ -57,19 +59,25 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
 
 class GuardedServer(ThreadingHTTPServer):
-    """Past max_connections open connections, a new one is answered 503 and closed."""
+    """Past max_connections open connections, or max_connections_per_address from one address,
+    a new one is answered 503 and closed."""
 
     def __init__(self, settings: Settings, handler: type[GuardedHandler]):
         self.settings = settings
         self._open = 0
+        self._open_by_address: Counter[str] = Counter()
         self._open_lock = threading.Lock()
         super().__init__((settings.host, settings.port), handler)
 
     def process_request(self, request, client_address) -> None:
+        address = client_address[0]
         with self._open_lock:
-            accepted = self._open < self.settings.max_connections
+            accepted = (self._open < self.settings.max_connections and
+                        self._open_by_address[address]
+                        < self.settings.max_connections_per_address)
             if accepted:
                 self._open += 1
+                self._open_by_address[address] += 1
         if accepted:
             super().process_request(request, client_address)
         else:
@@ -79,8 +87,12 @@ class GuardedServer(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            address = client_address[0]
             with self._open_lock:
                 self._open -= 1
+                self._open_by_address[address] -= 1
+                if not self._open_by_address[address]:
+                    del self._open_by_address[address]
 
 
 def _refuse(connection: socket.socket) -> None:
