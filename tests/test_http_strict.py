@@ -1,5 +1,6 @@
 """HTTP connections under limits, end to end on a multi-user server: one client address cannot
-take every connection."""
+take every connection; a body must start soon; and a refused body is drained, so its client
+reads the refusal."""
 
 import json
 import re
@@ -7,13 +8,13 @@ import socket
 import time
 
 import pytest
-from conftest import assert_error, chat_body
-from multiuser import start_multi_user
+from conftest import CHAT_MODEL, assert_error, chat_body
+from multiuser import bearer, start_multi_user
 
 from offgrid.config import ConfigError, Settings
 
-HEADER_DEADLINE = 2  # seconds for the request line and headers
-BODY_DEADLINE = 30  # seconds for a whole body
+HEADER_DEADLINE = 2  # seconds for the request line and headers, then for a body's first byte
+BODY_DEADLINE = 30  # seconds for a whole body: far longer, to tell the two deadlines apart
 PER_ADDRESS = 4  # connections from one address
 MAX_BODY = 100_000
 HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -74,11 +75,37 @@ def answers(reply: bytes) -> list[tuple[int, dict, object]]:
     return found
 
 
+def the_one_error(reply: bytes, status: int, code: str | None = None) -> dict:
+    """The only answer in `reply`: an error with `status` that closes the connection."""
+    (got, headers, body), = answers(reply)
+    assert headers["Connection"] == "close"
+    return assert_error(got, body, status, code or ("bad_request" if status == 400 else None))
+
+
+def tokenize_body() -> bytes:
+    return json.dumps({"model": CHAT_MODEL, "content": "hi"}).encode()
+
+
+def admin(site) -> bytes:
+    """The admin's Authorization header line."""
+    return b"Authorization: %s\r\n" % bearer(site.admin_token)["Authorization"].encode()
+
+
 def wait_until(condition, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "the condition did not come true in time"
         time.sleep(0.02)
+
+
+# -- bodies ---------------------------------------------------------------------------------------
+
+def test_a_body_that_ends_early_is_400(site):
+    with connect(site) as sock:
+        sock.sendall(POST + b"Content-Length: 50\r\n\r\n{\"model\":")
+        sock.shutdown(socket.SHUT_WR)
+        reply = sock.makefile("rb").read()
+    assert "ended after 9 of its 50 bytes" in the_one_error(reply, 400)["message"]
 
 
 # -- connections and deadlines --------------------------------------------------------------------
@@ -113,3 +140,59 @@ def test_the_cap_per_address_is_a_setting_of_at_least_one():
     assert Settings().max_connections_per_address == 32
     with pytest.raises(ConfigError, match="max_connections_per_address"):
         Settings.load(environ={"OFFGRID_MAX_CONNECTIONS_PER_ADDRESS": "0"})
+
+
+def test_a_body_must_start_within_the_header_deadline(site):
+    with connect(site) as sock:
+        sock.settimeout(BODY_DEADLINE)
+        started = time.monotonic()
+        sock.sendall(POST + b"Content-Length: 10\r\n\r\n")
+        reply = sock.makefile("rb").read()
+        waited = time.monotonic() - started
+    the_one_error(reply, 408, "request_timeout")
+    assert HEADER_DEADLINE - 0.5 < waited < BODY_DEADLINE / 2
+
+
+def test_a_body_that_has_started_gets_the_body_deadline(site):
+    body = tokenize_body()
+    with connect(site) as sock:
+        sock.sendall(POST + admin(site) + b"Connection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body[:1])
+        time.sleep(HEADER_DEADLINE + 0.5)  # what is tested: time passing, past one deadline
+        sock.sendall(body[1:])
+        reply = sock.makefile("rb").read()
+    (status, _, answer), = answers(reply)
+    assert status == 200 and answer["tokens"]
+
+
+# -- refused bodies -------------------------------------------------------------------------------
+
+OVERSIZED = 16 * 1024 * 1024  # more than the kernel holds, so the client is still sending
+
+
+def test_expect_100_continue_is_sent_only_for_a_body_that_will_be_read(site):
+    expecting = POST + b"Expect: 100-continue\r\n"
+    with connect(site) as sock:
+        sock.sendall(expecting + b"Content-Length: %d\r\n\r\n" % OVERSIZED)
+        reply = sock.makefile("rb").read()  # without sending the body: no 100, a 413 at once
+    the_one_error(reply, 413, "request_too_large")
+
+    body = tokenize_body()
+    with connect(site) as sock:
+        sock.sendall(expecting + admin(site) + b"Connection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))
+        replies = sock.makefile("rb")
+        assert replies.readline() == b"HTTP/1.1 100 Continue\r\n"
+        assert replies.readline() == b"\r\n"
+        sock.sendall(body)
+        (status, _, answer), = answers(replies.read())
+    assert status == 200 and answer["tokens"]
+
+
+def test_a_client_that_sends_a_whole_oversized_body_reads_the_413(site):
+    """The server answers before the body has come, and drains it rather than reset the
+    connection under the answer."""
+    with connect(site) as sock:
+        sock.sendall(POST + b"Content-Length: %d\r\n\r\n" % OVERSIZED + b"x" * OVERSIZED)
+        reply = sock.makefile("rb").read()
+    the_one_error(reply, 413, "request_too_large")

@@ -224,7 +224,6 @@ class Handler(GuardedHandler):
         before there was one)."""
         request = None
         try:
-            self.reading_body()
             request = Request.read(self, app.settings.max_body_bytes, request_id)
             return request, app.handle(request)
         except ClientGone:

@@ -10,12 +10,16 @@ import socket
 import threading
 import time
 from collections import Counter
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..config import Settings
-from .errors import ServiceUnavailable
+from .errors import BadRequest, RequestTimeout, ServiceUnavailable
 
 REFUSAL_SECONDS = 1.0  # how long a connection over the cap gets to send its request
+# How long a refused request's body is drained before closing: time for a client on a fast link
+# to finish sending what it had started, little for a hostile one to hold a thread.
+LINGER_SECONDS = 2.0
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -39,23 +43,92 @@ class _DeadlineReader(io.RawIOBase):
 
 class GuardedHandler(BaseHTTPRequestHandler):
     """The request line and headers must arrive within header_timeout of when the server starts
-    waiting for them (so an idle keep-alive connection is closed then too), the body within
-    body_timeout; each write of the answer may block for at most body_timeout."""
+    waiting for them (so an idle keep-alive connection is closed then too), the first byte of
+    the body within header_timeout after them and the whole body within body_timeout; each
+    write of the answer may block for at most body_timeout.
+
+    A request whose body is left unread (it was refused) ends the connection, since what
+    remains of it would be read as the next request; the client may still be sending that body,
+    so the connection lingers to take it in before closing, and the client reads the refusal
+    rather than a reset."""
 
     def setup(self) -> None:
         super().setup()
         self._reader = _DeadlineReader(self.connection)
         self.rfile = io.BufferedReader(self._reader)
+        self._drain_on_close = False
+
+    def handle(self) -> None:
+        super().handle()
+        if self._drain_on_close:
+            self._drain()
 
     def handle_one_request(self) -> None:
         self._reader.deadline = time.monotonic() + self.server.settings.header_timeout
+        self._body_unread = True
+        self._expects_continue = False
         super().handle_one_request()
 
-    def reading_body(self) -> None:
-        self._reader.deadline = time.monotonic() + self.server.settings.body_timeout
+    def parse_request(self) -> bool:
+        try:
+            return super().parse_request()
+        except TimeoutError:  # the headers did not come in time: no answer, nothing to drain
+            self._body_unread = False
+            raise
+
+    def handle_expect_100(self) -> bool:
+        self._expects_continue = True  # told to go on only once the body is wanted: read_body
+        return True
+
+    def read_body(self, size: int) -> bytes:
+        """The request's body of `size` bytes; 408 if it is too slow, 400 if it ends early."""
+        if size == 0:
+            self._body_unread = False
+            return b""
+        if self._expects_continue:
+            self.send_response_only(HTTPStatus.CONTINUE)
+            self.end_headers()
+        started = time.monotonic()
+        settings = self.server.settings
+        try:
+            self._reader.deadline = started + min(settings.header_timeout, settings.body_timeout)
+            self.rfile.peek(1)
+            self._reader.deadline = started + settings.body_timeout
+            body = self.rfile.read(size)
+        except TimeoutError:
+            raise RequestTimeout("The request body did not arrive in time") from None
+        if len(body) < size:
+            raise framing_error(f"The request body ended after {len(body)} of its {size} bytes")
+        self._body_unread = False
+        return body
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if self._body_unread:  # what is left of this request must not be read as the next one
+            self.send_header("Connection", "close")  # which sets close_connection
+            self._drain_on_close = True
 
     def answering(self) -> None:
         self.connection.settimeout(self.server.settings.body_timeout)
+
+    def _drain(self) -> None:
+        """Tell the client the answer is complete (shut our side), then read and discard what it
+        still sends, for LINGER_SECONDS at most: closing a socket with unread data resets the
+        connection, and a reset can destroy the answer before the client has read it."""
+        deadline = time.monotonic() + LINGER_SECONDS
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(remaining)
+                if not self.connection.recv(65536):
+                    break
+        except OSError:
+            pass
+
+
+def framing_error(message: str) -> BadRequest:
+    """A request whose end cannot be told for sure: the code http.server's own 400s have."""
+    return BadRequest(message, code="bad_request")
 
 
 class GuardedServer(ThreadingHTTPServer):

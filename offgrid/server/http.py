@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .errors import ApiError, BadRequest, LengthRequired, PayloadTooLarge, RequestTimeout
+from .connection import GuardedHandler
+from .errors import ApiError, BadRequest, LengthRequired, PayloadTooLarge
 
 
 class ClientGone(Exception):
@@ -36,7 +37,7 @@ class Request:
     tokens_charged: int = 0  # how much of that has been counted against the caller's quota
 
     @classmethod
-    def read(cls, handler: BaseHTTPRequestHandler, max_body: int, request_id: str
+    def read(cls, handler: GuardedHandler, max_body: int, request_id: str
              ) -> "Request":
         url = urlsplit(handler.path)
         return cls(method=handler.command, path=url.path or "/", query=dict(parse_qsl(url.query)),
@@ -65,28 +66,21 @@ class Request:
             return True
 
 
-def _read_body(handler: BaseHTTPRequestHandler, max_body: int) -> bytes:
+def _read_body(handler: GuardedHandler, max_body: int) -> bytes:
     length = handler.headers.get("Content-Length")
     if length is None:
         if handler.headers.get("Transfer-Encoding"):
-            handler.close_connection = True
             raise LengthRequired("Send the request body with a Content-Length header")
-        return b""
+        return handler.read_body(0)
     try:
         size = int(length)
         if size < 0:
             raise ValueError
     except ValueError:
-        handler.close_connection = True
         raise BadRequest(f"Invalid Content-Length header: {length!r}") from None
     if size > max_body:
-        handler.close_connection = True  # the body stays unread
         raise PayloadTooLarge(f"The request body is {size} bytes; the limit is {max_body}")
-    try:
-        return handler.rfile.read(size)
-    except TimeoutError:
-        handler.close_connection = True
-        raise RequestTimeout("The request body did not arrive in time") from None
+    return handler.read_body(size)
 
 
 class Response:
