@@ -1,6 +1,8 @@
-"""HTTP connections under limits, end to end on a multi-user server: one client address cannot
-take every connection; a body must start soon; and a refused body is drained, so its client
-reads the refusal."""
+"""HTTP read the way strict proxies read it, end to end on a multi-user server: a request that
+could be framed two ways is refused with a status line and the API's error shape and its
+connection closed, so nothing hidden in its body runs; one client address cannot take every
+connection; a body must start soon; and a refused body is drained, so its client reads the
+refusal."""
 
 import json
 import re
@@ -98,7 +100,78 @@ def wait_until(condition, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
-# -- bodies ---------------------------------------------------------------------------------------
+# -- framing --------------------------------------------------------------------------------------
+
+def smuggled(site, username: str) -> bytes:
+    """A request that would make an admin user, hidden where a lenient server reads a request."""
+    body = json.dumps({"username": username, "password": "smuggled-password", "role": "admin"})
+    return (b"POST /v1/users HTTP/1.1\r\nHost: x\r\n" + admin(site)
+            + b"Content-Length: %d\r\n\r\n" % len(body) + body.encode())
+
+
+def usernames(site) -> set[str]:
+    status, _, users = site.call("GET", "/v1/users", token=site.admin_token)
+    assert status == 200
+    return {user["username"] for user in users["data"]}
+
+
+# (what precedes the hidden request, whose length is {n}; the status it gets)
+FRAMINGS = {
+    "two lengths": (POST + b"Content-Length: 0\r\nContent-Length: {n}\r\n\r\n", 400),
+    "two equal lengths": (POST + b"Content-Length: {n}\r\nContent-Length: {n}\r\n\r\n", 400),
+    "length and chunked": (POST + b"Content-Length: {n}\r\nTransfer-Encoding: chunked\r\n\r\n",
+                           400),
+    "chunked alone": (POST + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
+    "underscore digits": (POST + b"Content-Length: 0_0\r\n\r\n", 400),
+    "signed length": (POST + b"Content-Length: +0\r\n\r\n", 400),
+    "negative length": (POST + b"Content-Length: -0\r\n\r\n", 400),
+    "hex length": (POST + b"Content-Length: 0x0\r\n\r\n", 400),
+    "spaced digits": (POST + b"Content-Length: 0 0\r\n\r\n", 400),
+    "arabic digits": (POST + "Content-Length: \u0660\r\n\r\n".encode(), 400),
+    "empty length": (POST + b"Content-Length:\r\n\r\n", 400),
+    "thousands of digits": (POST + b"Content-Length: %s\r\n\r\n" % (b"9" * 5000), 413),
+    "space before the colon": (POST + b"Content-Length : {n}\r\n\r\n", 400),
+    "line without a colon": (POST + b"X-Junk\r\nContent-Length: {n}\r\n\r\n", 400),
+    "folded line": (POST + b"X-Folded: a\r\n Content-Length: {n}\r\n\r\n", 400),
+    "folded first line": (b"POST /v1/tokenize HTTP/1.1\r\n Host: x\r\nHost: x\r\n\r\n", 400),
+    "envelope line": (b"POST /v1/tokenize HTTP/1.1\r\nFrom x\r\nHost: x\r\n\r\n", 400),
+    "bare carriage return": (POST + b"X-A: a\rContent-Length: {n}\r\n\r\n", 400),
+    "control character": (POST + b"X-A: a\x00b\r\n\r\n", 400),
+    "name not a token": (POST + b"X(A): b\r\n\r\n", 400),
+    "no host": (b"POST /v1/tokenize HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 400),
+    "two hosts": (POST + b"Host: y\r\nContent-Length: 0\r\n\r\n", 400),
+    "no version": (b"GET /\r\n", 400),
+    "one word": (b"GARBAGE\r\n", 400),
+    "two spaces": (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "four words": (b"GET / HTTP/1.1 x\r\nHost: x\r\n\r\n", 400),
+    "method not a token": (b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "control character in the target": (b"GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "target not a url": (b"GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "not http": (b"GET / FTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "two-digit minor version": (b"GET / HTTP/1.10\r\nHost: x\r\n\r\n", 400),
+    "http/2": (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+}
+
+
+@pytest.mark.parametrize("name", FRAMINGS)
+def test_ambiguous_requests_are_refused_and_nothing_hidden_in_them_runs(site, name):
+    head, status = FRAMINGS[name]
+    username = "smuggled" + re.sub(r"\W", "", name)
+    hidden = smuggled(site, username)
+    reply = exchange(site, head.replace(b"{n}", str(len(hidden)).encode()) + hidden)
+    the_one_error(reply, status)
+    assert username not in usernames(site)
+
+
+def test_strict_requests_still_share_a_connection(site):
+    """Keep-alive, HTTP/1.0 without Host, a lone empty line between requests (which RFC 9112
+    asks servers to ignore), and Content-Length with spaces around it are all fine."""
+    body = tokenize_body()
+    reply = exchange(site, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n\r\n"
+                           + POST + admin(site) + b"Content-Length:  %d \r\n\r\n" % len(body)
+                           + body + b"GET /health HTTP/1.0\r\n\r\n")
+    assert [status for status, _, _ in answers(reply)] == [200, 200, 200]
+
 
 def test_a_body_that_ends_early_is_400(site):
     with connect(site) as sock:

@@ -1,17 +1,21 @@
-"""Connections under limits: a cap on how many are open at once, in all and from one address,
-and deadlines for reading each request, so that slow or silent clients cannot hold the server's
-threads."""
+"""Connections under limits and requests read strictly. A cap on how many connections are open
+at once, in all and from one address; deadlines for reading each request, so that slow or silent
+clients cannot hold the server's threads; and a request line and headers parsed the way strict
+proxies parse them, so that no request can be read two ways."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import threading
 import time
 from collections import Counter
+from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from ..config import Settings
 from .errors import BadRequest, RequestTimeout, ServiceUnavailable
@@ -20,6 +24,13 @@ REFUSAL_SECONDS = 1.0  # how long a connection over the cap gets to send its req
 # How long a refused request's body is drained before closing: time for a client on a fast link
 # to finish sending what it had started, little for a hostile one to hold a thread.
 LINGER_SECONDS = 2.0
+
+# RFC 9112: a method and a header name are tokens; a target is visible ASCII; a header value
+# holds no control character but tab; a line ends with CRLF, or LF alone, never CR alone.
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile(rb"%s (?P<target>[\x21-\x7e]+) HTTP/(?P<major>[0-9])\.[0-9]\r?\n"
+                           % _TOKEN)
+_HEADER_LINE = re.compile(rb"%s:[\t\x20-\x7e\x80-\xff]*\r?\n" % _TOKEN)
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -52,6 +63,8 @@ class GuardedHandler(BaseHTTPRequestHandler):
     so the connection lingers to take it in before closing, and the client reads the refusal
     rather than a reset."""
 
+    default_request_version = "HTTP/1.0"  # so that every refusal has a status line
+
     def setup(self) -> None:
         super().setup()
         self._reader = _DeadlineReader(self.connection)
@@ -70,11 +83,30 @@ class GuardedHandler(BaseHTTPRequestHandler):
         super().handle_one_request()
 
     def parse_request(self) -> bool:
+        if self.raw_requestline in (b"\r\n", b"\n"):  # RFC 9112 2.2: ignore one empty line
+            self.raw_requestline = self.rfile.readline(65537)
+        refusal = _request_line_problem(self.raw_requestline)
+        if refusal:
+            self.command, self.request_version = None, self.default_request_version
+            self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+            self.send_error(*refusal)
+            return False
+        header_lines = _LineRecorder(self.rfile)
+        self.rfile = header_lines  # for the header lines http.server reads next
         try:
-            return super().parse_request()
+            if not super().parse_request():
+                return False
         except TimeoutError:  # the headers did not come in time: no answer, nothing to drain
             self._body_unread = False
             raise
+        finally:
+            self.rfile = header_lines.source
+        problem = _header_problem(header_lines.lines, self.headers,
+                                  needs_host=self.request_version != "HTTP/1.0")
+        if problem:
+            self.send_error(HTTPStatus.BAD_REQUEST, problem)
+            return False
+        return True
 
     def handle_expect_100(self) -> bool:
         self._expects_continue = True  # told to go on only once the body is wanted: read_body
@@ -129,6 +161,48 @@ class GuardedHandler(BaseHTTPRequestHandler):
 def framing_error(message: str) -> BadRequest:
     """A request whose end cannot be told for sure: the code http.server's own 400s have."""
     return BadRequest(message, code="bad_request")
+
+
+def _request_line_problem(line: bytes) -> tuple[HTTPStatus, str] | None:
+    found = _REQUEST_LINE.fullmatch(line)
+    if found is None:
+        return HTTPStatus.BAD_REQUEST, "The request line must be `METHOD target HTTP/1.x`"
+    if found["major"] != b"1":
+        return HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "Only HTTP/1.0 and HTTP/1.1 are supported"
+    try:
+        urlsplit(found["target"].decode())
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        return HTTPStatus.BAD_REQUEST, "The request target is not a valid URL"
+    return None
+
+
+class _LineRecorder:
+    """Passes on the lines read from `source`, keeping them: the email parser that reads
+    headers for http.server mends what it cannot read (a bare CR ends a line, a line without a
+    colon starts the body), so the lines as sent are checked instead."""
+
+    def __init__(self, source: io.BufferedReader):
+        self.source = source
+        self.lines: list[bytes] = []
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self.source.readline(limit)
+        self.lines.append(line)
+        return line
+
+
+def _header_problem(lines: list[bytes], headers: Message, needs_host: bool) -> str | None:
+    """What makes these header lines ambiguous to read, if anything."""
+    *fields, end = lines
+    if end not in (b"\r\n", b"\n"):
+        return "The request ended before its headers did"
+    if not all(_HEADER_LINE.fullmatch(line) for line in fields):
+        return ("Each header line must be `Name: value`, with no space before the colon, no "
+                "control characters and no folded lines")
+    hosts = headers.get_all("Host") or []
+    if len(hosts) > 1 or (needs_host and not hosts):
+        return "An HTTP/1.1 request must have exactly one Host header"
+    return None
 
 
 class GuardedServer(ThreadingHTTPServer):

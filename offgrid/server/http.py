@@ -4,6 +4,7 @@ with chunked transfer encoding so the connection stays open for the next request
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .connection import GuardedHandler
+from .connection import GuardedHandler, framing_error
 from .errors import ApiError, BadRequest, LengthRequired, PayloadTooLarge
 
 
@@ -67,20 +68,26 @@ class Request:
 
 
 def _read_body(handler: GuardedHandler, max_body: int) -> bytes:
-    length = handler.headers.get("Content-Length")
-    if length is None:
-        if handler.headers.get("Transfer-Encoding"):
-            raise LengthRequired("Send the request body with a Content-Length header")
-        return handler.read_body(0)
-    try:
-        size = int(length)
-        if size < 0:
-            raise ValueError
-    except ValueError:
-        raise BadRequest(f"Invalid Content-Length header: {length!r}") from None
-    if size > max_body:
-        raise PayloadTooLarge(f"The request body is {size} bytes; the limit is {max_body}")
-    return handler.read_body(size)
+    """The body its one Content-Length header announces. Anything else a reader could take
+    another way (a second length, a length beside Transfer-Encoding, digits int() would read but
+    a proxy would not) is refused: the connection then closes rather than guess where the next
+    request starts."""
+    lengths = handler.headers.get_all("Content-Length") or []
+    if "Transfer-Encoding" in handler.headers:
+        if lengths:
+            raise framing_error("Send either Content-Length or Transfer-Encoding, not both")
+        raise LengthRequired("Send the request body with a Content-Length header")
+    if len(lengths) > 1:
+        raise framing_error("Send one Content-Length header, not several")
+    length = lengths[0].strip(" \t") if lengths else "0"
+    if not _DIGITS.fullmatch(length):
+        raise framing_error(f"Invalid Content-Length header: {length!r}")
+    if len(length) > 18 or int(length) > max_body:  # int() refuses thousands of digits
+        raise PayloadTooLarge(f"The request body is over the limit of {max_body} bytes")
+    return handler.read_body(int(length))
+
+
+_DIGITS = re.compile("[0-9]+")  # not \d, nor int(): they take other digits, "_" and signs
 
 
 class Response:
