@@ -1,8 +1,8 @@
 """HTTP read the way strict proxies read it, end to end on a multi-user server: a request that
 could be framed two ways is refused with a status line and the API's error shape and its
 connection closed, so nothing hidden in its body runs; one client address cannot take every
-connection; a body must start soon; and a refused body is drained, so its client reads the
-refusal."""
+connection; a body must start soon; a refused body is drained, so its client reads the
+refusal; and nothing a client sends reaches the log unescaped."""
 
 import json
 import re
@@ -269,3 +269,13 @@ def test_a_client_that_sends_a_whole_oversized_body_reads_the_413(site):
         sock.sendall(POST + b"Content-Length: %d\r\n\r\n" % OVERSIZED + b"x" * OVERSIZED)
         reply = sock.makefile("rb").read()
     the_one_error(reply, 413, "request_too_large")
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+def test_control_characters_from_a_client_reach_the_log_escaped(site):
+    for line in (b"GET /\x1b[2J HTTP/1.1\r\n", b"\x1b[2J / HTTP/1.1\r\n", b"\x9b2J\r\n"):
+        the_one_error(exchange(site, line + b"Host: x\r\n\r\n"), 400)
+    log = site.server.log()
+    assert "\x1b" not in log and "\x9b" not in log
+    assert "GET /\\x1b[2J HTTP/1.1" in log and "\\x9b2J" in log
