@@ -48,6 +48,7 @@ class Settings:
     header_timeout: float = 10.0  # request line and headers, from the moment we wait for them
     body_timeout: float = 60.0  # the whole body; also each write of the answer
     max_connections: int = 100
+    max_connections_per_address: int = 32  # so that one client cannot take them all
     cors_origins: str = ""  # comma-separated origins allowed cross-origin access; "*" for any
     # Names a request may call the server by besides localhost, IP addresses and this machine's
     # own (see server/hosts.py); "*": any.
@@ -73,8 +74,8 @@ class Settings:
         if self.models_dir is None:
             self.models_dir = self.home / "models"
         for name in ("port", "max_context", "num_threads", "parallel", "batch_size",
-                     "max_body_bytes", "max_models", "max_connections", "token_lifetime",
-                     "login_attempts"):
+                     "max_body_bytes", "max_models", "max_connections",
+                     "max_connections_per_address", "token_lifetime", "login_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         for name in ("header_timeout", "body_timeout"):

@@ -216,15 +216,14 @@ class Handler(GuardedHandler):
         route = request.route if request is not None else "unmatched"
         seconds = time.monotonic() - started
         app.metrics.record_request(route, self.command, status, seconds)
-        log.info("%s %s %s %d %.1fms tokens=%d", request_id, self.command, route, status,
-                 seconds * 1000, request.meter.tokens if request and request.meter else 0)
+        log.info("%s %s %s %d %.1fms tokens=%d", request_id, _printable(self.command), route,
+                 status, seconds * 1000, request.meter.tokens if request and request.meter else 0)
 
     def _answer(self, app: App, request_id: str) -> tuple[Request | None, Response | None]:
         """The request (None if it could not be read) and its answer (None if the client left
         before there was one)."""
         request = None
         try:
-            self.reading_body()
             request = Request.read(self, app.settings.max_body_bytes, request_id)
             return request, app.handle(request)
         except ClientGone:
@@ -233,7 +232,8 @@ class Handler(GuardedHandler):
         except ApiError as error:
             return request, Response.error(error)
         except Exception:
-            log.exception("unhandled error in %s %s [%s]", self.command, self.path, request_id)
+            log.exception("unhandled error in %s %s [%s]", _printable(self.command),
+                          _printable(self.path), request_id)
             return request, Response.error(InternalError())
 
     def _send(self, response: Response) -> None:
@@ -266,7 +266,17 @@ class Handler(GuardedHandler):
             pass
 
     def log_message(self, format: str, *args) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+        """http.server's own lines, which quote the raw request line."""
+        log.debug("%s %s", self.address_string(), _printable(format % args))
+
+
+# What a client sends may hold terminal escapes: in the log, control characters show as \xNN.
+_UNPRINTABLE = str.maketrans({ord("\\"): "\\\\",
+                              **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7f, 0xa0))}})
+
+
+def _printable(text: str) -> str:
+    return text.translate(_UNPRINTABLE)
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

@@ -1,19 +1,36 @@
-"""Connections under limits: a cap on how many are open at once, and deadlines for reading each
-request, so that slow or silent clients cannot hold the server's threads."""
+"""Connections under limits and requests read strictly. A cap on how many connections are open
+at once, in all and from one address; deadlines for reading each request, so that slow or silent
+clients cannot hold the server's threads; and a request line and headers parsed the way strict
+proxies parse them, so that no request can be read two ways."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import threading
 import time
+from collections import Counter
+from email.message import Message
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from ..config import Settings
-from .errors import ServiceUnavailable
+from .errors import BadRequest, RequestTimeout, ServiceUnavailable
 
 REFUSAL_SECONDS = 1.0  # how long a connection over the cap gets to send its request
+# How long a refused request's body is drained before closing: time for a client on a fast link
+# to finish sending what it had started, little for a hostile one to hold a thread.
+LINGER_SECONDS = 2.0
+
+# RFC 9112: a method and a header name are tokens; a target is visible ASCII; a header value
+# holds no control character but tab; a line ends with CRLF, or LF alone, never CR alone.
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile(rb"%s (?P<target>[\x21-\x7e]+) HTTP/(?P<major>[0-9])\.[0-9]\r?\n"
+                           % _TOKEN)
+_HEADER_LINE = re.compile(rb"%s:[\t\x20-\x7e\x80-\xff]*\r?\n" % _TOKEN)
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -37,39 +54,177 @@ class _DeadlineReader(io.RawIOBase):
 
 class GuardedHandler(BaseHTTPRequestHandler):
     """The request line and headers must arrive within header_timeout of when the server starts
-    waiting for them (so an idle keep-alive connection is closed then too), the body within
-    body_timeout; each write of the answer may block for at most body_timeout."""
+    waiting for them (so an idle keep-alive connection is closed then too), the first byte of
+    the body within header_timeout after them and the whole body within body_timeout; each
+    write of the answer may block for at most body_timeout.
+
+    A request whose body is left unread (it was refused) ends the connection, since what
+    remains of it would be read as the next request; the client may still be sending that body,
+    so the connection lingers to take it in before closing, and the client reads the refusal
+    rather than a reset."""
+
+    default_request_version = "HTTP/1.0"  # so that every refusal has a status line
 
     def setup(self) -> None:
         super().setup()
         self._reader = _DeadlineReader(self.connection)
         self.rfile = io.BufferedReader(self._reader)
+        self._drain_on_close = False
+
+    def handle(self) -> None:
+        super().handle()
+        if self._drain_on_close:
+            self._drain()
 
     def handle_one_request(self) -> None:
         self._reader.deadline = time.monotonic() + self.server.settings.header_timeout
+        self._body_unread = True
+        self._expects_continue = False
         super().handle_one_request()
 
-    def reading_body(self) -> None:
-        self._reader.deadline = time.monotonic() + self.server.settings.body_timeout
+    def parse_request(self) -> bool:
+        if self.raw_requestline in (b"\r\n", b"\n"):  # RFC 9112 2.2: ignore one empty line
+            self.raw_requestline = self.rfile.readline(65537)
+        refusal = _request_line_problem(self.raw_requestline)
+        if refusal:
+            self.command, self.request_version = None, self.default_request_version
+            self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+            self.send_error(*refusal)
+            return False
+        header_lines = _LineRecorder(self.rfile)
+        self.rfile = header_lines  # for the header lines http.server reads next
+        try:
+            if not super().parse_request():
+                return False
+        except TimeoutError:  # the headers did not come in time: no answer, nothing to drain
+            self._body_unread = False
+            raise
+        finally:
+            self.rfile = header_lines.source
+        problem = _header_problem(header_lines.lines, self.headers,
+                                  needs_host=self.request_version != "HTTP/1.0")
+        if problem:
+            self.send_error(HTTPStatus.BAD_REQUEST, problem)
+            return False
+        return True
+
+    def handle_expect_100(self) -> bool:
+        self._expects_continue = True  # told to go on only once the body is wanted: read_body
+        return True
+
+    def read_body(self, size: int) -> bytes:
+        """The request's body of `size` bytes; 408 if it is too slow, 400 if it ends early."""
+        if size == 0:
+            self._body_unread = False
+            return b""
+        if self._expects_continue:
+            self.send_response_only(HTTPStatus.CONTINUE)
+            self.end_headers()
+        started = time.monotonic()
+        settings = self.server.settings
+        try:
+            self._reader.deadline = started + min(settings.header_timeout, settings.body_timeout)
+            self.rfile.peek(1)
+            self._reader.deadline = started + settings.body_timeout
+            body = self.rfile.read(size)
+        except TimeoutError:
+            raise RequestTimeout("The request body did not arrive in time") from None
+        if len(body) < size:
+            raise framing_error(f"The request body ended after {len(body)} of its {size} bytes")
+        self._body_unread = False
+        return body
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if self._body_unread:  # what is left of this request must not be read as the next one
+            self.send_header("Connection", "close")  # which sets close_connection
+            self._drain_on_close = True
 
     def answering(self) -> None:
         self.connection.settimeout(self.server.settings.body_timeout)
 
+    def _drain(self) -> None:
+        """Tell the client the answer is complete (shut our side), then read and discard what it
+        still sends, for LINGER_SECONDS at most: closing a socket with unread data resets the
+        connection, and a reset can destroy the answer before the client has read it."""
+        deadline = time.monotonic() + LINGER_SECONDS
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(remaining)
+                if not self.connection.recv(65536):
+                    break
+        except OSError:
+            pass
+
+
+def framing_error(message: str) -> BadRequest:
+    """A request whose end cannot be told for sure: the code http.server's own 400s have."""
+    return BadRequest(message, code="bad_request")
+
+
+def _request_line_problem(line: bytes) -> tuple[HTTPStatus, str] | None:
+    found = _REQUEST_LINE.fullmatch(line)
+    if found is None:
+        return HTTPStatus.BAD_REQUEST, "The request line must be `METHOD target HTTP/1.x`"
+    if found["major"] != b"1":
+        return HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "Only HTTP/1.0 and HTTP/1.1 are supported"
+    try:
+        urlsplit(found["target"].decode())
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        return HTTPStatus.BAD_REQUEST, "The request target is not a valid URL"
+    return None
+
+
+class _LineRecorder:
+    """Passes on the lines read from `source`, keeping them: the email parser that reads
+    headers for http.server mends what it cannot read (a bare CR ends a line, a line without a
+    colon starts the body), so the lines as sent are checked instead."""
+
+    def __init__(self, source: io.BufferedReader):
+        self.source = source
+        self.lines: list[bytes] = []
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self.source.readline(limit)
+        self.lines.append(line)
+        return line
+
+
+def _header_problem(lines: list[bytes], headers: Message, needs_host: bool) -> str | None:
+    """What makes these header lines ambiguous to read, if anything."""
+    *fields, end = lines
+    if end not in (b"\r\n", b"\n"):
+        return "The request ended before its headers did"
+    if not all(_HEADER_LINE.fullmatch(line) for line in fields):
+        return ("Each header line must be `Name: value`, with no space before the colon, no "
+                "control characters and no folded lines")
+    hosts = headers.get_all("Host") or []
+    if len(hosts) > 1 or (needs_host and not hosts):
+        return "An HTTP/1.1 request must have exactly one Host header"
+    return None
+
 
 class GuardedServer(ThreadingHTTPServer):
-    """Past max_connections open connections, a new one is answered 503 and closed."""
+    """Past max_connections open connections, or max_connections_per_address from one address,
+    a new one is answered 503 and closed."""
 
     def __init__(self, settings: Settings, handler: type[GuardedHandler]):
         self.settings = settings
         self._open = 0
+        self._open_by_address: Counter[str] = Counter()
         self._open_lock = threading.Lock()
         super().__init__((settings.host, settings.port), handler)
 
     def process_request(self, request, client_address) -> None:
+        address = client_address[0]
         with self._open_lock:
-            accepted = self._open < self.settings.max_connections
+            accepted = (self._open < self.settings.max_connections and
+                        self._open_by_address[address]
+                        < self.settings.max_connections_per_address)
             if accepted:
                 self._open += 1
+                self._open_by_address[address] += 1
         if accepted:
             super().process_request(request, client_address)
         else:
@@ -79,8 +234,12 @@ class GuardedServer(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            address = client_address[0]
             with self._open_lock:
                 self._open -= 1
+                self._open_by_address[address] -= 1
+                if not self._open_by_address[address]:
+                    del self._open_by_address[address]
 
 
 def _refuse(connection: socket.socket) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import select
 import socket
 from collections.abc import Iterator
@@ -14,7 +15,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .errors import ApiError, BadRequest, LengthRequired, PayloadTooLarge, RequestTimeout
+from .connection import GuardedHandler, framing_error
+from .errors import ApiError, BadRequest, LengthRequired, PayloadTooLarge
 
 
 class ClientGone(Exception):
@@ -36,7 +38,7 @@ class Request:
     meter: Any = None  # counts the tokens it uses, against the caller's quotas: set by the gate
 
     @classmethod
-    def read(cls, handler: BaseHTTPRequestHandler, max_body: int, request_id: str
+    def read(cls, handler: GuardedHandler, max_body: int, request_id: str
              ) -> "Request":
         url = urlsplit(handler.path)
         return cls(method=handler.command, path=url.path or "/", query=dict(parse_qsl(url.query)),
@@ -132,28 +134,27 @@ def field_name(path: tuple) -> str | None:
     return name.encode("utf-8", "backslashreplace").decode("utf-8") or None
 
 
-def _read_body(handler: BaseHTTPRequestHandler, max_body: int) -> bytes:
-    length = handler.headers.get("Content-Length")
-    if length is None:
-        if handler.headers.get("Transfer-Encoding"):
-            handler.close_connection = True
-            raise LengthRequired("Send the request body with a Content-Length header")
-        return b""
-    try:
-        size = int(length)
-        if size < 0:
-            raise ValueError
-    except ValueError:
-        handler.close_connection = True
-        raise BadRequest(f"Invalid Content-Length header: {length!r}") from None
-    if size > max_body:
-        handler.close_connection = True  # the body stays unread
-        raise PayloadTooLarge(f"The request body is {size} bytes; the limit is {max_body}")
-    try:
-        return handler.rfile.read(size)
-    except TimeoutError:
-        handler.close_connection = True
-        raise RequestTimeout("The request body did not arrive in time") from None
+def _read_body(handler: GuardedHandler, max_body: int) -> bytes:
+    """The body its one Content-Length header announces. Anything else a reader could take
+    another way (a second length, a length beside Transfer-Encoding, digits int() would read but
+    a proxy would not) is refused: the connection then closes rather than guess where the next
+    request starts."""
+    lengths = handler.headers.get_all("Content-Length") or []
+    if "Transfer-Encoding" in handler.headers:
+        if lengths:
+            raise framing_error("Send either Content-Length or Transfer-Encoding, not both")
+        raise LengthRequired("Send the request body with a Content-Length header")
+    if len(lengths) > 1:
+        raise framing_error("Send one Content-Length header, not several")
+    length = lengths[0].strip(" \t") if lengths else "0"
+    if not _DIGITS.fullmatch(length):
+        raise framing_error(f"Invalid Content-Length header: {length!r}")
+    if len(length) > 18 or int(length) > max_body:  # int() refuses thousands of digits
+        raise PayloadTooLarge(f"The request body is over the limit of {max_body} bytes")
+    return handler.read_body(int(length))
+
+
+_DIGITS = re.compile("[0-9]+")  # not \d, nor int(): they take other digits, "_" and signs
 
 
 class Response:
