@@ -19,8 +19,8 @@ HEADER_DEADLINE = 2  # seconds for the request line and headers, then for a body
 BODY_DEADLINE = 30  # seconds for a whole body: far longer, to tell the two deadlines apart
 PER_ADDRESS = 4  # connections from one address
 MAX_BODY = 100_000
-HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-POST = b"POST /v1/tokenize HTTP/1.1\r\nHost: x\r\n"  # its headers go on
+HEALTH = b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+POST = b"POST /v1/tokenize HTTP/1.1\r\nHost: localhost\r\n"  # its headers go on
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def wait_until(condition, timeout: float = 10) -> None:
 def smuggled(site, username: str) -> bytes:
     """A request that would make an admin user, hidden where a lenient server reads a request."""
     body = json.dumps({"username": username, "password": "smuggled-password", "role": "admin"})
-    return (b"POST /v1/users HTTP/1.1\r\nHost: x\r\n" + admin(site)
+    return (b"POST /v1/users HTTP/1.1\r\nHost: localhost\r\n" + admin(site)
             + b"Content-Length: %d\r\n\r\n" % len(body) + body.encode())
 
 
@@ -133,23 +133,23 @@ FRAMINGS = {
     "space before the colon": (POST + b"Content-Length : {n}\r\n\r\n", 400),
     "line without a colon": (POST + b"X-Junk\r\nContent-Length: {n}\r\n\r\n", 400),
     "folded line": (POST + b"X-Folded: a\r\n Content-Length: {n}\r\n\r\n", 400),
-    "folded first line": (b"POST /v1/tokenize HTTP/1.1\r\n Host: x\r\nHost: x\r\n\r\n", 400),
-    "envelope line": (b"POST /v1/tokenize HTTP/1.1\r\nFrom x\r\nHost: x\r\n\r\n", 400),
+    "folded first line": (b"POST /v1/tokenize HTTP/1.1\r\n Host: localhost\r\nHost: localhost\r\n\r\n", 400),
+    "envelope line": (b"POST /v1/tokenize HTTP/1.1\r\nFrom x\r\nHost: localhost\r\n\r\n", 400),
     "bare carriage return": (POST + b"X-A: a\rContent-Length: {n}\r\n\r\n", 400),
     "control character": (POST + b"X-A: a\x00b\r\n\r\n", 400),
     "name not a token": (POST + b"X(A): b\r\n\r\n", 400),
     "no host": (b"POST /v1/tokenize HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 400),
-    "two hosts": (POST + b"Host: y\r\nContent-Length: 0\r\n\r\n", 400),
+    "two hosts": (POST + b"Host: 127.0.0.1\r\nContent-Length: 0\r\n\r\n", 400),
     "no version": (b"GET /\r\n", 400),
     "one word": (b"GARBAGE\r\n", 400),
-    "two spaces": (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    "four words": (b"GET / HTTP/1.1 x\r\nHost: x\r\n\r\n", 400),
-    "method not a token": (b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    "control character in the target": (b"GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    "target not a url": (b"GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    "not http": (b"GET / FTP/1.1\r\nHost: x\r\n\r\n", 400),
-    "two-digit minor version": (b"GET / HTTP/1.10\r\nHost: x\r\n\r\n", 400),
-    "http/2": (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    "two spaces": (b"GET  / HTTP/1.1\r\nHost: localhost\r\n\r\n", 400),
+    "four words": (b"GET / HTTP/1.1 x\r\nHost: localhost\r\n\r\n", 400),
+    "method not a token": (b"G@T / HTTP/1.1\r\nHost: localhost\r\n\r\n", 400),
+    "control character in the target": (b"GET /\x7f HTTP/1.1\r\nHost: localhost\r\n\r\n", 400),
+    "target not a url": (b"GET http://[::1/ HTTP/1.1\r\nHost: localhost\r\n\r\n", 400),
+    "not http": (b"GET / FTP/1.1\r\nHost: localhost\r\n\r\n", 400),
+    "two-digit minor version": (b"GET / HTTP/1.10\r\nHost: localhost\r\n\r\n", 400),
+    "http/2": (b"GET / HTTP/2.0\r\nHost: localhost\r\n\r\n", 505),
 }
 
 
@@ -167,7 +167,7 @@ def test_strict_requests_still_share_a_connection(site):
     """Keep-alive, HTTP/1.0 without Host, a lone empty line between requests (which RFC 9112
     asks servers to ignore), and Content-Length with spaces around it are all fine."""
     body = tokenize_body()
-    reply = exchange(site, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n\r\n"
+    reply = exchange(site, b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n\r\n"
                            + POST + admin(site) + b"Content-Length:  %d \r\n\r\n" % len(body)
                            + body + b"GET /health HTTP/1.0\r\n\r\n")
     assert [status for status, _, _ in answers(reply)] == [200, 200, 200]
@@ -275,7 +275,7 @@ def test_a_client_that_sends_a_whole_oversized_body_reads_the_413(site):
 
 def test_control_characters_from_a_client_reach_the_log_escaped(site):
     for line in (b"GET /\x1b[2J HTTP/1.1\r\n", b"\x1b[2J / HTTP/1.1\r\n", b"\x9b2J\r\n"):
-        the_one_error(exchange(site, line + b"Host: x\r\n\r\n"), 400)
+        the_one_error(exchange(site, line + b"Host: localhost\r\n\r\n"), 400)
     log = site.server.log()
     assert "\x1b" not in log and "\x9b" not in log
     assert "GET /\\x1b[2J HTTP/1.1" in log and "\\x9b2J" in log
