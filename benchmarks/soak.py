@@ -261,11 +261,48 @@ def attacks(api: Api) -> list[tuple[str, str, bytes, int]]:
     ]
 
 
+def raw_attacks(api: Api) -> list[tuple[str, bytes, int]]:
+    """(name, bytes, expected status): the hardening issue's attacks on HTTP itself."""
+    key = f"Authorization: Bearer {api.key}\r\n".encode()
+    post = b"POST /v1/tokenize HTTP/1.1\r\nHost: localhost\r\n" + key
+    body = json.dumps({"model": api.model, "content": "hi"}).encode()
+    return [
+        ("two Content-Lengths", post + b"Content-Length: %d\r\nContent-Length: 0\r\n\r\n"
+         % len(body) + body, 400),
+        ("Content-Length and Transfer-Encoding", post + b"Content-Length: %d\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n" % len(body) + body, 400),
+        ("Content-Length 1_0", post + b"Content-Length: 1_0\r\n\r\n" + body, 400),
+        ("a header without a colon", post + b"Junk\r\n\r\n", 400),
+        ("HTTP/1.1 without Host", b"GET /health HTTP/1.1\r\n\r\n", 400),
+        ("a garbage request line", b"\x16\x03\x01 hello\r\n\r\n", 400),
+        ("a rebinding Host", b"GET /v1/models HTTP/1.1\r\nHost: evil.example\r\n" + key
+         + b"\r\n", 403),
+        ("an oversized body", post + b"Content-Length: %d\r\n\r\n" % (64 * 2 ** 20), 413),
+    ]
+
+
 def attack(api: Api, rng: random.Random) -> Outcome:
-    name, path, body, expected = rng.choice(attacks(api))
-    status, answer = api.call("POST", path, body)
+    if rng.random() < 0.3:
+        name, data, expected = rng.choice(raw_attacks(api))
+        status, answer = _exchange(api.port, data)
+    else:
+        name, path, body, expected = rng.choice(attacks(api))
+        status, answer = api.call("POST", path, body)
     ok = status == expected and error_shaped(answer)
     return Outcome("attack", ok, "" if ok else f"{name}: {status} {str(answer)[:200]}")
+
+
+def _exchange(port: int, data: bytes) -> tuple[int, object]:
+    """Send raw bytes on a new connection; the status and JSON body of the one answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        reply = sock.makefile("rb").read()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    try:
+        return int(head.split()[1]), json.loads(body)
+    except (IndexError, ValueError):
+        return 0, reply[:200]
 
 
 ACTIONS = [(chat, 4), (stream, 4), (structured, 1), (embed, 1), (hang_up, 2),
