@@ -57,7 +57,7 @@ class Api:
         self.port, self.key = port, key
         self.model, self.embedding_model = model, embedding_model
 
-    def connection(self, timeout: float = 300) -> http.client.HTTPConnection:
+    def connection(self, timeout: float = 60) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def headers(self) -> dict:

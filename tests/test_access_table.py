@@ -1,5 +1,5 @@
 """docs/multi-user.md's table of who gets what is the policy: every cell is checked against
-access.decide, and against a running server in each mode, for every endpoint in its group."""
+policy.decide, and against a running server in each mode, for every endpoint in its group."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from conftest import CHAT_MODEL, EMBEDDING_MODEL, ROOT, assert_error, chat_body,
 from multiuser import (ADMIN_PASSWORD, NO_LIMITS, MultiUser, bearer, multi_user_env,
                        password_of, unique)
 
-from offgrid.server import access
-from offgrid.server.access import CALLERS, Group, Mode
+from offgrid.server import policy
+from offgrid.server.policy import CALLERS, Group, Mode
 from offgrid.server.app import ROUTES, Route
 
 DOC = ROOT / "docs" / "multi-user.md"
@@ -55,7 +55,7 @@ def test_the_table_covers_every_mode_and_group_and_agrees_with_the_policy():
     assert set(table) == {(mode, group) for mode in modes for group in Group}
     for (mode, group), outcomes in table.items():
         for role, outcome in outcomes.items():
-            assert access.decide(mode, group, role) == outcome, (mode, group, role)
+            assert policy.decide(mode, group, role) == outcome, (mode, group, role)
 
 
 def test_the_group_list_is_the_route_table():
@@ -67,7 +67,7 @@ def test_the_group_list_is_the_route_table():
 def test_a_route_that_names_no_group_is_for_admins_only():
     route = Route("DELETE", "/v1/models/{model_id}", print)
     assert route.group == Group.ADMIN
-    assert access.decide(Mode(True, False, True), route.group, "user") == access.FORBIDDEN
+    assert policy.decide(Mode(True, False, True), route.group, "user") == policy.FORBIDDEN
 
 
 # -- against running servers ------------------------------------------------------------------
@@ -198,8 +198,8 @@ def test_a_server_in_each_mode_answers_as_the_table_says(start_server, name):
             outcome = table[mode, route.group][role]
             own_id = accounts.ids[role]
             checks = [(own_id, outcome)]
-            if outcome == access.OWN_ONLY:
-                checks = [(own_id, access.YES), (accounts.ids["admin"], access.FORBIDDEN)]
+            if outcome == policy.OWN_ONLY:
+                checks = [(own_id, policy.YES), (accounts.ids["admin"], policy.FORBIDDEN)]
             for user_id, expected in checks:
                 call = SAMPLES[route.method, route.path](accounts, role, user_id)
                 token = accounts.tokens[role] if call.token == "caller" else call.token
@@ -213,7 +213,7 @@ def test_a_server_in_each_mode_answers_as_the_table_says(start_server, name):
 
 
 def _as_documented(status: int, body, expected: str, allowed: int) -> bool:
-    if expected == access.YES:
+    if expected == policy.YES:
         return status == allowed
     assert_error(status, body, int(expected))
-    return expected != access.NOT_FOUND or body["error"]["code"] == "multi_user_disabled"
+    return expected != policy.NOT_FOUND or body["error"]["code"] == "multi_user_disabled"

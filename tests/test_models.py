@@ -169,7 +169,7 @@ def test_a_mirror_silent_past_the_timeout_is_a_cut_connection_and_resumed(hub, m
     name = "SmolLM2-pause.gguf"
     paused = hub.host(REPO, name, model_files["starter"], stall_after=1_000_000)
     env = {**_clean_env(), "HF_ENDPOINT": hub.url, "OFFGRID_HOME": str(tmp_path / "home")}
-    pull_with_a_1s_timeout = ("import runpy, sys; from offgrid import hub; hub.TIMEOUT = 1; "
+    pull_with_a_1s_timeout = ("import runpy, sys; from offgrid.models import hub; hub.TIMEOUT = 1; "
                               "runpy.run_module('offgrid', run_name='__main__')")
     try:
         pulled = subprocess.run([sys.executable, "-c", pull_with_a_1s_timeout, "pull", REPO, name,

@@ -8,14 +8,15 @@ import sys
 import threading
 from pathlib import Path
 
-from .. import __version__, hub
+from .. import __version__
 from ..client import Client, OffGridError
 from ..config import Settings
-from ..modelstore import ModelStore, StoreError
+from ..models import hub, transfer
+from ..models.folder import ModelError, ModelFolder
 
 
-def _store(settings: Settings) -> ModelStore:
-    return ModelStore(settings.models_dir)
+def _folder(settings: Settings) -> ModelFolder:
+    return ModelFolder(settings.models_dir)
 
 
 def _fail(message: str) -> int:
@@ -34,7 +35,7 @@ def _size(n: int) -> str:
 def list_models(settings: Settings) -> int:
     loaded = _loaded_on_server(settings)
     rows = [("ID", "SIZE", "QUANTIZATION", "LOADED")]
-    for model in _store(settings).files():
+    for model in _folder(settings).files():
         quantization = model.info.quantization if model.info else "unreadable"
         state = "-" if loaded is None else ("yes" if model.id in loaded else "no")
         rows.append((model.id, _size(model.size), quantization or "?", state))
@@ -61,8 +62,8 @@ def server_url(settings: Settings) -> str:
 
 def remove(settings: Settings, model_id: str) -> int:
     try:
-        removed = _store(settings).delete(model_id)
-    except StoreError as error:
+        removed = _folder(settings).delete(model_id)
+    except ModelError as error:
         return _fail(str(error))
     print(f"removed {model_id} ({', '.join(p.name for p in removed.paths)})")
     return 0
@@ -77,7 +78,7 @@ def info(settings: Settings) -> int:
     print(f"llama.cpp (llama-cpp-python {llama.package_version()}): {llama.system_info()}")
     print(f"threads: {settings.num_threads} of {os.cpu_count()} CPUs")
     print(f"memory: {_size(memory.available)} free of {_size(memory.total)}")
-    print(f"models: {settings.models_dir} ({len(_store(settings).files())} models)")
+    print(f"models: {settings.models_dir} ({len(_folder(settings).files())} models)")
     return 0
 
 
@@ -85,19 +86,19 @@ def pull(settings: Settings, repository: str, file_name: str | None) -> int:
     try:
         file_name = file_name or hub.choose_file(repository)
         job = hub.Download(repository, file_name)
-        return _run_download(_store(settings), job)
-    except (hub.HubError, StoreError) as error:
+        return _run_download(_folder(settings), job)
+    except (hub.HubError, ModelError) as error:
         return _fail(str(error))
 
 
-def _run_download(store: ModelStore, job: hub.Download) -> int:
+def _run_download(folder: ModelFolder, job: hub.Download) -> int:
     """Download in a thread while this one draws progress; Ctrl-C cancels, keeping what came."""
     outcome: dict = {}
 
     def work():
         try:
-            outcome["path"] = hub.download(store, job)
-        except (hub.HubError, StoreError, OSError) as error:
+            outcome["path"] = hub.download(folder, job)
+        except (hub.HubError, ModelError, OSError) as error:
             outcome["error"] = error
 
     worker = threading.Thread(target=work, daemon=True)
@@ -144,16 +145,16 @@ def search(settings: Settings, query: str) -> int:
 
 def import_models(settings: Settings, folder: str) -> int:
     try:
-        report = _store(settings).import_from(Path(folder))
-    except StoreError as error:
+        report = transfer.import_from(_folder(settings), Path(folder))
+    except ModelError as error:
         return _fail(str(error))
     return _print_report(report, "imported")
 
 
 def export_model(settings: Settings, model_id: str, folder: str) -> int:
     try:
-        report = _store(settings).export(model_id, Path(folder))
-    except (StoreError, OSError) as error:
+        report = transfer.export(_folder(settings), model_id, Path(folder))
+    except (ModelError, OSError) as error:
         return _fail(str(error))
     return _print_report(report, "exported")
 

@@ -12,7 +12,7 @@ import time
 import psutil
 
 from ..config import Settings
-from ..modelstore import ModelFile, ModelStore
+from ..models.folder import ModelFile, ModelFolder
 from .embeddings import Embedder
 from .errors import EngineClosed, InsufficientMemory, ModelLoadFailed, ModelsBusy, WrongModelKind
 from .llama import LlamaError, Model
@@ -128,7 +128,7 @@ class Registry:
         self.settings = settings
         self._on_finished = on_finished
         self._on_failure = on_failure
-        self.store = ModelStore(settings.models_dir)
+        self.folder = ModelFolder(settings.models_dir)
         self._lock = threading.Lock()
         self._loaded: dict[str, LoadedModel] = {}
         self._load_lock = threading.Lock()  # one load at a time: each needs the memory check
@@ -137,10 +137,10 @@ class Registry:
         self._reaper.start()
 
     def files(self) -> list[ModelFile]:
-        return self.store.files()
+        return self.folder.files()
 
     def find(self, model_id: str) -> ModelFile:
-        return self.store.find(model_id)
+        return self.folder.find(model_id)
 
     def default_model_id(self) -> str | None:
         if self.settings.default_model:
@@ -241,7 +241,7 @@ class Registry:
         model_file = self.find(model_id)
         if model_id in self.loaded() and not self.unload(model_id):
             raise ModelsBusy(f"{model_id} is answering requests; try again when it is idle")
-        return self.store.delete(model_file.id)
+        return self.folder.delete(model_file.id)
 
     def _reap(self) -> None:
         while not self._closed.wait(REAP_SECONDS):

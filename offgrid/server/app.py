@@ -19,17 +19,17 @@ import psutil
 from .. import __version__
 from ..config import Settings
 from ..engine.registry import Registry
-from ..hub import Downloads
+from ..models.hub import Downloads
 from ..metrics import Metrics, labelled
 from ..store.db import Database
-from .access import Group
-from .auth import Gate
+from .gate import Gate
+from .policy import Group
 from .connection import GuardedHandler, GuardedServer
 from .cors import Cors
 from .errors import ApiError, InternalError, MethodNotAllowed, NotFound, ServiceUnavailable
 from .hosts import HostPolicy
 from .http import ClientGone, Request, Response
-from .routes import auth, models, openai, system, tokens, users
+from .routes import account, models, openai, system, tokenizer, users
 from .startup import prepare_users
 
 log = logging.getLogger("offgrid.server")
@@ -39,7 +39,7 @@ class Route(NamedTuple):
     method: str
     path: str
     handler: Callable
-    group: Group = Group.ADMIN  # who may call it (see access.py); undeclared: admins only
+    group: Group = Group.ADMIN  # who may call it (see policy.py); undeclared: admins only
 
 
 ROUTES = [
@@ -61,11 +61,11 @@ ROUTES = [
     ("POST", "/v1/chat/completions", openai.chat_completions, Group.CHAT),
     ("POST", "/v1/completions", openai.completions, Group.GENERATE),
     ("POST", "/v1/embeddings", openai.embeddings, Group.GENERATE),
-    ("POST", "/v1/tokenize", tokens.tokenize, Group.GENERATE),
-    ("POST", "/v1/detokenize", tokens.detokenize, Group.GENERATE),
-    ("POST", "/v1/auth/login", auth.login, Group.LOGIN),
-    ("POST", "/v1/auth/logout", auth.logout, Group.ACCOUNT),
-    ("GET", "/v1/users/me", auth.me, Group.ACCOUNT),
+    ("POST", "/v1/tokenize", tokenizer.tokenize, Group.GENERATE),
+    ("POST", "/v1/detokenize", tokenizer.detokenize, Group.GENERATE),
+    ("POST", "/v1/auth/login", account.login, Group.LOGIN),
+    ("POST", "/v1/auth/logout", account.logout, Group.ACCOUNT),
+    ("GET", "/v1/users/me", account.me, Group.ACCOUNT),
     ("GET", "/v1/users", users.list_users, Group.USERS),
     ("POST", "/v1/users", users.create_user, Group.USERS),
     ("GET", "/v1/users/{user_id}", users.get_user, Group.OWN),
@@ -116,7 +116,7 @@ class App:
         self.metrics = Metrics()
         self.registry = Registry(settings, on_finished=self.metrics.record_generation,
                                  on_failure=self.metrics.record_scheduler_failure)
-        self.downloads = Downloads(self.registry.store)
+        self.downloads = Downloads(self.registry.folder)
         self.router = Router(ROUTES)
         self._add_gauges()
         self.db = Database(settings.home / "offgrid.db")

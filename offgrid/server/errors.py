@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .. import hub, modelstore
+from ..models import folder, hub
 from ..engine import errors as engine
 
 
@@ -126,22 +126,22 @@ class InternalError(ApiError):
 
 
 # What the engine and the model store refuse; from_engine() gives each its HTTP face.
-REFUSALS = (engine.EngineError, modelstore.StoreError, hub.HubError)
+REFUSALS = (engine.EngineError, folder.ModelError, hub.HubError)
 
 
 def from_engine(error: Exception, prompt_param: str | None = None) -> ApiError:
     """The HTTP face of something the engine or the model store refused; `prompt_param` names
     the request field that held the prompt."""
-    if isinstance(error, modelstore.NotFound):
+    if isinstance(error, folder.NotFound):
         return ModelNotFound(str(error), param="model")
-    if isinstance(error, modelstore.InvalidName):
+    if isinstance(error, folder.InvalidName):
         return BadRequest(str(error), code="invalid_value",
                           param="model" if error.what == "model id" else "file_name")
-    if isinstance(error, modelstore.Conflict):
+    if isinstance(error, folder.Conflict):
         return Conflict(str(error))
-    if isinstance(error, modelstore.FolderUnusable):
+    if isinstance(error, folder.FolderUnusable):
         return BadRequest(str(error), code="folder_unusable", param="path")
-    if isinstance(error, modelstore.StoreError):
+    if isinstance(error, folder.ModelError):
         return BadRequest(str(error), code="invalid_value")
     if isinstance(error, hub.InvalidRepository):
         return BadRequest(str(error), code="invalid_value", param="repository")

@@ -1,5 +1,5 @@
-"""The model store over HTTP: list, inspect, delete, download from the hub, search it, and
-import from / export to a folder on the server's machine (a USB stick)."""
+"""The models over HTTP: list, inspect, delete, download from the hub, search it, and import
+from / export to a folder on the server's machine (a USB stick)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from ...modelstore import ModelFile
+from ...models import transfer
+from ...models.folder import ModelFile
 from .. import params
 from ..errors import REFUSALS, BadRequest, Forbidden, NotFound, from_engine
 from ..http import Request, Response
@@ -87,7 +88,7 @@ def search(app, request: Request) -> Response:
     if not query:
         raise BadRequest("Missing required parameter: 'query'", param="query",
                          code="missing_required_parameter")
-    from ... import hub
+    from ...models import hub
     return Response({"object": "list", "data": _refusing(lambda: hub.search(query))})
 
 
@@ -96,13 +97,13 @@ def search(app, request: Request) -> Response:
 def import_models(app, request: Request) -> Response:
     body = request.json()
     folder = _folder(app, body)
-    return Response(_refusing(lambda: app.registry.store.import_from(folder)).as_dict())
+    return Response(_refusing(lambda: transfer.import_from(app.registry.folder, folder)).as_dict())
 
 
 def export_model(app, request: Request) -> Response:
     body = request.json()
     model_id, folder = params.string(body, "model"), _folder(app, body)
-    return Response(_refusing(lambda: app.registry.store.export(model_id, folder)).as_dict())
+    return Response(_refusing(lambda: transfer.export(app.registry.folder, model_id, folder)).as_dict())
 
 
 def _folder(app, body: dict) -> Path:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 from ... import __version__
-from .. import access as policy
-from .. import openapi
-from ..access import Group
+from .. import openapi, policy
+from ..policy import Group
 from ..errors import ServiceUnavailable
 from ..http import Request, Response
 

@@ -1,5 +1,5 @@
 """The gate every request passes before its handler: who is calling (from `Authorization:
-Bearer`), whether their role may use the route's group (access.decide), and whether their
+Bearer`), whether their role may use the route's group (policy.decide), and whether their
 rate limits and quotas allow it."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from ..store import credentials
 from ..store.credentials import Identity
 from ..store.db import Database
 from ..store.errors import Expired
-from . import access
-from .access import Group, Mode
+from . import policy
+from .policy import Group, Mode
 from .errors import Forbidden, NotFound, Unauthorized
 from .http import Request
 from .limits import Limits, LoginThrottle, Meter, Subject
@@ -81,18 +81,18 @@ class Gate:
 
     def _authorize(self, identity: Identity | None, group: Group, path_params: dict) -> None:
         role = identity.user.role if identity else None
-        outcome = access.decide(self.mode, group, role)
-        if outcome == access.NOT_FOUND:
+        outcome = policy.decide(self.mode, group, role)
+        if outcome == policy.NOT_FOUND:
             raise NotFound("Multi-user mode is off on this server; start it with "
                            "OFFGRID_MULTI_USER=true", code="multi_user_disabled")
-        if outcome == access.UNAUTHORIZED:
+        if outcome == policy.UNAUTHORIZED:
             raise Unauthorized("This needs an API key or login token: send 'Authorization: "
                                "Bearer og_…' (POST /v1/auth/login gives a token)")
-        if outcome == access.FORBIDDEN:
+        if outcome == policy.FORBIDDEN:
             if group == Group.CHAT and role == "guest":
                 raise Forbidden("Guest access is off on this server", code="guest_access_off")
             raise Forbidden(f"A {role} may not use this endpoint")
-        if outcome == access.OWN_ONLY and path_params.get("user_id") != str(identity.user.id):
+        if outcome == policy.OWN_ONLY and path_params.get("user_id") != str(identity.user.id):
             raise Forbidden("You can only see and change your own account and API keys")
 
     def quota_of(self, user) -> dict[str, int]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from . import gguf
-from .modelstore import ModelStore, check_file_name, sha256_of
+from .folder import ModelFolder, check_file_name, sha256_of
 
 ATTEMPTS = 3  # tries per download; each resumes where the last stopped
 PIECE = 64 * 1024  # read at most this much at a time: whatever has come is written at once
@@ -167,8 +167,8 @@ class Download:
                 "bytes_total": self.bytes_total, "percent": percent, "error": self.error}
 
 
-def download(store: ModelStore, job: Download) -> Path:
-    """Fetch `job`'s file into the store, updating `job` as it goes."""
+def download(folder: ModelFolder, job: Download) -> Path:
+    """Fetch `job`'s file into the models folder, updating `job` as it goes."""
     check_repository(job.repository)
     check_file_name(job.file_name)
     hub = _hub()
@@ -176,7 +176,7 @@ def download(store: ModelStore, job: Download) -> Path:
     meta = _reach(lambda: hub.get_hf_file_metadata(url, timeout=TIMEOUT),
                   f"{job.repository}/{job.file_name}")
     job.bytes_total = meta.size
-    partial = store.partial_path(job.file_name)
+    partial = folder.partial_path(job.file_name)
     if meta.size is not None and partial.exists() and partial.stat().st_size > meta.size:
         partial.unlink()  # left by another version of the file: nothing to resume from
     job.status = "downloading"
@@ -187,7 +187,7 @@ def download(store: ModelStore, job: Download) -> Path:
     except _Unresumable:
         partial.unlink(missing_ok=True)
         raise
-    return store.place(partial, job.file_name)
+    return folder.place(partial, job.file_name)
 
 
 def _fetch_resuming(url: str, hub_url: str, partial: Path, job: Download) -> None:
@@ -336,8 +336,8 @@ def _verify(partial: Path, size: int | None, etag: str | None) -> None:
 class Downloads:
     """Downloads running in the background, for the REST API."""
 
-    def __init__(self, store: ModelStore):
-        self._store = store
+    def __init__(self, folder: ModelFolder):
+        self._folder = folder
         self._jobs: dict[str, Download] = {}
         self._lock = threading.Lock()
 
@@ -360,7 +360,7 @@ class Downloads:
 
     def _run(self, job: Download) -> None:
         try:
-            download(self._store, job)
+            download(self._folder, job)
             job.status = "completed"
         except Cancelled as error:
             job.status, job.error = "cancelled", str(error)
