@@ -6,8 +6,8 @@ import socket
 import threading
 
 import pytest
-from conftest import (CHAT_MODEL, EMBEDDING_MODEL, assert_error, chat_body, get, post, request,
-                      stream)
+from conftest import (CHAT_MODEL, EMBEDDING_MODEL, GEMMA_MODEL, assert_error, chat_body, get,
+                      post, request, stream)
 
 CHAT = "/v1/chat/completions"
 
@@ -272,3 +272,34 @@ def test_costly_grammars_do_not_disturb_a_running_stream(base_url):
     runner.join(60)
     assert result["events"][-1] == "[DONE]"
     assert result["events"][-2]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_an_invalid_request_loads_nothing(start_server):
+    """Every check that needs no model comes before the model is loaded: a bad request for a
+    model that is not in memory leaves it out (loading takes seconds and may evict another)."""
+    base_url = start_server("--model", CHAT_MODEL).url
+
+    def gemma_loaded() -> bool:
+        return get(base_url + f"/v1/models/{GEMMA_MODEL}")[2]["loaded"]
+
+    assert not gemma_loaded()
+    chat = {"model": GEMMA_MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    for field, value in [("n", 0), ("n", 99), ("stop", ["a"] * 9), ("max_tokens", -1),
+                         ("stream_options", {"include_usage": True}), ("temperature", 7),
+                         ("logit_bias", {"x": 1}), ("tools", "all of them"),
+                         ("response_format", {"type": "json_schema", "json_schema": {
+                             "name": "x", "schema": {"type": "string", "maxLength": 99999}}})]:
+        status, _, error = post(base_url + CHAT, {**chat, field: value})
+        assert_error(status, error, 400, param=field)
+    for path, body, param in [
+            ("/v1/completions", {"model": GEMMA_MODEL, "prompt": "x", "echo": True,
+                                 "logprobs": 2}, "echo"),
+            ("/v1/completions", {"model": GEMMA_MODEL, "prompt": [1, "x"]}, "prompt"),
+            ("/v1/embeddings", {"model": GEMMA_MODEL, "input": ""}, "input"),
+            ("/v1/embeddings", {"model": GEMMA_MODEL, "input": "x", "dimensions": 0},
+             "dimensions"),
+            ("/v1/tokenize", {"model": GEMMA_MODEL, "content": 5}, "content"),
+            ("/v1/detokenize", {"model": GEMMA_MODEL, "tokens": ["a"]}, "tokens")]:
+        status, _, error = post(base_url + path, body)
+        assert_error(status, error, 400, param=param)
+    assert not gemma_loaded()

@@ -40,6 +40,12 @@ class QueueFull(EngineError):
         self.retry_after = retry_after
 
 
+class TooManyChoices(EngineError):
+    def __init__(self, asked: int, capacity: int):
+        super().__init__(f"This asks for {asked} generations at once; the model can hold "
+                         f"{capacity} (its slots and wait queue together)")
+
+
 class EngineClosed(EngineError):
     def __init__(self):
         super().__init__("The model was unloaded or the server is shutting down")

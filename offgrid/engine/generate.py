@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from .errors import TooManyChoices
 from .scheduler import Failed, Finished, Generation, GenerationRequest, Scheduler, Started
 
 POLL_SECONDS = 0.2  # how often a waiting run checks whether its caller is still there
@@ -50,6 +51,8 @@ class Run:
         self._running = len(requests)
         self._counted = False
         self._generations: list[Generation] = []
+        if len(requests) > scheduler.capacity:  # never possible, however long one waits
+            raise TooManyChoices(len(requests), scheduler.capacity)
         try:
             for index, request in enumerate(requests):
                 self._generations.append(scheduler.submit(request, self._events, index))

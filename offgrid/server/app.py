@@ -26,7 +26,8 @@ from .gate import Gate
 from .policy import Group
 from .connection import GuardedHandler, GuardedServer
 from .cors import Cors
-from .errors import ApiError, InternalError, MethodNotAllowed, NotFound, ServiceUnavailable
+from .errors import (REFUSALS, ApiError, InternalError, MethodNotAllowed, NotFound,
+                     ServiceUnavailable, translate)
 from .hosts import HostPolicy
 from .http import ClientGone, Request, Response
 from .routes import account, models, openai, system, tokenizer, users
@@ -40,6 +41,7 @@ class Route(NamedTuple):
     path: str
     handler: Callable
     group: Group = Group.ADMIN  # who may call it (see policy.py); undeclared: admins only
+    prompt: str | None = None  # the body field holding the prompt, for errors about it
 
 
 ROUTES = [
@@ -58,9 +60,9 @@ ROUTES = [
     ("POST", "/v1/models/import", models.import_models, Group.ADMIN),
     ("POST", "/v1/models/export", models.export_model, Group.ADMIN),
     ("GET", "/v1/search", models.search, Group.ADMIN),
-    ("POST", "/v1/chat/completions", openai.chat_completions, Group.CHAT),
-    ("POST", "/v1/completions", openai.completions, Group.GENERATE),
-    ("POST", "/v1/embeddings", openai.embeddings, Group.GENERATE),
+    ("POST", "/v1/chat/completions", openai.chat_completions, Group.CHAT, "messages"),
+    ("POST", "/v1/completions", openai.completions, Group.GENERATE, "prompt"),
+    ("POST", "/v1/embeddings", openai.embeddings, Group.GENERATE, "input"),
     ("POST", "/v1/tokenize", tokenizer.tokenize, Group.GENERATE),
     ("POST", "/v1/detokenize", tokenizer.detokenize, Group.GENERATE),
     ("POST", "/v1/auth/login", account.login, Group.LOGIN),
@@ -151,7 +153,10 @@ class App:
         route, path_params = self.router.match(request.method, request.path)
         request.route = route.path
         limit_headers = self.gate.admit(request, route.group, path_params)
-        response = route.handler(self, request, **path_params)
+        try:
+            response = route.handler(self, request, **path_params)
+        except REFUSALS as error:  # the one place these become HTTP errors
+            raise translate(error, route.prompt) from None
         response.headers.update(limit_headers)
         return response
 

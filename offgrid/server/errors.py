@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
-from ..models import folder, hub
+from collections.abc import Callable
+
 from ..engine import errors as engine
+from ..models import folder, hub
+from ..store import errors as store
 
 
 class ApiError(Exception):
@@ -125,54 +128,55 @@ class InternalError(ApiError):
         super().__init__("The server hit an internal error; the request was not completed")
 
 
-# What the engine and the model store refuse; from_engine() gives each its HTTP face.
-REFUSALS = (engine.EngineError, folder.ModelError, hub.HubError)
+# What the engine, the models folder, the hub and the database refuse, as the API's errors. The
+# first entry whose class the error is an instance of wins, so subclasses come before their
+# bases; `prompt` names the request field that held the prompt.
+TRANSLATIONS: list[tuple[type[Exception], Callable[[Exception, str | None], ApiError]]] = [
+    (folder.NotFound, lambda e, prompt: ModelNotFound(str(e), param="model")),
+    (folder.InvalidName, lambda e, prompt: BadRequest(
+        str(e), code="invalid_value", param="model" if e.what == "model id" else "file_name")),
+    (folder.Conflict, lambda e, prompt: Conflict(str(e))),
+    (folder.FolderUnusable, lambda e, prompt: BadRequest(str(e), code="folder_unusable",
+                                                         param="path")),
+    (folder.ModelError, lambda e, prompt: BadRequest(str(e), code="invalid_value")),
+    (hub.InvalidRepository, lambda e, prompt: BadRequest(str(e), code="invalid_value",
+                                                         param="repository")),
+    (hub.NotOnHub, lambda e, prompt: NotFound(str(e), code="not_found_on_hub")),
+    (hub.Offline, lambda e, prompt: ServiceUnavailable(str(e), code="offline")),
+    (hub.HubError, lambda e, prompt: BadGateway(str(e))),
+    (engine.InsufficientMemory, lambda e, prompt: ServiceUnavailable(
+        str(e), code="insufficient_memory")),
+    (engine.ModelsBusy, lambda e, prompt: ServiceUnavailable(str(e), retry_after=1,
+                                                             code="models_busy")),
+    (engine.PromptTooLong, lambda e, prompt: BadRequest(str(e), code="context_length_exceeded",
+                                                        param=prompt)),
+    (engine.EmptyPrompt, lambda e, prompt: BadRequest(str(e), code="empty_prompt", param=prompt)),
+    (engine.TooManyChoices, lambda e, prompt: BadRequest(str(e), code="invalid_value",
+                                                         param="n")),
+    (engine.WrongModelKind, lambda e, prompt: BadRequest(str(e), code="model_not_supported",
+                                                         param="model")),
+    (engine.InvalidGrammar, lambda e, prompt: BadRequest(str(e), code="invalid_value",
+                                                         param="response_format")),
+    (engine.FillInTheMiddleUnsupported, lambda e, prompt: BadRequest(
+        str(e), code="model_not_supported", param="suffix")),
+    (engine.QueueFull, lambda e, prompt: ServiceUnavailable(
+        str(e), retry_after=e.retry_after, code="server_busy")),
+    (engine.ModelLoadFailed, lambda e, prompt: ApiError(str(e), code="model_load_failed")),
+    (engine.EngineClosed, lambda e, prompt: ServiceUnavailable(str(e), code="shutting_down")),
+    (engine.SchedulerFailed, lambda e, prompt: ApiError(str(e), code="engine_failed")),
+    (engine.RequestFailed, lambda e, prompt: ApiError(str(e))),
+    (store.InvalidValue, lambda e, prompt: BadRequest(str(e), code="invalid_value",
+                                                      param=e.field)),
+    (store.Conflict, lambda e, prompt: Conflict(str(e), code=e.code)),
+    (store.Missing, lambda e, prompt: NotFound(str(e))),
+]
+REFUSALS = (engine.EngineError, folder.ModelError, hub.HubError, store.StoreError)
 
 
-def from_engine(error: Exception, prompt_param: str | None = None) -> ApiError:
-    """The HTTP face of something the engine or the model store refused; `prompt_param` names
-    the request field that held the prompt."""
-    if isinstance(error, folder.NotFound):
-        return ModelNotFound(str(error), param="model")
-    if isinstance(error, folder.InvalidName):
-        return BadRequest(str(error), code="invalid_value",
-                          param="model" if error.what == "model id" else "file_name")
-    if isinstance(error, folder.Conflict):
-        return Conflict(str(error))
-    if isinstance(error, folder.FolderUnusable):
-        return BadRequest(str(error), code="folder_unusable", param="path")
-    if isinstance(error, folder.ModelError):
-        return BadRequest(str(error), code="invalid_value")
-    if isinstance(error, hub.InvalidRepository):
-        return BadRequest(str(error), code="invalid_value", param="repository")
-    if isinstance(error, hub.NotOnHub):
-        return NotFound(str(error), code="not_found_on_hub")
-    if isinstance(error, hub.Offline):
-        return ServiceUnavailable(str(error), code="offline")
-    if isinstance(error, hub.HubError):
-        return BadGateway(str(error))
-    if isinstance(error, engine.InsufficientMemory):
-        return ServiceUnavailable(str(error), code="insufficient_memory")
-    if isinstance(error, engine.ModelsBusy):
-        return ServiceUnavailable(str(error), retry_after=1, code="models_busy")
-    if isinstance(error, engine.PromptTooLong):
-        return BadRequest(str(error), code="context_length_exceeded", param=prompt_param)
-    if isinstance(error, engine.EmptyPrompt):
-        return BadRequest(str(error), code="empty_prompt", param=prompt_param)
-    if isinstance(error, engine.WrongModelKind):
-        return BadRequest(str(error), code="model_not_supported", param="model")
-    if isinstance(error, engine.InvalidGrammar):
-        return BadRequest(str(error), code="invalid_value", param="response_format")
-    if isinstance(error, engine.FillInTheMiddleUnsupported):
-        return BadRequest(str(error), code="model_not_supported", param="suffix")
-    if isinstance(error, engine.QueueFull):
-        return ServiceUnavailable(str(error), retry_after=error.retry_after, code="server_busy")
-    if isinstance(error, engine.ModelLoadFailed):
-        return ApiError(str(error), code="model_load_failed")
-    if isinstance(error, engine.EngineClosed):
-        return ServiceUnavailable(str(error), code="shutting_down")
-    if isinstance(error, engine.SchedulerFailed):
-        return ApiError(str(error), code="engine_failed")
-    if isinstance(error, engine.RequestFailed):
-        return ApiError(str(error))
+def translate(error: Exception, prompt: str | None = None) -> ApiError:
+    """The API error for something the engine, the models folder, the hub or the database
+    refused; an internal error for anything else."""
+    for kind, make in TRANSLATIONS:
+        if isinstance(error, kind):
+            return make(error, prompt)
     return InternalError()

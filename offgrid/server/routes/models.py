@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ...models import transfer
 from ...models.folder import ModelFile
-from .. import params
-from ..errors import REFUSALS, BadRequest, Forbidden, NotFound, from_engine
+from .. import fields
+from ..errors import BadRequest, Forbidden, NotFound
 from ..http import Request, Response
 
 
@@ -21,12 +21,12 @@ def list_models(app, request: Request) -> Response:
 
 
 def get_model(app, request: Request, model_id: str) -> Response:
-    model_file = _refusing(lambda: app.registry.find(model_id))
+    model_file = app.registry.find(model_id)
     return Response(_card(model_file, app.registry.loaded().get(model_id)))
 
 
 def delete_model(app, request: Request, model_id: str) -> Response:
-    _refusing(lambda: app.registry.delete(model_id))
+    app.registry.delete(model_id)
     return Response({"id": model_id, "object": "model", "deleted": True})
 
 
@@ -49,23 +49,12 @@ def _card(model_file: ModelFile, loaded) -> dict:
             "error": model_file.error}
 
 
-def _refusing(call):
-    try:
-        return call()
-    except REFUSALS as error:
-        raise from_engine(error) from None
-
-
 # -- the hub --------------------------------------------------------------------------------------
 
 def start_download(app, request: Request) -> Response:
     body = request.json()
-    repository = params.string(body, "repository")
-    file_name = body.get("file_name")
-    if file_name is not None and not isinstance(file_name, str):
-        raise BadRequest("Invalid value for 'file_name': expected a string",
-                         code="invalid_value", param="file_name")
-    job = _refusing(lambda: app.downloads.start(repository, file_name))
+    repository = fields.string(body, "repository")
+    job = app.downloads.start(repository, fields.optional_string(body, "file_name"))
     return Response(job.as_dict(), status=202)
 
 
@@ -89,7 +78,7 @@ def search(app, request: Request) -> Response:
         raise BadRequest("Missing required parameter: 'query'", param="query",
                          code="missing_required_parameter")
     from ...models import hub
-    return Response({"object": "list", "data": _refusing(lambda: hub.search(query))})
+    return Response({"object": "list", "data": hub.search(query)})
 
 
 # -- folders on this machine (USB) ------------------------------------------------------------------
@@ -97,20 +86,20 @@ def search(app, request: Request) -> Response:
 def import_models(app, request: Request) -> Response:
     body = request.json()
     folder = _folder(app, body)
-    return Response(_refusing(lambda: transfer.import_from(app.registry.folder, folder)).as_dict())
+    return Response(transfer.import_from(app.registry.folder, folder).as_dict())
 
 
 def export_model(app, request: Request) -> Response:
     body = request.json()
-    model_id, folder = params.string(body, "model"), _folder(app, body)
-    return Response(_refusing(lambda: transfer.export(app.registry.folder, model_id, folder)).as_dict())
+    model_id, folder = fields.string(body, "model"), _folder(app, body)
+    return Response(transfer.export(app.registry.folder, model_id, folder).as_dict())
 
 
 def _folder(app, body: dict) -> Path:
     """The folder `path` names, with symlinks and `..` resolved; 403 unless it lies inside one
     of the transfer_dirs, since whoever may call these would otherwise reach any folder the
     server may write (the CLI's import and export are the machine's user's, and unrestricted)."""
-    path = params.string(body, "path")
+    path = fields.string(body, "path")
     if not Path(path).is_absolute():
         raise BadRequest("'path' must be an absolute path on the server's machine",
                          code="invalid_value", param="path")

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from ...store import audit, credentials, usage, users
 from ...store.credentials import ApiKey
-from ...store.errors import Conflict as StoreConflict
-from ...store.errors import InvalidValue, Missing
 from ...store.users import User
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import NotFound
 from ..http import Request, Response
 
 
@@ -21,9 +16,8 @@ def list_users(app, request: Request) -> Response:
 
 def create_user(app, request: Request) -> Response:
     body = request.json()
-    with store_errors():
-        user = users.create(app.db, body.get("username"), body.get("password"),
-                            body.get("role", "user"))
+    user = users.create(app.db, body.get("username"), body.get("password"),
+                        body.get("role", "user"))
     audit.record(app.db, request.caller.actor, "create_user", user.username, f"role={user.role}")
     return Response(user_json(app, user))
 
@@ -33,8 +27,7 @@ def get_user(app, request: Request, user_id: str) -> Response:
 
 
 def delete_user(app, request: Request, user_id: str) -> Response:
-    with store_errors():
-        user = users.delete(app.db, _number(user_id, "user"))
+    user = users.delete(app.db, _number(user_id, "user"))
     audit.record(app.db, request.caller.actor, "delete_user", user.username)
     return Response({"id": user.id, "object": "user", "deleted": True})
 
@@ -42,8 +35,7 @@ def delete_user(app, request: Request, user_id: str) -> Response:
 def set_role(app, request: Request, user_id: str) -> Response:
     role = request.json().get("role")
     before = _user(app, user_id)
-    with store_errors():
-        user = users.set_role(app.db, before.id, role)
+    user = users.set_role(app.db, before.id, role)
     audit.record(app.db, request.caller.actor, "set_role", user.username,
                  f"{before.role} -> {user.role}")
     return Response(user_json(app, user))
@@ -58,11 +50,10 @@ def list_keys(app, request: Request, user_id: str) -> Response:
 def create_key(app, request: Request, user_id: str) -> Response:
     body = request.json()
     user = _user(app, user_id)
-    with store_errors():
-        key, secret = credentials.create_key(
-            app.db, user.id, body.get("name", "API key"),
-            requests_per_minute=body.get("requests_per_minute"),
-            tokens_per_day=body.get("tokens_per_day"))
+    key, secret = credentials.create_key(
+        app.db, user.id, body.get("name", "API key"),
+        requests_per_minute=body.get("requests_per_minute"),
+        tokens_per_day=body.get("tokens_per_day"))
     audit.record(app.db, request.caller.actor, "create_key", user.username,
                  f"key {key.id} ({key.name})")
     return Response({**key_json(key), "key": secret})
@@ -70,8 +61,7 @@ def create_key(app, request: Request, user_id: str) -> Response:
 
 def revoke_key(app, request: Request, user_id: str, key_id: str) -> Response:
     user = _user(app, user_id)
-    with store_errors():
-        key = credentials.revoke_key(app.db, user.id, _number(key_id, "API key"))
+    key = credentials.revoke_key(app.db, user.id, _number(key_id, "API key"))
     audit.record(app.db, request.caller.actor, "revoke_key", user.username,
                  f"key {key.id} ({key.name})")
     return Response(key_json(key))
@@ -89,19 +79,6 @@ def key_json(key: ApiKey) -> dict:
             "last_used_at": _seconds(key.last_used_at), "revoked_at": _seconds(key.revoked_at),
             "requests_per_minute": key.requests_per_minute,
             "tokens_per_day": key.tokens_per_day}
-
-
-@contextmanager
-def store_errors() -> Iterator[None]:
-    """What the store refuses, as the API's errors."""
-    try:
-        yield
-    except InvalidValue as error:
-        raise BadRequest(str(error), code="invalid_value", param=error.field) from None
-    except StoreConflict as error:
-        raise Conflict(str(error), code=error.code) from None
-    except Missing as error:
-        raise NotFound(str(error)) from None
 
 
 def _user(app, user_id: str) -> User:

@@ -1,16 +1,25 @@
-"""How chat and completion answers look, whole or as stream chunks: OpenAI's shapes, with
-usage, llama.cpp's timings, logprobs and tool calls."""
+"""OpenAI's answers, whole or as stream chunks: chat and completion responses with usage,
+llama.cpp's timings, logprobs and tool calls, rendered from the engine's events; and embedding
+lists."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import time
 import uuid
 
-from .. import __version__
-from ..engine.sampling import TokenLogprob
-from ..engine.scheduler import Finished, Text
-from . import toolcalls
+import numpy as np
+
+from ... import __version__
+from ...engine import toolcalling
+from ...engine.generate import Run
+from ...engine.sampling import TokenLogprob
+from ...engine.scheduler import Failed, Finished, Text
+from ...engine.toolcalling import ToolCall, ToolUse
+from ..errors import translate
+from ..http import ClientGone, EventStream, Response
 
 FINGERPRINT = f"offgrid-{__version__}"
 
@@ -87,7 +96,7 @@ class ChatReply(Reply):
     chunk_object_name = "chat.completion.chunk"
     id_prefix = "chatcmpl-"
 
-    def __init__(self, model: str, per_prompt: int, tool_use: toolcalls.ToolUse | None):
+    def __init__(self, model: str, per_prompt: int, tool_use: ToolUse | None):
         super().__init__(model, per_prompt)
         self.tool_use = tool_use
         self._texts: dict[int, str] = {}  # what each choice said so far
@@ -105,12 +114,13 @@ class ChatReply(Reply):
                 "finish_reason": "tool_calls" if calls else choice.finished.reason}
 
     def _tool_calls(self, text: str) -> list[dict] | None:
-        return toolcalls.parse(text) if self.tool_use else None
+        calls = toolcalling.parse(text) if self.tool_use else None
+        return [_tool_call(call) for call in calls] if calls else None
 
     def _calling(self, text: str) -> bool:
         """The answer is in the tool-call form, which never goes out as text (cut short by
         max_tokens, it may hold no complete call)."""
-        return self.tool_use is not None and toolcalls.is_call(text)
+        return self.tool_use is not None and toolcalling.is_call(text)
 
     @staticmethod
     def _logprobs(entries: list[TokenLogprob]) -> list[dict]:
@@ -199,3 +209,80 @@ class CompletionReply(Reply):
 
     def closing_chunks(self, index: int, finished: Finished):
         yield self._chunk(self._choice(index, "", finished.reason, None))
+
+
+def _tool_call(call: ToolCall) -> dict:
+    return {"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+            "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}
+
+
+# -- rendering a run --------------------------------------------------------------------------------
+
+def render(run: Run, reply: Reply, n: int, stream: bool, include_usage: bool) -> Response:
+    """The answer to a run of `n` choices: one JSON response, or a stream of chunks."""
+    if stream:
+        return EventStream(_chunks(run, reply, n, include_usage))
+    return Response(_whole(run, reply, n))
+
+
+def _whole(run: Run, reply: Reply, n: int) -> dict:
+    choices = [Choice() for _ in range(n)]
+    try:
+        for index, event in run:
+            if isinstance(event, Failed):
+                raise translate(event.error)
+            choice = choices[index]
+            if isinstance(event, Text):
+                choice.text += event.text
+                choice.logprobs.extend(event.logprobs)
+            else:
+                choice.finished = event
+    finally:
+        run.close()
+    if any(c.finished is None for c in choices):
+        raise ClientGone()
+    return reply.response(choices)
+
+
+def _chunks(run: Run, reply: Reply, n: int, include_usage: bool):
+    finished: dict[int, Finished] = {}
+    try:
+        yield from reply.opening_chunks(n)
+        for index, event in run:
+            if isinstance(event, Text):
+                yield from reply.text_chunks(index, event)
+            elif isinstance(event, Failed):
+                yield translate(event.error).body()
+            else:
+                finished[index] = event
+                yield from reply.closing_chunks(index, event)
+        if include_usage and len(finished) == n:
+            yield reply.usage_chunk([finished[i] for i in range(n)])
+    finally:
+        run.close()
+
+
+# -- embeddings -------------------------------------------------------------------------------------
+
+def embedding_list(model: str, vectors: list[np.ndarray], prompt_tokens: int, encoding: str,
+                   dimensions: int | None) -> dict:
+    return {"object": "list", "model": model,
+            "data": [{"object": "embedding", "index": i,
+                      "embedding": _encoded(_shortened(vector, dimensions), encoding)}
+                     for i, vector in enumerate(vectors)],
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+
+
+def _shortened(vector: np.ndarray, dimensions: int | None) -> np.ndarray:
+    """The first `dimensions` components, scaled back to unit length."""
+    if dimensions is None or dimensions == len(vector):
+        return vector
+    head = vector[:dimensions]
+    norm = float(np.linalg.norm(head))
+    return head / norm if norm > 0 else head
+
+
+def _encoded(vector: np.ndarray, encoding: str):
+    if encoding == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return [float(x) for x in vector]
