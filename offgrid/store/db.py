@@ -4,8 +4,8 @@ Each thread reads through its own connection; writes take a process-wide lock, s
 writer at a time in this process, and sqlite's own locking (WAL, with a busy timeout) keeps the
 server and the `offgrid` command from stepping on each other.
 
-Migrations are numbered by their place in a list of functions; each runs once, in its own
-transaction, and is recorded in the `migrations` table.
+Migrations are named functions (migrations.py), applied in their list's order; each runs once,
+in its own transaction, and is recorded by name in the `migrations` table.
 """
 
 from __future__ import annotations
@@ -70,21 +70,23 @@ class Database:
 
 
 def migrate(connection: sqlite3.Connection, migrations: list[Migration]) -> None:
-    """Apply, in order, the migrations not yet recorded."""
+    """Apply, in order, the migrations not yet recorded, each in its own transaction."""
+    # Keyed by name. A database from before kept a number too, as the table's rowid: it reads
+    # and records the same way.
     connection.execute("CREATE TABLE IF NOT EXISTS migrations "
-                       "(number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
-    applied = {row[0] for row in connection.execute("SELECT number FROM migrations")}
-    for number, migration in enumerate(migrations, start=1):
-        if number in applied:
+                       "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    applied = {row[0] for row in connection.execute("SELECT name FROM migrations")}
+    for migration in migrations:
+        if migration.__name__ in applied:
             continue
         connection.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have applied it while we waited for the lock.
-            if connection.execute("SELECT 1 FROM migrations WHERE number = ?",
-                                  (number,)).fetchone() is None:
+            if connection.execute("SELECT 1 FROM migrations WHERE name = ?",
+                                  (migration.__name__,)).fetchone() is None:
                 migration(connection)
-                connection.execute("INSERT INTO migrations VALUES (?, ?, ?)",
-                                   (number, migration.__name__, time.time()))
+                connection.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)",
+                                   (migration.__name__, time.time()))
         except BaseException:
             connection.execute("ROLLBACK")
             raise

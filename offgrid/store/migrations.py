@@ -1,20 +1,28 @@
-"""The database schema, as numbered migrations: add a function to the end of MIGRATIONS to
-change it; never edit one that has shipped."""
+"""The database schema, as migrations: named functions, each applied once, in order, and
+recorded by name. Add a function to the end of MIGRATIONS to change the schema; never edit one
+that has shipped."""
 
 from __future__ import annotations
 
 import sqlite3
 
 
-def _run(connection: sqlite3.Connection, script: str) -> None:
-    # One statement at a time: executescript() would commit the migration's transaction.
-    for statement in script.split(";"):
-        if statement.strip():
+def run_script(connection: sqlite3.Connection, script: str) -> None:
+    """Run each statement of `script` inside the open transaction (executescript() would commit
+    it). A statement ends where sqlite3.complete_statement() says, so a trigger's body, with
+    semicolons of its own, stays whole."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
             connection.execute(statement)
+            statement = ""
+    if statement.strip():  # the last statement may go without its semicolon
+        connection.execute(statement)
 
 
 def m001_users_keys_tokens_quotas_audit(connection: sqlite3.Connection) -> None:
-    _run(connection, """
+    run_script(connection, """
         CREATE TABLE users (
             id INTEGER PRIMARY KEY,
             username TEXT NOT NULL UNIQUE COLLATE NOCASE,
