@@ -7,6 +7,7 @@ holding only three double quotes starts and ends a message of several lines.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -21,6 +22,19 @@ QUOTES = '"""'
 HELP = ('Type a message. /bye or Ctrl-D leaves, /clear forgets the conversation, '
         'Ctrl-C stops an answer, """ starts and ends a message of several lines.')
 STARTUP_SECONDS = 120
+
+
+def register(commands, common: argparse.ArgumentParser) -> None:
+    """Add `run` to the main parser; `common` holds the flags every command takes."""
+    parser = commands.add_parser("run", parents=[common], help="chat with a model in the terminal")
+    parser.add_argument("model")
+    parser.add_argument("--temperature", type=float, help="sampling temperature (default 0.7)")
+    parser.add_argument("--seed", type=int, help="same seed, same answers")
+    parser.add_argument("--max-tokens", dest="max_tokens", type=int,
+                        help="longest answer (default: as long as the context allows)")
+    parser.set_defaults(command=lambda a, s: run(s, a.model, {
+        name: getattr(a, name) for name in ("temperature", "seed", "max_tokens")
+        if getattr(a, name) is not None}))
 
 
 def run(settings: Settings, model: str, params: dict) -> int:

@@ -3,6 +3,7 @@ command line. They work on the folder directly, with or without a running server
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import threading
@@ -13,6 +14,38 @@ from ..client import Client, OffGridError
 from ..config import Settings
 from ..models import hub, transfer
 from ..models.folder import ModelError, ModelFolder
+
+
+def register(commands, common: argparse.ArgumentParser) -> None:
+    """Add the model commands to the main parser; `common` holds the flags every command
+    takes."""
+    listing = commands.add_parser("list", parents=[common], help="list the models")
+    listing.set_defaults(command=lambda a, s: list_models(s))
+    remove_ = commands.add_parser("rm", parents=[common], help="delete a model")
+    remove_.add_argument("model")
+    remove_.set_defaults(command=lambda a, s: remove(s, a.model))
+    about = commands.add_parser("info", parents=[common],
+                                help="CPU, memory, llama.cpp build and models folder")
+    about.set_defaults(command=lambda a, s: info(s))
+    pulling = commands.add_parser("pull", parents=[common],
+                                  help="download a GGUF model from Hugging Face (or HF_ENDPOINT)")
+    pulling.add_argument("repository", help="owner/name")
+    pulling.add_argument("file", nargs="?",
+                         help="file name (default: its Q4_K_M, else first GGUF)")
+    pulling.set_defaults(command=lambda a, s: pull(s, a.repository, a.file))
+    searching = commands.add_parser("search", parents=[common],
+                                    help="search the hub for GGUF models")
+    searching.add_argument("query")
+    searching.set_defaults(command=lambda a, s: search(s, a.query))
+    importing = commands.add_parser("import", parents=[common],
+                                    help="copy models from a folder or USB drive")
+    importing.add_argument("path")
+    importing.set_defaults(command=lambda a, s: import_models(s, a.path))
+    exporting = commands.add_parser("export", parents=[common],
+                                    help="copy a model and a sha256 manifest to a folder")
+    exporting.add_argument("model")
+    exporting.add_argument("path")
+    exporting.set_defaults(command=lambda a, s: export_model(s, a.model, a.path))
 
 
 def _folder(settings: Settings) -> ModelFolder:

@@ -1,0 +1,50 @@
+"""`offgrid serve`: the API server, with its settings as flags (each overrides the config file
+and the environment)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..config import ConfigError, Settings
+
+
+def register(commands, common: argparse.ArgumentParser) -> None:
+    """Add the `serve` command to the main parser; `common` holds the flags every command
+    takes. A flag whose dest is a setting's name overrides that setting."""
+    serve = commands.add_parser("serve", parents=[common], help="start the API server")
+    serve.set_defaults(command=_serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 11611)")
+    serve.add_argument("--model", dest="default_model", help="default model id, loaded at start")
+    serve.add_argument("--max-context", dest="max_context", type=int,
+                       help="context tokens per parallel slot (default 4096)")
+    serve.add_argument("--parallel", type=int, help="requests decoded together (default 4)")
+    serve.add_argument("--threads", dest="num_threads", type=int, help="CPU threads")
+    serve.add_argument("--batch-size", dest="batch_size", type=int,
+                       help="most tokens evaluated per step (default 512)")
+    serve.add_argument("--queue-size", dest="queue_size", type=int,
+                       help="requests that may wait for a slot before 503 (default 64)")
+    serve.add_argument("--max-models", dest="max_models", type=int,
+                       help="models loaded at once (default 3)")
+    serve.add_argument("--keep-alive", dest="keep_alive",
+                       help='how long an idle model stays loaded: "5m", "30s", -1 for ever')
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"])
+
+
+def _serve(args, settings: Settings) -> int:
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..server.app import serve  # the server's dependencies load only when serving
+
+    try:
+        return serve(settings)
+    except ConfigError as error:
+        print(f"offgrid: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"offgrid: cannot listen on {settings.host}:{settings.port}: {error}",
+              file=sys.stderr)
+        return 1
