@@ -77,7 +77,10 @@ def embedding_text(title: str | None, chunk: Chunk) -> str:
     title = one_line(title) if title else None
     if title and path and path[0].casefold() == title.casefold():
         path.pop(0)
-    label = " — ".join(part for part in (title, " › ".join(path)) if part and part not in leading)
+    path = [heading for heading in path if heading not in leading]
+    if title in leading:
+        title = None
+    label = " — ".join(part for part in (title, " › ".join(path)) if part)
     return f"{label}\n\n{chunk.text}" if label else chunk.text
 
 
@@ -202,37 +205,40 @@ class _Chunker:
         if tokens <= self.max:
             return [_Unit(block.start, block.end, tokens, level)]
         cuts = _CODE_CUTS if block.kind == "code" else _PROSE_CUTS
-        return [_Unit(s, e, t, level) for s, e, t in self._split(block.start, block.end, cuts)]
+        # Pieces leave room for the overlap that each one after the first carries.
+        limit = max(1, self.max - self.overlap - self.count.separator)
+        return [_Unit(s, e, t, level)
+                for s, e, t in self._split(block.start, block.end, cuts, limit)]
 
-    def _split(self, start: int, end: int, cuts: tuple[re.Pattern, ...]):
-        """(start, end, tokens) pieces of the span, each within max_tokens: whole segments at
-        the first cut packed together, oversized ones split at the next cut."""
+    def _split(self, start: int, end: int, cuts: tuple[re.Pattern, ...], limit: int):
+        """(start, end, tokens) pieces of the span, each within `limit` tokens: whole segments
+        at the first cut packed together, oversized ones split at the next cut."""
         if not cuts:
-            yield from self._split_characters(start, end)
+            yield from self._split_characters(start, end, limit)
             return
         packed: tuple[int, int, int] | None = None
         for seg_start, seg_end in _spans(self.doc.text, start, end, cuts[0]):
             tokens = self.count(self.doc.text[seg_start:seg_end])
-            if packed and packed[2] + self.count.separator + tokens <= self.max:
+            if packed and packed[2] + self.count.separator + tokens <= limit:
                 packed = (packed[0], seg_end, packed[2] + self.count.separator + tokens)
                 continue
             if packed:
                 yield packed
                 packed = None
-            if tokens <= self.max:
+            if tokens <= limit:
                 packed = (seg_start, seg_end, tokens)
             else:
-                yield from self._split(seg_start, seg_end, cuts[1:])
+                yield from self._split(seg_start, seg_end, cuts[1:], limit)
         if packed:
             yield packed
 
-    def _split_characters(self, start: int, end: int):
-        """A run with no whitespace over max_tokens (a long URL, base64): cut by length."""
+    def _split_characters(self, start: int, end: int, limit: int):
+        """A run with no whitespace over the limit (a long URL, base64): cut by length."""
         while start < end:
             tokens = self.count(self.doc.text[start:end])
             length = end - start
-            while tokens > self.max and length > 1:
-                length = max(1, length * self.max // tokens * 9 // 10)
+            while tokens > limit and length > 1:
+                length = max(1, length * limit // tokens * 9 // 10)
                 tokens = self.count(self.doc.text[start:start + length])
             yield start, start + length, tokens
             start += length
