@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from .document import Block, Extracted, one_line
 
 _PATH_CHARS = 200  # of one heading in a heading path
-# Most characters one token of overlap takes: bounds the text searched for its start.
-_CHARS_PER_TOKEN = 24
 # After a sentence's end, and any closing quote or bracket: the whitespace between sentences.
 _SENTENCES = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+")
 # Where an overlap may start: a sentence or a line.
@@ -155,45 +153,45 @@ class _Chunker:
     def _clear(self) -> None:
         self.units, self.tokens = [], 0
 
-    def _emit(self) -> tuple[int, int] | None:
-        """Close the chunk being filled; its content's span (for the overlap) or None."""
+    def _emit(self) -> _Unit | None:
+        """Close the chunk being filled; its content (for the overlap) as one unit, or None."""
         if not self.units:
             return None
         start, end = self.units[0].start, self.units[-1].end
         path = tuple(text for _, text in self.path)
         self.out.append(Chunk(len(self.out), self.doc.text[start:end], start, end, path))
-        content = next(unit for unit in self.units if unit.level == 0) \
-            if self._has_content() else self.units[0]
-        return content.start, end
+        content = [unit for unit in self.units if unit.level == 0] or self.units
+        return _Unit(content[0].start, end, sum(unit.tokens for unit in content))
 
-    def _carry_overlap(self, previous: tuple[int, int] | None, next_tokens: int) -> None:
+    def _carry_overlap(self, previous: _Unit | None, next_tokens: int) -> None:
         budget = min(self.overlap, self.max - next_tokens - self.count.separator)
         if previous is None or budget <= 0:
             return
-        start, end = previous
-        searched = max(start, end - budget * _CHARS_PER_TOKEN)
-        overlap = self._tail(searched, end, budget, whole_first=searched == start)
+        overlap = self._tail(previous, budget)
         if overlap:
             self.units.append(overlap)
             self.tokens = overlap.tokens
 
-    def _tail(self, start: int, end: int, budget: int, whole_first: bool) -> _Unit | None:
-        """The longest run of whole sentences or lines (else words) ending at `end` within
-        budget;
-        the first piece of the span may be cut short unless `whole_first`."""
-        best = None
-        for cut in (_SENTENCES_OR_LINES, _WORDS):
-            taken = 0
-            pieces = _spans(self.doc.text, start, end, cut)
-            for piece_start, piece_end in reversed(pieces if whole_first else pieces[1:]):
-                tokens = self.count(self.doc.text[piece_start:piece_end])
-                joined = taken + tokens + (self.count.separator if taken else 0)
-                if joined > budget:
-                    break
-                taken = joined
-                best = _Unit(piece_start, end, taken)
-            if best:
-                return best
+    def _tail(self, previous: _Unit, budget: int) -> _Unit | None:
+        """About `budget` tokens at the end of `previous`, from a sentence or line start if one
+        is near, else a word start. Where to start is estimated from the chunk's tokens per
+        character, then counted, and moved on if over: one or two counts, not one a word."""
+        text, end = self.doc.text, previous.end
+        per_char = max(previous.tokens, 1) / max(end - previous.start, 1)
+        target = max(previous.start, end - int(budget / per_char))
+        region = max(previous.start, target - (end - target))  # some room before the target
+        words = [previous.start] if region == previous.start else []
+        words += [m.end() for m in _WORDS.finditer(text, region, end) if m.end() < end]
+        sentences = {m.end() for m in _SENTENCES_OR_LINES.finditer(text, region, end)}
+        halfway = (target + end) // 2
+        start = next((w for w in words if target <= w <= halfway and w in sentences),
+                     next((w for w in words if w >= target), None))
+        while start is not None:
+            tokens = self.count(text[start:end])
+            if tokens <= budget:
+                return _Unit(start, end, tokens)
+            skip = start + max(1, int((tokens - budget) / per_char))
+            start = next((w for w in words if w >= skip), None)
         return None
 
     # -- blocks to units --
