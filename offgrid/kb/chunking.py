@@ -54,6 +54,10 @@ class _Unit:
 
 def chunks(doc: Extracted, count_tokens: Callable[[str], int], max_tokens: int = 200,
            overlap_tokens: int = 40) -> list[Chunk]:
+    """The document's chunks, in order. `count_tokens` is the embedding model's token count of
+    a text, as it would embed it (what it adds to every text, such as CLS and SEP, included):
+    no chunk counts over max_tokens. embedding_text() puts the title and heading path in
+    front, so leave the model's context room for them above max_tokens."""
     if max_tokens < 1 or not 0 <= overlap_tokens < max_tokens:
         raise ValueError("need max_tokens >= 1 and 0 <= overlap_tokens < max_tokens")
     count = _Counter(count_tokens)
