@@ -4,9 +4,9 @@ import base64
 import math
 import struct
 
-from conftest import (CHAT_MODEL, EMBEDDING_MODEL, GEMMA_MODEL, chat_body, get, post, stream)
-
 from offgrid import __version__
+from support.http import chat_body, get, post, stream
+from support.models import CHAT_MODEL, EMBEDDING_MODEL, GEMMA_MODEL
 
 
 def test_root_names_the_server(base_url):

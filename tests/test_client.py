@@ -9,10 +9,13 @@ import threading
 import time
 
 import pytest
-from conftest import CHAT_MODEL, ROOT, free_port
-from multiuser import start_multi_user
 
 import offgrid
+from support import ROOT
+from support.models import CHAT_MODEL
+from support.multiuser import start_multi_user
+from support.servers import free_port
+from support.waiting import wait_until
 
 
 def test_pip_install_gives_the_library_without_dependencies(tmp_path, base_url):
@@ -91,10 +94,7 @@ def test_streams_can_be_stopped_early(base_url):
     first = [next(pieces) for _ in range(3)]
     pieces.close()
     assert "".join(first).strip().startswith("4")
-    deadline = time.monotonic() + 5
-    while client.system.stats()["active_sessions"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert client.system.stats()["active_sessions"] == 0
+    wait_until(lambda: client.system.stats()["active_sessions"] == 0)
 
 
 def test_the_multi_user_examples_run_as_written(start_server):

@@ -10,14 +10,16 @@ import queue
 import threading
 
 import pytest
-from conftest import CHAT_MODEL, assert_error, chat_body, free_port, get, post, stream
-from test_engine import _wait_until as wait_until
-from test_observability import scrape, value
 
 from offgrid.config import Settings
 from offgrid.engine.errors import RequestFailed, SchedulerFailed
 from offgrid.engine.scheduler import Failed, Finished, GenerationRequest
 from offgrid.server.app import App, Server
+from support.http import assert_error, chat_body, get, post, stream
+from support.metrics import scrape, value
+from support.models import CHAT_MODEL
+from support.servers import free_port
+from support.waiting import wait_until
 
 CHAT = "/v1/chat/completions"
 

@@ -3,22 +3,13 @@
 import threading
 import time
 
-from conftest import CHAT_MODEL, EMBEDDING_MODEL, chat_body, get, post, request
 from prometheus_client.parser import text_string_to_metric_families
 
 from offgrid import __version__
-
-
-def scrape(url) -> dict:
-    """{(sample name, frozenset of labels): value}"""
-    status, headers, text = get(url + "/metrics")
-    assert status == 200 and headers["Content-Type"].startswith("text/plain")
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def value(samples: dict, name: str, **labels) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+from support.http import chat_body, get, post, request
+from support.metrics import scrape, value
+from support.models import CHAT_MODEL, EMBEDDING_MODEL
+from support.waiting import wait_until
 
 
 def test_system_config_tells_what_is_on(base_url):
@@ -107,10 +98,9 @@ def test_request_ids_are_echoed_or_made_and_logged(base_url, server):
                              {"model": CHAT_MODEL, "prompt": "Hi", "max_tokens": 3,
                               "stream": True}, headers={"X-Request-ID": "stream-7"})
     assert streamed["X-Request-ID"] == "stream-7"
-    deadline = time.monotonic() + 10  # the line is written once the answer has gone out
-    while not (lines := [line for line in server.log().splitlines() if "stream-7" in line]):
-        assert time.monotonic() < deadline, "no log line for the request"
-        time.sleep(0.05)
+    lines = wait_until(  # the line is written once the answer has gone out
+        lambda: [line for line in server.log().splitlines() if "stream-7" in line],
+        message="a log line for the request")
     assert len(lines) == 1
     assert lines[0].split("offgrid.server: ")[1].split()[:4] == [
         "stream-7", "POST", "/v1/completions", "200"]

@@ -7,8 +7,10 @@ from typing import Annotated
 import jsonschema
 import openai
 import pytest
-from conftest import CHAT_MODEL, EMBEDDING_MODEL, assert_error, chat_body, post, stream
 from pydantic import BaseModel, Field
+
+from support.http import assert_error, chat_body, post, stream
+from support.models import CHAT_MODEL, EMBEDDING_MODEL
 
 COUNTING = {"model": CHAT_MODEL, "prompt": "1, 2, 3, 4,", "temperature": 0, "max_tokens": 12}
 WEATHER = {"type": "function", "function": {

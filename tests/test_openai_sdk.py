@@ -4,7 +4,8 @@ import math
 
 import openai
 import pytest
-from conftest import CHAT_MODEL, EMBEDDING_MODEL
+
+from support.models import CHAT_MODEL, EMBEDDING_MODEL
 
 
 @pytest.fixture(scope="module")

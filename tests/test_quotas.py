@@ -1,20 +1,18 @@
 """Requests per minute and tokens per day: used up, refused with 429 and the headers that say
 when to retry, and recovered."""
 
-import http.client
-import json
-import socket
 import time
 
 import pytest
-from conftest import CHAT_MODEL, assert_error, chat_body, stream
-from multiuser import offgrid_users, start_multi_user
-from prometheus_client.parser import text_string_to_metric_families
-from test_engine import _wait_until as wait_until
 
 from offgrid.server.errors import TooManyRequests
 from offgrid.server.limits import Limits, LoginThrottle, SlidingWindow, Subject
 from offgrid.store.db import Database
+from support.http import assert_error, chat_body, hang_up, open_stream, stream
+from support.metrics import scrape, total
+from support.models import CHAT_MODEL
+from support.multiuser import bearer, offgrid_users, start_multi_user
+from support.waiting import wait_until
 
 CHAT = "/v1/chat/completions"
 
@@ -103,6 +101,34 @@ def test_anonymous_guests_are_limited_per_address(start_server):
     assert_error(status, error, 429, "rate_limit_exceeded")
     assert open_site.call("GET", "/v1/models", token=open_site.admin_token)[0] == 200
     open_site.server.stop()
+
+
+def _generated_so_far(site) -> float:
+    """Prompt and generated tokens of every generation the server ended, by /metrics."""
+    return total(scrape(site.url, headers=bearer(site.admin_token)),
+                 "offgrid_prompt_tokens_total", "offgrid_generated_tokens_total")
+
+
+def test_a_stream_cut_short_is_charged_every_token_it_generated(site):
+    user, token = site.account("user")
+    offgrid_users(site.server.home, "quota", user["username"], "--tokens-per-day", "20",
+                  "--requests-per-minute", "0")
+    before = _generated_so_far(site)
+    connection, response = open_stream(site.url, "/v1/completions", {
+        "model": CHAT_MODEL, "prompt": "1, 2, 3, 4,", "temperature": 0, "max_tokens": 400},
+        headers=bearer(token))
+    events = 0
+    while events < 20:  # well past the quota, and far from the end
+        events += response.readline().startswith(b"data: ")
+    hang_up(connection)
+
+    def charged() -> int:
+        return site.call("GET", "/v1/users/me", token=token)[2]["tokens_used_today"]
+
+    assert wait_until(lambda: charged() > 0 and charged() == _generated_so_far(site) - before)
+    assert 20 < charged() < 200, "charged for what it generated before the hang-up, no more"
+    status, _, error = site.call("POST", CHAT, chat_body("Hi", max_tokens=5), token=token)
+    assert_error(status, error, 429, "token_quota_exceeded")
 
 
 # -- the counters, with a clock the test moves ------------------------------------------------
@@ -207,37 +233,3 @@ def test_a_success_clears_its_username_but_not_its_address():
         throttle.succeeded("alice", "10.0.0.1")
     _fail(throttle, "alice", "10.0.0.1")  # the address's 4th failure
     assert _refused(throttle, "erin", "10.0.0.1") == 1
-
-
-def _generated_so_far(site) -> float:
-    """Prompt and generated tokens of every generation the server ended, by /metrics."""
-    status, _, text = site.call("GET", "/metrics", token=site.admin_token)
-    assert status == 200
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               for sample in family.samples
-               if sample.name in ("offgrid_prompt_tokens_total", "offgrid_generated_tokens_total"))
-
-
-def test_a_stream_cut_short_is_charged_every_token_it_generated(site):
-    user, token = site.account("user")
-    offgrid_users(site.server.home, "quota", user["username"], "--tokens-per-day", "20",
-                  "--requests-per-minute", "0")
-    before = _generated_so_far(site)
-    connection = http.client.HTTPConnection("127.0.0.1", site.server.port, timeout=60)
-    connection.request("POST", "/v1/completions", json.dumps(
-        {"model": CHAT_MODEL, "prompt": "1, 2, 3, 4,", "temperature": 0, "max_tokens": 400,
-         "stream": True}), {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    response = connection.getresponse()
-    events = 0
-    while events < 20:  # well past the quota, and far from the end
-        events += response.readline().startswith(b"data: ")
-    connection.sock.shutdown(socket.SHUT_RDWR)
-    connection.close()
-
-    def charged() -> int:
-        return site.call("GET", "/v1/users/me", token=token)[2]["tokens_used_today"]
-
-    assert wait_until(lambda: charged() > 0 and charged() == _generated_so_far(site) - before)
-    assert 20 < charged() < 200, "charged for what it generated before the hang-up, no more"
-    status, _, error = site.call("POST", CHAT, chat_body("Hi", max_tokens=5), token=token)
-    assert_error(status, error, 429, "token_quota_exceeded")

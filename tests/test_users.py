@@ -6,14 +6,21 @@ import threading
 import time
 
 import pytest
-from conftest import CHAT_MODEL, assert_error, chat_body, get
-from multiuser import (ADMIN_PASSWORD, multi_user_env, offgrid_users, password_of,
-                       start_multi_user, unique)
 
 import offgrid
 from offgrid.client import OffGridError
 from offgrid.store import users
 from offgrid.store.db import Database
+from support.http import assert_error, chat_body, get
+from support.models import CHAT_MODEL
+from support.multiuser import (
+    ADMIN_PASSWORD,
+    multi_user_env,
+    offgrid_users,
+    password_of,
+    start_multi_user,
+    unique,
+)
 
 CHAT = "/v1/chat/completions"
 
