@@ -155,8 +155,8 @@ def test_a_slow_loris_client_is_cut_off_while_others_are_served(site, bystander)
 
 def test_a_slow_body_is_408(site):
     with connect(site.url) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 500\r\n"
-                     b"\r\n{")
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+                     b"Content-Length: 500\r\n\r\n{")
         seconds, answer = _until_closed(sock, b" " * 400, 30)
     assert DEADLINE - 0.5 < seconds < DEADLINE + 3
     (status, _, error), = answers(answer)

@@ -28,7 +28,7 @@ def test_eight_concurrent_streams_match_their_answers_alone(base_url):
             base_url + "/v1/chat/completions",
             chat_body(p, max_tokens=24, temperature=0,
                       stream_options={"include_usage": True})), prompts))
-    for solo, events in zip(alone, together):
+    for solo, events in zip(alone, together, strict=True):
         assert events[-1] == "[DONE]"
         text = "".join(c["choices"][0]["delta"].get("content", "")
                        for c in events[:-1] if c["choices"])

@@ -99,7 +99,8 @@ FRAMINGS = {
     "space before the colon": (POST + b"Content-Length : {n}\r\n\r\n", 400),
     "line without a colon": (POST + b"X-Junk\r\nContent-Length: {n}\r\n\r\n", 400),
     "folded line": (POST + b"X-Folded: a\r\n Content-Length: {n}\r\n\r\n", 400),
-    "folded first line": (b"POST /v1/tokenize HTTP/1.1\r\n Host: localhost\r\nHost: localhost\r\n\r\n", 400),
+    "folded first line": (b"POST /v1/tokenize HTTP/1.1\r\n Host: localhost\r\n"
+                          b"Host: localhost\r\n\r\n", 400),
     "envelope line": (b"POST /v1/tokenize HTTP/1.1\r\nFrom x\r\nHost: localhost\r\n\r\n", 400),
     "bare carriage return": (POST + b"X-A: a\rContent-Length: {n}\r\n\r\n", 400),
     "control character": (POST + b"X-A: a\x00b\r\n\r\n", 400),

@@ -288,7 +288,7 @@ def test_import_refuses_a_copy_that_does_not_match_its_manifest(model_files, tmp
     assert_error(status, error, 400, param="path")
 
 
-# -- loading and unloading -----------------------------------------------------------------------------
+# -- loading and unloading -------------------------------------------------------------------------
 
 def loaded_ids(url) -> set:
     return {m["id"] for m in get(url + "/v1/models")[2]["data"] if m["loaded"]}

@@ -43,7 +43,8 @@ class Terminal:
                 try:
                     self.screen += os.read(self.fd, 4096).decode(errors="replace")
                 except OSError:
-                    raise AssertionError(f"the program ended; screen:\n{self.screen[-2000:]}")
+                    raise AssertionError(
+                        f"the program ended; screen:\n{self.screen[-2000:]}") from None
         self.cursor = self.screen.index(text, start) + len(text)
         return self.screen[start:self.cursor]
 
