@@ -1,12 +1,11 @@
 """What an operator sees: /v1/system/config and stats, /metrics, request ids and the log."""
 
 import threading
-import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from offgrid import __version__
-from support.http import chat_body, get, post, request
+from support.http import chat_body, get, hang_up, open_stream, post, request
 from support.metrics import scrape, value
 from support.models import CHAT_MODEL, EMBEDDING_MODEL
 from support.waiting import wait_until
@@ -68,23 +67,33 @@ def test_metrics_move_with_the_work(base_url):
 
 
 def test_busy_slots_queue_and_throughput_under_load(start_server):
+    """Two streams hold both slots for as long as the test keeps them; a third request waits,
+    and is served once one of them hangs up."""
     server = start_server("--model", CHAT_MODEL, "--parallel", "2")
-    body = {"model": CHAT_MODEL, "prompt": "1, 2, 3,", "max_tokens": 400, "temperature": 0}
-    runners = [threading.Thread(target=post, args=(server.url + "/v1/completions", body))
-               for _ in range(3)]
-    for runner in runners:
-        runner.start()
-    deadline = time.monotonic() + 30
-    while True:  # two generating, one waiting, and a few steps done to measure the rate
-        during = scrape(server.url)
-        if value(during, "offgrid_generation_tokens_per_second", model=CHAT_MODEL) > 10:
-            break
-        assert time.monotonic() < deadline, during
-        time.sleep(0.1)
-    for runner in runners:
-        runner.join(120)
-    assert value(during, "offgrid_slots_busy", model=CHAT_MODEL) == 2
-    assert value(during, "offgrid_queue_depth", model=CHAT_MODEL) == 1
+    counting = {"model": CHAT_MODEL, "prompt": "1, 2, 3,", "temperature": 0}
+
+    def slots_and_queue() -> tuple[float, float]:
+        samples = scrape(server.url)
+        return (value(samples, "offgrid_slots_busy", model=CHAT_MODEL),
+                value(samples, "offgrid_queue_depth", model=CHAT_MODEL))
+
+    streams = [open_stream(server.url, "/v1/completions", {**counting, "max_tokens": 4000})
+               for _ in range(2)]
+    for _, response in streams:
+        assert response.readline().startswith(b"data: ")  # generating
+    waiting = {}
+    waiter = threading.Thread(target=lambda: waiting.update(answer=post(
+        server.url + "/v1/completions", {**counting, "max_tokens": 8})))
+    waiter.start()
+    wait_until(lambda: slots_and_queue() == (2, 1), message="two slots busy and one waiting")
+    wait_until(lambda: value(scrape(server.url), "offgrid_generation_tokens_per_second",
+                             model=CHAT_MODEL), message="a generation rate")
+    hang_up(streams[0][0])
+    waiter.join(300)
+    status, _, answer = waiting["answer"]
+    assert status == 200 and answer["usage"]["completion_tokens"] == 8, answer
+    hang_up(streams[1][0])
+    wait_until(lambda: slots_and_queue() == (0, 0), message="every slot free again")
 
 
 def test_request_ids_are_echoed_or_made_and_logged(base_url, server):
