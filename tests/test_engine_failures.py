@@ -95,7 +95,7 @@ def test_a_request_that_breaks_while_decoding_fails_alone(served):
     runner.start()
     status, _, error = post(url + CHAT, chat_body("Please explode.", max_tokens=20))
     assert_error(status, error, 500, "internal_error")
-    runner.join(120)
+    runner.join(300)
     assert neighbour["events"][-1] == "[DONE]"
     assert neighbour["events"][-2]["choices"][0]["finish_reason"] in ("stop", "length")
     assert scheduler.failure is None and scheduler.in_flight == 0
