@@ -160,12 +160,14 @@ def test_a_mirror_silent_past_the_timeout_is_a_cut_connection_and_resumed(hub, m
                                                                        tmp_path):
     name = "SmolLM2-pause.gguf"
     paused = hub.host(REPO, name, model_files["starter"], stall_after=1_000_000)
-    pull_with_a_1s_timeout = ("import runpy, sys; from offgrid.models import hub; hub.TIMEOUT = 1; "
+    # Far shorter than the 30 s default, yet long enough for the mirror (which reads the whole
+    # file before each answer) on a busy machine.
+    pull_with_a_5s_timeout = ("import runpy, sys; from offgrid.models import hub; hub.TIMEOUT = 5; "
                               "runpy.run_module('offgrid', run_name='__main__')")
     try:
         pulled = offgrid("pull", REPO, name, "--models-dir", tmp_path / "models",
                          home=tmp_path / "home", env={"HF_ENDPOINT": hub.url},
-                         entry=(sys.executable, "-c", pull_with_a_1s_timeout))
+                         entry=(sys.executable, "-c", pull_with_a_5s_timeout))
     finally:
         paused.release.set()
     assert pulled.returncode == 0, pulled.stderr
