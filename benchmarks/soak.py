@@ -109,7 +109,8 @@ class Outcome:
 def chat(api: Api, rng: random.Random) -> Outcome:
     max_tokens = rng.randint(4, 40)
     status, body = api.call("POST", "/v1/chat/completions", {
-        "model": api.model, "max_tokens": max_tokens, "temperature": 0.8, "seed": rng.randrange(9999),
+        "model": api.model, "max_tokens": max_tokens, "temperature": 0.8,
+        "seed": rng.randrange(9999),
         "messages": [{"role": "user", "content": rng.choice(
             ["Say hello.", "Name a colour.", "What is two plus two?", "Tell me about rain."])}]})
     if status != 200:
@@ -311,7 +312,7 @@ ACTIONS = [(chat, 4), (stream, 4), (structured, 1), (embed, 1), (hang_up, 2),
 
 def client(api: Api, deadline: float, seed: int, outcomes: list) -> None:
     rng = random.Random(seed)
-    actions, weights = zip(*ACTIONS)
+    actions, weights = zip(*ACTIONS, strict=True)
     while time.monotonic() < deadline:
         action = rng.choices(actions, weights)[0]
         started = time.monotonic()
@@ -323,7 +324,7 @@ def client(api: Api, deadline: float, seed: int, outcomes: list) -> None:
         outcomes.append(outcome)
 
 
-# -- the server's side ------------------------------------------------------------------------------
+# -- the server's side -----------------------------------------------------------------------------
 
 class Watcher(threading.Thread):
     """Samples the server's memory and /health every second while the soak runs."""
@@ -396,7 +397,7 @@ def make_user(server: Server) -> tuple[str, str, int]:
     return login["access_token"], key["key"], user["id"]
 
 
-# -- the run ----------------------------------------------------------------------------------------
+# -- the run ---------------------------------------------------------------------------------------
 
 def soak(seconds: float, clients: int, slots: int) -> dict:
     files = fetch_models.ensure_all()

@@ -293,7 +293,7 @@ class KnowledgeBase:
             vectors = self._embed(model, [chunking.embedding_text(title, _as_piece(chunk))
                                           for chunk, title in batch], None)
             store.add_vectors(self._db, model, [(chunk.id, vector) for (chunk, _), vector
-                                                in zip(batch, vectors)])
+                                                in zip(batch, vectors, strict=True)])
             job.done += len(batch)
         store.set_state(self._db, embedding_model=model, reembedding_to=None)
         store.drop_vectors_except(self._db, model)

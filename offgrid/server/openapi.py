@@ -328,7 +328,8 @@ OPERATIONS = {
         "Copy a model and its sha256 manifest to a folder on this machine", _ref("CopyReport"),
         "ExportRequest", (400, 404, 413, 500, *_AUTH_ERRORS)),
     ("GET", "/v1/search"): _operation(
-        "Search the hub for GGUF models", _list_of("SearchResult"), errors=(400, 502, 503, *_AUTH_ERRORS),
+        "Search the hub for GGUF models", _list_of("SearchResult"),
+        errors=(400, 502, 503, *_AUTH_ERRORS),
         parameters=[{"name": "query", "in": "query", "required": True, "schema": STR}]),
     ("POST", "/v1/chat/completions"): _operation(
         "Chat completion", _ref("ChatCompletion"), "ChatCompletionRequest", _BODY_ERRORS, True),
