@@ -106,6 +106,28 @@ SAMPLES = {
         "/v1/tokenize", {"model": CHAT_MODEL, "content": "Hi"}),
     ("POST", "/v1/detokenize"): lambda a, role, uid: Call(
         "/v1/detokenize", {"model": CHAT_MODEL, "tokens": [1]}),
+    ("GET", "/v1/rag/status"): lambda a, role, uid: Call("/v1/rag/status"),
+    ("GET", "/v1/documents"): lambda a, role, uid: Call("/v1/documents"),
+    ("POST", "/v1/documents/ingest"): lambda a, role, uid: Call(
+        "/v1/documents/ingest", {"name": "probe.txt", "content": unique("probe ")},
+        allowed=201),
+    ("GET", "/v1/documents/jobs/{job_id}"): lambda a, role, uid: Call(
+        "/v1/documents/jobs/job-none", allowed=404),
+    ("POST", "/v1/documents/search"): lambda a, role, uid: Call(
+        "/v1/documents/search", {"query": "probe"}),
+    ("POST", "/v1/documents/delete"): lambda a, role, uid: Call(
+        "/v1/documents/delete", {"id": 999999}, allowed=404),
+    ("GET", "/v1/documents/{document_id}"): lambda a, role, uid: Call(
+        "/v1/documents/999999", allowed=404),
+    ("PATCH", "/v1/documents/{document_id}"): lambda a, role, uid: Call(
+        "/v1/documents/999999", {"shared": True}, allowed=404),
+    ("DELETE", "/v1/documents/{document_id}"): lambda a, role, uid: Call(
+        "/v1/documents/999999", allowed=404),
+    ("GET", "/v1/documents/{document_id}/chunks/{position}"): lambda a, role, uid: Call(
+        "/v1/documents/999999/chunks/0", allowed=404),
+    ("POST", "/v1/rag/disable"): lambda a, role, uid: Call("/v1/rag/disable"),
+    ("POST", "/v1/rag/enable"): lambda a, role, uid: Call(
+        "/v1/rag/enable", {"embedding_model": EMBEDDING_MODEL}),
     ("POST", "/v1/auth/login"): lambda a, role, uid: Call(
         "/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD}),
     ("POST", "/v1/auth/logout"): lambda a, role, uid: Call("/v1/auth/logout",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from support import ROOT
 from support.http import assert_error, chat_body, get, post, request, stream
 from support.metrics import scrape, value

@@ -21,17 +21,24 @@ from .. import __version__
 from ..config import Settings
 from ..engine.registry import Registry
 from ..kb.knowledge_base import KnowledgeBase
-from ..models.hub import Downloads
 from ..metrics import Metrics, labelled
+from ..models.hub import Downloads
 from ..store.db import Database
-from .gate import Gate
-from .policy import Group
 from .connection import GuardedHandler, GuardedServer
 from .cors import Cors
-from .errors import (REFUSALS, ApiError, InternalError, MethodNotAllowed, NotFound,
-                     ServiceUnavailable, translate)
+from .errors import (
+    REFUSALS,
+    ApiError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    translate,
+)
+from .gate import Gate
 from .hosts import HostPolicy
 from .http import ClientGone, Request, Response
+from .policy import Group
 from .routes import account, kb, models, openai, system, tokenizer, users
 from .startup import prepare_users
 

@@ -265,8 +265,11 @@ def _operation(summary: str, response: dict, request: str | None = None,
 
 
 def _with_upload(operation: dict, schema: str) -> dict:
-    """`operation` taking a multipart/form-data body as well as JSON."""
+    """The ingest operation: a multipart/form-data body as well as JSON, and its answers: 201
+    a new document, 200 the same one again, 202 a job."""
     operation["requestBody"]["content"]["multipart/form-data"] = {"schema": _ref(schema)}
+    for status in ("200", "202"):
+        operation["responses"][status] = operation["responses"]["201"]
     return operation
 
 

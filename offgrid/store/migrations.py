@@ -87,7 +87,8 @@ def m002_knowledge_base(connection: sqlite3.Connection) -> None:
             text TEXT NOT NULL,  -- the extracted text, which chunk offsets point into
             created_at REAL NOT NULL
         );
-        CREATE UNIQUE INDEX documents_by_owner_and_content ON documents (IFNULL(owner_id, 0), sha256);
+        CREATE UNIQUE INDEX documents_by_owner_and_content
+            ON documents (IFNULL(owner_id, 0), sha256);
         CREATE TABLE chunks (
             id INTEGER PRIMARY KEY,
             document_id INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
