@@ -259,7 +259,7 @@ class KnowledgeBase:
             vectors = self._use(model).vectors_of([h.chunk_id for h in hits])
             hits = [_with_similarity(hit, vectors, query_vector) for hit in hits]
             if diversity:
-                hits = diversified(hits, vectors, query_vector, top_k, diversity)
+                hits = diversified(hits, vectors, top_k, diversity)
         passages = self._passages(hits[:top_k])
         if self._on_search is not None:
             self._on_search(time.perf_counter() - started)
