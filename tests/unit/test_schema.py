@@ -22,6 +22,8 @@ SCHEMA = {
     "chunks": ["id", "document_id", "position", "text", "start_char", "end_char", "section"],
     "vectors": ["chunk_id", "model", "vector"],
     "kb_state": ["id", "enabled", "embedding_model", "reembedding_to"],
+    "tool_settings": ["name", "enabled", "changed_at", "changed_by"],
+    "mcp_servers": ["name", "command", "args", "env", "cwd", "url", "headers", "created_at"],
     # the FTS5 index over chunks, and the tables FTS5 keeps it in
     "chunks_fts": ["section", "text"],
     "chunks_fts_data": ["id", "block"],
@@ -49,6 +51,7 @@ def test_a_new_database_has_the_whole_schema(tmp_path):
     assert [row["name"] for row in db.read("SELECT name FROM migrations ORDER BY rowid")] == [
         m.__name__ for m in MIGRATIONS]
     assert db.read_one("PRAGMA foreign_keys")[0] == 1
+    assert (tmp_path / "offgrid.db").stat().st_mode & 0o777 == 0o600  # it may hold credentials
 
 
 def test_a_script_keeps_a_triggers_semicolons_inside_it(tmp_path):
