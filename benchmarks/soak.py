@@ -445,7 +445,8 @@ def _measure(server: Server, files: dict, seconds: float, clients: int) -> dict:
     generated = after["offgrid_generated_tokens_total"] - before["offgrid_generated_tokens_total"]
     latencies = sorted(o.seconds for o in outcomes if o.kind in ("chat", "stream") and o.ok)
     report = {
-        "asked_seconds": seconds, "seconds": round(wall, 1), "clients": clients, "requests": len(outcomes),
+        "asked_seconds": seconds, "seconds": round(wall, 1), "clients": clients,
+        "requests": len(outcomes),
         "by_kind": dict(sorted(kinds.items())), "failures": len(failures),
         "failure_examples": [f"{o.kind}: {o.detail}" for o in failures[:5]],
         "generated_tokens": int(generated), "tokens_per_second": round(generated / wall, 1),
