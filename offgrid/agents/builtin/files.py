@@ -76,7 +76,8 @@ class WriteFile(BuiltinTool):
                    "missing folders on its path are made.")
     parameters = {"type": "object",
                   "properties": {"path": _PATH,
-                                 "content": {"type": "string", "maxLength": MAX_WRITE_BYTES,
+                                 # No maxLength: the grammar bounds repetitions far lower.
+                                 "content": {"type": "string",
                                              "description": "the file's whole new text"}},
                   "required": ["path", "content"], "additionalProperties": False}
     timeout_s = 10.0
