@@ -99,19 +99,23 @@ class HttpGet(BuiltinTool):
         connection = _Pinned(target, family, sockaddr, max(0.001, due - time.monotonic()))
         with stopped_when_due(context, due - time.monotonic(), connection.hang_up) as watch:
             try:
-                return _exchange(connection, target)
+                fetched = _exchange(connection, target)
             except (OSError, http.client.HTTPException) as error:
-                if watch.reason or isinstance(error, TimeoutError):
-                    raise Refused(f"Fetching {target.geturl()} "
-                                  f"{watch.reason or 'timed out'}") from None
-                raise Refused(f"Fetching {target.geturl()} failed: {_said(error)}") from None
+                if not (watch.reason or isinstance(error, TimeoutError)):
+                    raise Refused(f"Fetching {target.geturl()} failed: {_said(error)}") from None
+                fetched = None
             finally:
                 connection.close()
+        if fetched is None or watch.reason:  # a hang-up may read as the body's end
+            raise Refused(f"Fetching {target.geturl()} {watch.reason or 'timed out'}")
+        return fetched
 
     def _address(self, target: SplitResult, due: float, context: ToolContext
                  ) -> tuple[int, tuple]:
         """The first address of the URL's host this tool may connect to (family, sockaddr)."""
         found = _resolve(target.hostname, _port(target), due, context)
+        if not found:
+            raise Refused(f"The host {target.hostname} has no IPv4 or IPv6 address")
         refusals = []
         for family, sockaddr in found:
             address = ipaddress.ip_address(sockaddr[0])
@@ -194,6 +198,7 @@ class _Pinned(http.client.HTTPConnection):
         self.default_port = _DEFAULT_PORTS[target.scheme.lower()]  # Host leaves it out
         self._family, self._sockaddr = family, sockaddr
         self._tls = target.scheme.lower() == "https"
+        self._socket: socket.socket | None = None  # kept: a response to read takes self.sock
 
     def connect(self) -> None:
         sock = socket.socket(self._family, socket.SOCK_STREAM)
@@ -205,11 +210,11 @@ class _Pinned(http.client.HTTPConnection):
         except BaseException:
             sock.close()
             raise
-        self.sock = sock
+        self.sock = self._socket = sock
 
     def hang_up(self) -> None:
         """Wake a read blocked in another thread: the call is over."""
-        sock = self.sock
+        sock = self._socket
         if sock is not None:
             try:  # the plain socket's shutdown, under TLS too: the fd, not the TLS session
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
