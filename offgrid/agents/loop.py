@@ -16,11 +16,9 @@ an event, for a stream as it comes or for one answer at the end.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,7 +27,7 @@ from dataclasses import dataclass, field
 from ..engine import generate, grammar, toolcalling
 from ..engine.sampling import SamplingParams
 from ..engine.scheduler import Failed, Finished, GenerationRequest, Scheduler, Text
-from .tools import Tool, ToolContext, ToolResult
+from .tools import Tool, ToolContext, ToolResult, call_tool
 
 STEP_TOKENS = 384  # the most one model step may write
 THOUGHT_CHARS = 400  # a react step's thought, at most
@@ -39,7 +37,6 @@ STYLES = ("native", "react")
 NEXT = "\n\nIf this answers the task, answer now; else use another tool."
 DEFAULT_SYSTEM = ("You are a careful assistant. Work the task through step by step, use a tool "
                   "when it helps, and answer briefly once you know the answer.")
-_tool_threads = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="agent-tool")
 
 
 @dataclass(frozen=True)
@@ -126,6 +123,8 @@ class AgentRun:
         messages = self._style.opening(self._task)
         failures: tuple[str, int] = ("", 0)
         last_call, must = "", "call" if self._task.call_first else None
+        if not self._tools:  # nothing to call: the one step is the answer
+            must = "answer"
         for _ in range(self._task.max_steps):
             if time.monotonic() >= self._deadline:
                 yield from self._done("", "timeout")
@@ -143,7 +142,8 @@ class AgentRun:
                 yield from self._done(turn.answer, "stop")
                 return
             if turn.call is None:  # cut short by STEP_TOKENS before a call was whole
-                yield from self._step(Step("error", "the model's step was cut short"))
+                yield from self._step(Step("error", "The model's step was cut short before "
+                                           f"it was a whole call or answer: {text[-300:]!r}"))
                 yield from self._done("", "length" if reason == "length" else "error")
                 return
             key = turn.call.name + json.dumps(turn.call.arguments, sort_keys=True)
@@ -168,7 +168,8 @@ class AgentRun:
         """Generate one step (`must` be a "call" or an "answer", or either), streaming what may
         be the answer as Token events; (text, finish reason), or None when the caller left."""
         request = GenerationRequest(messages=messages, max_tokens=STEP_TOKENS, sampling=(
-            dataclasses.replace(self._task.sampling, grammar=self._style.grammars[must])))
+            dataclasses.replace(self._task.sampling, grammar=self._style.grammars[must])),
+            stop=list(self._style.stop))
         run = generate.Run(self._scheduler, [request], per_prompt=1, meter=self._counter,
                            caller_gone=self._caller_gone)
         try:
@@ -203,22 +204,12 @@ class AgentRun:
         yield Status(f"calling {call.name}")
         tool = self._tools[call.name]
         deadline = min(self._deadline, time.monotonic() + tool.timeout_s)
-        context = dataclasses.replace(self._context, deadline=deadline,
-                                      cancelled=threading.Event())
         started = time.monotonic()
-        future = _tool_threads.submit(_safely, tool, call.arguments, context)
-        while True:
-            try:
-                result = future.result(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
-                break
-            except concurrent.futures.TimeoutError:
-                if self._caller_gone():
-                    context.cancelled.set()
-                    return None
-                if time.monotonic() >= deadline:
-                    context.cancelled.set()
-                    result = ToolResult(f"{call.name} did not finish in time", is_error=True)
-                    break
+        result = call_tool(tool, call.arguments, dataclasses.replace(self._context,
+                                                                     deadline=deadline),
+                           self._caller_gone)
+        if result is None:
+            return None
         text = result.text if len(result.text) <= RESULT_CHARS else (
             result.text[:RESULT_CHARS] + " [cut short]")
         yield from self._step(Step("error" if result.is_error else "tool_result",
@@ -236,16 +227,7 @@ class AgentRun:
         yield Done(output, self._steps, self._prompt_tokens, self._completion_tokens, reason)
 
 
-def _safely(tool: Tool, arguments, context: ToolContext) -> ToolResult:
-    """A tool's result; a tool that raises (a bug) is an error the model reads about."""
-    try:
-        return tool.call(arguments if isinstance(arguments, dict) else {}, context)
-    except Exception as error:
-        return ToolResult(f"{tool.name} failed: {type(error).__name__}: {error}",
-                          is_error=True)
-
-
-# -- the styles -------------------------------------------------------------------------------------
+# -- the styles ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Turn:
@@ -257,19 +239,21 @@ class Turn:
 
 class _Native:
     """The chat path's own tool calling: a JSON call, or plain text that is the answer."""
+    stop = ()
 
     def __init__(self, tools: list[Tool]):
         self._use = toolcalling.ToolUse(
             tuple(toolcalling.Tool(t.name, t.description, t.parameters) for t in tools),
             required=False, forced=None, parallel=False)
-        either = toolcalling.call_grammar(self._use)
-        self.grammars = {None: either, "answer": grammar.text_only(),
-                         "call": toolcalling.call_grammar(
-                             dataclasses.replace(self._use, required=True))}
+        self.grammars = {"answer": grammar.text_only()}
+        if tools:
+            self.grammars.update({None: toolcalling.call_grammar(self._use),
+                                  "call": toolcalling.call_grammar(
+                                      dataclasses.replace(self._use, required=True))})
 
     def opening(self, task: AgentTask) -> list[tuple[str, str]]:
-        return toolcalling.with_instructions(
-            [("system", task.system_prompt or DEFAULT_SYSTEM), ("user", task.task)], self._use)
+        messages = [("system", task.system_prompt or DEFAULT_SYSTEM), ("user", task.task)]
+        return toolcalling.with_instructions(messages, self._use) if self._use.tools else messages
 
     def read(self, text: str) -> Turn:
         if not toolcalling.is_call(text):
@@ -290,6 +274,10 @@ class _Native:
 class _React:
     """Thought / Action / Action Input text; the result comes back as an Observation."""
     ANSWER = "Final Answer:"
+    # A small model goes on past its answer, writing the next turns itself. No step the
+    # grammar admits holds these (a thought is one line, the first; JSON here has no newline),
+    # so they only ever end an answer: at its first blank line.
+    stop = ("\n\n", "\nObservation:", "\nThought:")
     _ACTION = re.compile(r"\nAction: (?P<name>[A-Za-z0-9_-]+)\nAction Input: (?P<args>.*)\Z",
                          re.S)
 
@@ -302,9 +290,11 @@ class _React:
                    for t in tools]
         answer = f"{grammar.literal(chr(10) + self.ANSWER + ' ')} [^\\x00]+"
         start = f'"Thought: " {thought} '
-        self.grammars = {None: builder.build(start + f'({" | ".join([*actions, answer])})'),
-                         "call": builder.build(start + f'({" | ".join(actions)})'),
-                         "answer": builder.build(start + answer)}
+        self.grammars = {"answer": builder.build(start + answer)}
+        if tools:
+            self.grammars.update({
+                None: builder.build(start + f'({" | ".join([*actions, answer])})'),
+                "call": builder.build(start + f'({" | ".join(actions)})')})
 
     def opening(self, task: AgentTask) -> list[tuple[str, str]]:
         listed = "\n".join(json.dumps(t.describe()) for t in self._tools)
@@ -312,7 +302,10 @@ class _React:
             "You can use these tools:\n" + listed + "\nAnswer in this format:\n"
             "Thought: what to do next\nAction: the tool's name\nAction Input: its arguments as "
             "JSON\nThen wait for the Observation, its result. When you know the answer:\n"
-            "Thought: I know the answer\nFinal Answer: the answer")
+            "Thought: I know the answer\nFinal Answer: the answer\n\nFor example, with a "
+            "weather tool:\nThought: I need the weather in Oslo\nAction: weather\n"
+            'Action Input: {"city": "Oslo"}\nObservation: 4 °C and rain\n'
+            "Thought: I know the answer\nFinal Answer: It is 4 °C and raining in Oslo.")
         return [("system", (task.system_prompt or DEFAULT_SYSTEM) + "\n\n" + instructions),
                 ("user", task.task)]
 
@@ -336,4 +329,4 @@ class _React:
 
     @staticmethod
     def after(messages, text: str, call: toolcalling.ToolCall, result: ToolResult):
-        return [*messages, ("assistant", text), ("user", f"Observation: {result.text}{NEXT}")]
+        return [*messages, ("assistant", text), ("user", f"Observation: {result.text}")]

@@ -5,12 +5,17 @@ and which of them are on (an admin's change is kept in the database)."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import threading
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store import agents as agents_store
+from .errors import NoSuchTool, ToolDisabled
 
 MCP_SEPARATOR = "__"  # server__tool
 
@@ -36,6 +41,7 @@ class Tool(ABC):
     name: str
     description: str
     parameters: dict  # JSON Schema of the arguments; the agent's grammar enforces it
+    server: str | None = None  # the MCP server it comes from; None: built in
     enabled_by_default: bool = True
     admins_only: bool = False  # only an admin may turn it on (it reaches the machine or network)
     timeout_s: float = 30.0
@@ -50,10 +56,34 @@ class Tool(ABC):
                 "parameters": self.parameters}
 
 
-class NoSuchTool(LookupError):
-    def __init__(self, name: str):
-        super().__init__(f"There is no tool named {name!r}")
-        self.name = name
+_tool_threads = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="agent-tool")
+
+
+def call_tool(tool: Tool, arguments, context: ToolContext, caller_gone: Callable[[], bool]
+              ) -> ToolResult | None:
+    """Run a call in a worker thread until it ends or `context.deadline` passes; None when the
+    caller left first. Either way a call still running is told to stop (`cancelled`)."""
+    context = dataclasses.replace(context, cancelled=threading.Event())
+    future = _tool_threads.submit(_safely, tool, arguments, context)
+    while True:
+        try:
+            return future.result(timeout=min(0.2, max(0.0, context.deadline - time.monotonic())))
+        except concurrent.futures.TimeoutError:
+            if caller_gone():
+                context.cancelled.set()
+                return None
+            if time.monotonic() >= context.deadline:
+                context.cancelled.set()
+                return ToolResult(f"{tool.name} did not finish in time", is_error=True)
+
+
+def _safely(tool: Tool, arguments, context: ToolContext) -> ToolResult:
+    """A tool's result; a tool that raises (a bug) is an error the model reads about."""
+    try:
+        return tool.call(arguments if isinstance(arguments, dict) else {}, context)
+    except Exception as error:
+        return ToolResult(f"{tool.name} failed: {type(error).__name__}: {error}",
+                          is_error=True)
 
 
 class Toolbox:
@@ -83,6 +113,16 @@ class Toolbox:
     def enabled(self) -> list[Tool]:
         settings = agents_store.tool_settings(self._db)
         return [t for t in self.tools() if settings.get(t.name, t.enabled_by_default)]
+
+    def chosen(self, names: list[str] | None) -> list[Tool]:
+        """The tools a run asked for by name (all that are on when None); each must be on."""
+        if names is None:
+            return self.enabled()
+        tools = [self.get(name) for name in dict.fromkeys(names)]
+        for tool in tools:
+            if not self.is_enabled(tool):
+                raise ToolDisabled(tool.name)
+        return tools
 
     def set_enabled(self, name: str, enabled: bool, actor: str) -> Tool:
         tool = self.get(name)

@@ -18,12 +18,15 @@ from typing import Callable, NamedTuple
 import psutil
 
 from .. import __version__
+from ..agents.builtin import builtin_tools
+from ..agents.tools import Toolbox
 from ..config import Settings
 from ..engine.registry import Registry
 from ..kb.knowledge_base import KnowledgeBase
 from ..metrics import Metrics, labelled
 from ..models.hub import Downloads
 from ..store.db import Database
+from . import policy
 from .connection import GuardedHandler, GuardedServer
 from .cors import Cors
 from .errors import (
@@ -39,7 +42,7 @@ from .gate import Gate
 from .hosts import HostPolicy
 from .http import ClientGone, Request, Response
 from .policy import Group
-from .routes import account, kb, models, openai, system, tokenizer, users
+from .routes import account, agents, kb, models, openai, system, tokenizer, users
 from .startup import prepare_users
 
 log = logging.getLogger("offgrid.server")
@@ -86,6 +89,10 @@ ROUTES = [
     ("GET", "/v1/documents/{document_id}/chunks/{position}", kb.get_chunk, Group.KNOWLEDGE),
     ("POST", "/v1/rag/disable", kb.disable, Group.ADMIN),
     ("POST", "/v1/rag/enable", kb.enable, Group.ADMIN),
+    ("POST", "/v1/agents/run", agents.run, Group.AGENTS, "prompt"),
+    ("GET", "/v1/agents/tools", agents.list_tools, Group.AGENTS),
+    ("PATCH", "/v1/agents/tools", agents.set_tool, Group.TOOLS),
+    ("POST", "/v1/agents/tools/call", agents.call, Group.TOOLS),
     ("POST", "/v1/auth/login", account.login, Group.LOGIN),
     ("POST", "/v1/auth/logout", account.logout, Group.ACCOUNT),
     ("GET", "/v1/users/me", account.me, Group.ACCOUNT),
@@ -119,6 +126,10 @@ class Router:
             raise MethodNotAllowed(method, allowed)
         raise NotFound(f"Unknown endpoint: {path}", code="unknown_url")
 
+    def groups(self, path: str) -> set[Group]:
+        """The groups of the routes at `path` (none for an unknown path)."""
+        return {route.group for pattern, route in self._routes if pattern.fullmatch(path)}
+
     def methods(self, path: str) -> list[str]:
         """The methods `path` takes; 404 if none."""
         found = [route.method for pattern, route in self._routes if pattern.fullmatch(path)]
@@ -145,6 +156,7 @@ class App:
         self.db = Database(settings.home / "offgrid.db")
         self.kb = KnowledgeBase(self.db, self.registry,
                                 on_search=self.metrics.kb_search_seconds.observe)
+        self.toolbox = Toolbox(self.db, builtin_tools(settings, self.kb))
         prepare_users(settings, self.db)
         self.gate = Gate(settings, self.db)
         self.hosts = HostPolicy(settings.allowed_hosts, settings.host)
@@ -161,7 +173,9 @@ class App:
         if self.closing:
             raise ServiceUnavailable("The server is shutting down", code="shutting_down")
         self.hosts.check(request)  # before cors, which trusts Host to name this server
-        cors_headers = self.cors.headers_for(request)
+        cors_headers = self.cors.headers_for(request, any(
+            policy.same_origin_only(self.gate.mode, group)
+            for group in self.router.groups(request.path)))
         try:
             if request.method == "OPTIONS":
                 return self.cors.preflight(self.router.methods(request.path), cors_headers)

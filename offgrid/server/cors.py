@@ -24,11 +24,17 @@ class Cors:
         self.origins = {origin.strip().rstrip("/") for origin in origins.split(",")
                         if origin.strip()}
 
-    def headers_for(self, request: Request) -> dict[str, str]:
-        """The CORS headers of the answer; 403 for a foreign origin that is not allowed."""
+    def headers_for(self, request: Request, same_origin_only: bool = False) -> dict[str, str]:
+        """The CORS headers of the answer; 403 for a foreign origin that is not allowed, and
+        for any foreign origin at all where `same_origin_only` (endpoints that run tools or
+        start processes)."""
         origin = request.headers.get("Origin")
         if origin is None or _same_origin(origin, request):
             return {}
+        if same_origin_only:
+            raise Forbidden(f"This endpoint runs tools or starts programs, so web pages of other"
+                            f" origins ({origin}) may not call it, whatever cors_origins allows",
+                            code="origin_not_allowed")
         if "*" not in self.origins and origin not in self.origins:
             raise Forbidden(f"Requests from web pages at {origin} are not allowed; add the "
                             "origin to OFFGRID_CORS_ORIGINS to allow them",

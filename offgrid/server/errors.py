@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..agents import errors as agents
 from ..engine import errors as engine
 from ..kb import errors as kb
 from ..models import folder, hub
@@ -135,10 +136,9 @@ class InternalError(ApiError):
         super().__init__("The server hit an internal error; the request was not completed")
 
 
-# What the engine, the models folder, the hub, the knowledge base and the database refuse, as
-# the API's errors. The
-# first entry whose class the error is an instance of wins, so subclasses come before their
-# bases; `prompt` names the request field that held the prompt.
+# What the engine, the models folder, the hub, the knowledge base, the agents and the database
+# refuse, as the API's errors. The first entry whose class the error is an instance of wins, so
+# subclasses come before their bases; `prompt` names the request field that held the prompt.
 TRANSLATIONS: list[tuple[type[Exception], Callable[[Exception, str | None], ApiError]]] = [
     (folder.NotFound, lambda e, prompt: ModelNotFound(str(e), param="model")),
     (folder.InvalidName, lambda e, prompt: BadRequest(
@@ -182,12 +182,15 @@ TRANSLATIONS: list[tuple[type[Exception], Callable[[Exception, str | None], ApiE
     (kb.DocumentNotFound, lambda e, prompt: NotFound(str(e), code="document_not_found")),
     (kb.NoEmbeddingModel, lambda e, prompt: ModelNotFound(str(e), param="embedding_model")),
     (kb.KnowledgeBaseOff, lambda e, prompt: Conflict(str(e), code="knowledge_base_off")),
+    (agents.NoSuchTool, lambda e, prompt: NotFound(str(e), code="tool_not_found")),
+    (agents.ToolDisabled, lambda e, prompt: Conflict(str(e), code="tool_disabled")),
     (store.InvalidValue, lambda e, prompt: BadRequest(str(e), code="invalid_value",
                                                       param=e.field)),
     (store.Conflict, lambda e, prompt: Conflict(str(e), code=e.code)),
     (store.Missing, lambda e, prompt: NotFound(str(e))),
 ]
-REFUSALS = (engine.EngineError, folder.ModelError, hub.HubError, store.StoreError, kb.KbError)
+REFUSALS = (engine.EngineError, folder.ModelError, hub.HubError, store.StoreError, kb.KbError,
+            agents.AgentError)
 
 
 def translate(error: Exception, prompt: str | None = None) -> ApiError:

@@ -217,12 +217,15 @@ class Response:
 
 class EventStream(Response):
     """An SSE response: each item of `events` (a JSON-able value) becomes one `data:` event, and
-    `data: [DONE]` ends the stream. If the client goes away, `events` is closed, so a generator
-    can clean up in its `finally`."""
+    `data: [DONE]` ends the stream unless `end_marker` is off (a stream whose last event says it
+    is the last). If the client goes away, `events` is closed, so a generator can clean up in
+    its `finally`."""
 
-    def __init__(self, events: Iterator, headers: dict[str, str] | None = None):
+    def __init__(self, events: Iterator, headers: dict[str, str] | None = None,
+                 end_marker: bool = True):
         super().__init__(None, 200, headers)
         self.events = events
+        self.end_marker = end_marker
 
     def send(self, handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
@@ -235,7 +238,8 @@ class EventStream(Response):
         try:
             for event in self.events:
                 _write_chunk(handler, b"data: " + json.dumps(event).encode() + b"\n\n")
-            _write_chunk(handler, b"data: [DONE]\n\n")
+            if self.end_marker:
+                _write_chunk(handler, b"data: [DONE]\n\n")
             handler.wfile.write(b"0\r\n\r\n")
         finally:
             self.events.close()

@@ -18,6 +18,8 @@ class Group(str, Enum):
     KNOWLEDGE = "knowledge"  # reading and searching documents: each caller sees what they may
     GENERATE = "generate"  # completions, embeddings, tokenizer
     DOCUMENTS = "documents"  # adding and removing documents of one's own
+    AGENTS = "agents"  # running agents with the tools that are on
+    TOOLS = "tools"  # the agents' tools and MCP servers: turning them on, adding, testing
     ACCOUNT = "account"  # the caller's own account: who am I, log out
     OWN = "own"  # a user's record and API keys: their own, or anyone's for an admin
     USERS = "users"  # managing users and roles
@@ -29,8 +31,12 @@ YES, OWN_ONLY, UNAUTHORIZED, FORBIDDEN, NOT_FOUND = "yes", "own", "401", "403", 
 CALLERS = (None, "guest", "user", "admin")  # None: anonymous, no credentials
 RANK = {None: 0, "guest": 1, "user": 2, "admin": 3}
 LEAST_ROLE = {Group.MODELS: "guest", Group.CHAT: "guest", Group.KNOWLEDGE: "guest",
-              Group.GENERATE: "user", Group.DOCUMENTS: "user", Group.ACCOUNT: "guest",
-              Group.OWN: "user", Group.USERS: "admin", Group.ADMIN: "admin"}
+              Group.GENERATE: "user", Group.DOCUMENTS: "user", Group.AGENTS: "user",
+              Group.ACCOUNT: "guest", Group.OWN: "user", Group.USERS: "admin",
+              Group.TOOLS: "admin", Group.ADMIN: "admin"}
+# What may run tools or start processes: with no accounts to stop it, a web page of another
+# origin must never reach these, whatever cors_origins allows.
+STARTS_PROCESSES = {Group.AGENTS, Group.TOOLS}
 GUESTS_GROUPS = {Group.CHAT, Group.KNOWLEDGE}  # what guest access opens to guests
 ACCOUNT_GROUPS = {Group.LOGIN, Group.ACCOUNT, Group.OWN, Group.USERS}
 
@@ -64,6 +70,11 @@ def decide(mode: Mode, group: Group, role: str | None) -> str:
     if RANK[role] < RANK[LEAST_ROLE[group]]:
         return FORBIDDEN
     return OWN_ONLY if group == Group.OWN and role != "admin" else YES
+
+
+def same_origin_only(mode: Mode, group: Group) -> bool:
+    """Whether the group refuses requests from web pages of other origins in this mode."""
+    return not mode.multi_user and group in STARTS_PROCESSES
 
 
 def _anonymous_may(mode: Mode, group: Group) -> bool:

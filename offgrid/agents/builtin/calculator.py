@@ -14,7 +14,7 @@ import operator
 from ..tools import ToolContext, ToolResult
 from .base import BuiltinTool, Refused, string
 
-MAX_EXPRESSION_CHARS = 500
+MAX_EXPRESSION_CHARS = 200  # also what the grammar lets a model write: a step stays short
 MAX_NODES = 300  # numbers, names, operations and calls
 MAX_DEPTH = 50  # nesting of operations
 MAX_INT_BITS = 10_000  # about 3,000 digits: 1000! fits
@@ -77,8 +77,12 @@ class Calculator(BuiltinTool):
                    + _USE + ".")
     parameters = {
         "type": "object",
-        "properties": {"expression": {"type": "string", "maxLength": MAX_EXPRESSION_CHARS,
-                                      "description": "the arithmetic to work out"}},
+        # The pattern keeps a model's JSON out of the expression: under the agent's grammar it
+        # must close the string where a small model would write `}}` into it.
+        "properties": {"expression": {
+            "type": "string", "maxLength": MAX_EXPRESSION_CHARS,
+            "pattern": f"^[0-9A-Za-z_+*/%()., -]{{1,{MAX_EXPRESSION_CHARS}}}$",
+            "description": "the arithmetic to work out"}},
         "required": ["expression"],
         "additionalProperties": False,
     }
