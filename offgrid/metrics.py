@@ -141,6 +141,9 @@ class Metrics:
             "offgrid_generated_tokens_total", "Tokens generated, by model"))
         self.rate_limited = self._add(Counter(
             "offgrid_rate_limited_requests_total", "Requests refused with 429, by route"))
+        self.kb_search_seconds = self._add(Histogram(
+            "offgrid_kb_search_seconds", "Time to search the knowledge base, query embedding "
+            "included"))
         self.scheduler_failures = self._add(Counter(
             "offgrid_scheduler_failures_total",
             "Scheduler loops that stopped on an internal error (each restarts on the model's "

@@ -23,18 +23,29 @@ GEMMA_MODEL = "gemma-3-270m-q4_k_m"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2-q8_0"
 
 
-def _fetch_models_module():
-    spec = importlib.util.spec_from_file_location("fetch_models", ROOT / "scripts" /
-                                                  "fetch_models.py")
+def _script_module(name: str):
+    """scripts/<name>.py, imported."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
+def _fetch_models_module():
+    return _script_module("fetch_models")
+
+
 @pytest.fixture(scope="session")
 def model_files() -> dict[str, Path]:
     return _fetch_models_module().ensure_all()
+
+
+@pytest.fixture(scope="session")
+def documents() -> dict[str, Path]:
+    """Real documents: Debian packages' folders of them (HTML, PDF, text, CSV, JSON), by
+    package name (scripts/fetch_documents.py)."""
+    return _script_module("fetch_documents").ensure_all()
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,18 @@ def choices(request: GenerationRequest, n: int) -> list[GenerationRequest]:
         for i in range(n)]
 
 
+def prompt_room(scheduler: Scheduler, messages: list[tuple[str, str]], max_tokens: int | None
+                ) -> int:
+    """About how many more tokens a prompt of `messages` could take and still fit a slot with
+    its answer (a quarter of the slot, unless max_tokens says); counted on the vocabulary, as
+    the chat template adds a few tokens per message."""
+    model = scheduler.model
+    used = sum(len(model.tokenize(text, add_special=False, parse_special=False)) + 8
+               for _, text in messages)
+    answer = max_tokens if max_tokens is not None else scheduler.ctx_per_slot // 4
+    return max(0, scheduler.ctx_per_slot - used - answer - 16)
+
+
 class Run:
     """The choices of one request, generating side by side on one scheduler. Iterate it for
     (choice index, event) pairs (Text, then one Finished or Failed per choice); closing it, or

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Callable, NamedTuple
@@ -19,6 +20,7 @@ import psutil
 from .. import __version__
 from ..config import Settings
 from ..engine.registry import Registry
+from ..kb.knowledge_base import KnowledgeBase
 from ..models.hub import Downloads
 from ..metrics import Metrics, labelled
 from ..store.db import Database
@@ -30,7 +32,7 @@ from .errors import (REFUSALS, ApiError, InternalError, MethodNotAllowed, NotFou
                      ServiceUnavailable, translate)
 from .hosts import HostPolicy
 from .http import ClientGone, Request, Response
-from .routes import account, models, openai, system, tokenizer, users
+from .routes import account, kb, models, openai, system, tokenizer, users
 from .startup import prepare_users
 
 log = logging.getLogger("offgrid.server")
@@ -65,6 +67,18 @@ ROUTES = [
     ("POST", "/v1/embeddings", openai.embeddings, Group.GENERATE, "input"),
     ("POST", "/v1/tokenize", tokenizer.tokenize, Group.GENERATE),
     ("POST", "/v1/detokenize", tokenizer.detokenize, Group.GENERATE),
+    ("GET", "/v1/rag/status", kb.status, Group.MODELS),
+    ("POST", "/v1/rag/enable", kb.enable, Group.ADMIN),
+    ("POST", "/v1/rag/disable", kb.disable, Group.ADMIN),
+    ("GET", "/v1/documents", kb.list_documents, Group.KNOWLEDGE),
+    ("POST", "/v1/documents/ingest", kb.ingest, Group.DOCUMENTS),
+    ("GET", "/v1/documents/jobs/{job_id}", kb.job, Group.DOCUMENTS),
+    ("POST", "/v1/documents/search", kb.search, Group.KNOWLEDGE),
+    ("POST", "/v1/documents/delete", kb.delete_document_by_body, Group.DOCUMENTS),
+    ("GET", "/v1/documents/{document_id}", kb.get_document, Group.KNOWLEDGE),
+    ("PATCH", "/v1/documents/{document_id}", kb.share_document, Group.ADMIN),
+    ("DELETE", "/v1/documents/{document_id}", kb.delete_document, Group.DOCUMENTS),
+    ("GET", "/v1/documents/{document_id}/chunks/{position}", kb.get_chunk, Group.KNOWLEDGE),
     ("POST", "/v1/auth/login", account.login, Group.LOGIN),
     ("POST", "/v1/auth/logout", account.logout, Group.ACCOUNT),
     ("GET", "/v1/users/me", account.me, Group.ACCOUNT),
@@ -122,6 +136,8 @@ class App:
         self.router = Router(ROUTES)
         self._add_gauges()
         self.db = Database(settings.home / "offgrid.db")
+        self.kb = KnowledgeBase(self.db, self.registry,
+                                on_search=self.metrics.kb_search_seconds.observe)
         prepare_users(settings, self.db)
         self.gate = Gate(settings, self.db)
         self.hosts = HostPolicy(settings.allowed_hosts, settings.host)
@@ -181,6 +197,12 @@ class App:
               per_model(lambda s: s.kv_tokens_used))
         gauge("offgrid_kv_cache_capacity_tokens", "Tokens the KV cache can hold, by model",
               per_model(lambda s: s.kv_tokens_capacity))
+        gauge("offgrid_kb_documents", "Documents in the knowledge base",
+              lambda: {(): self.kb.status().documents})
+        gauge("offgrid_kb_chunks", "Chunks in the knowledge base",
+              lambda: {(): self.kb.status().chunks})
+        gauge("offgrid_kb_jobs", "Knowledge-base jobs (ingests, re-embeddings), by status",
+              lambda: labelled(Counter(job.status for job in self.kb.jobs.all()), "status"))
         gauge("offgrid_generation_tokens_per_second",
               "Tokens generated per second over the last 10 s, all requests together, by model",
               per_model(lambda s: round(s.tokens_per_second(), 3)))

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 from ..config import Settings
+from ..kb.knowledge_base import Reader
 from ..store import credentials
 from ..store.credentials import Identity
 from ..store.db import Database
@@ -20,7 +21,7 @@ from .limits import Limits, LoginThrottle, Meter, Subject
 
 BEARER = re.compile(r"Bearer +(\S{1,512})", re.IGNORECASE)
 SECRET = re.compile(r"ogt?_[A-Za-z0-9_-]{20,200}")
-TOKEN_GROUPS = {Group.CHAT, Group.GENERATE}  # the routes that spend tokens
+TOKEN_GROUPS = {Group.CHAT, Group.GENERATE, Group.DOCUMENTS}  # the routes that spend tokens
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,18 @@ class Gate:
             raise Unauthorized("This needs an API key or login token: send 'Authorization: "
                                "Bearer og_…' (POST /v1/auth/login gives a token)")
         if outcome == policy.FORBIDDEN:
-            if group == Group.CHAT and role == "guest":
+            if group in policy.GUESTS_GROUPS and role == "guest" and not self.mode.guest_access:
                 raise Forbidden("Guest access is off on this server", code="guest_access_off")
             raise Forbidden(f"A {role} may not use this endpoint")
         if outcome == policy.OWN_ONLY and path_params.get("user_id") != str(identity.user.id):
             raise Forbidden("You can only see and change your own account and API keys")
+
+    def reader(self, caller: Caller | None) -> Reader:
+        """The caller, as the knowledge base tells callers apart."""
+        if not self.mode.multi_user:
+            return Reader(single_user=True)
+        user = caller.user if caller is not None else None
+        return Reader(user.id, user.role) if user else Reader()
 
     def quota_of(self, user) -> dict[str, int]:
         """A user's limits: their own where set, else their role's (0: no limit)."""

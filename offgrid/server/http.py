@@ -3,6 +3,7 @@ with chunked transfer encoding so the connection stays open for the next request
 
 from __future__ import annotations
 
+import email.policy
 import json
 import math
 import re
@@ -11,6 +12,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -54,6 +56,25 @@ class Request:
         if not isinstance(value, dict):
             raise BadRequest("The request body must be a JSON object")
         return value
+
+    def form(self) -> dict[str, "FormField"]:
+        """A multipart/form-data body, by field name; a 400 when it is not one."""
+        content_type = self.headers.get("Content-Type", "")
+        if not content_type.lower().startswith("multipart/form-data"):
+            raise BadRequest("Send the file as multipart/form-data", code="invalid_request")
+        message = BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
+            + self.body)
+        if not message.is_multipart():
+            raise BadRequest("The multipart body has no parts; is its boundary right?",
+                             code="invalid_request")
+        fields = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if name:
+                fields[name] = FormField(part.get_filename(), part.get_content_type(),
+                                         part.get_payload(decode=True) or b"")
+        return fields
 
     def client_gone(self) -> bool:
         """True once the client has closed its end of the connection."""
@@ -132,6 +153,14 @@ def field_name(path: tuple) -> str | None:
     for part in path:
         name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
     return name.encode("utf-8", "backslashreplace").decode("utf-8") or None
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One part of a multipart/form-data body."""
+    filename: str | None
+    content_type: str
+    data: bytes
 
 
 def _read_body(handler: GuardedHandler, max_body: int) -> bytes:

@@ -15,7 +15,9 @@ class Group(str, Enum):
     LOGIN = "login"  # logging in
     MODELS = "models"  # reading the model list and statistics
     CHAT = "chat"
+    KNOWLEDGE = "knowledge"  # reading and searching documents: each caller sees what they may
     GENERATE = "generate"  # completions, embeddings, tokenizer
+    DOCUMENTS = "documents"  # adding and removing documents of one's own
     ACCOUNT = "account"  # the caller's own account: who am I, log out
     OWN = "own"  # a user's record and API keys: their own, or anyone's for an admin
     USERS = "users"  # managing users and roles
@@ -26,9 +28,10 @@ class Group(str, Enum):
 YES, OWN_ONLY, UNAUTHORIZED, FORBIDDEN, NOT_FOUND = "yes", "own", "401", "403", "404"
 CALLERS = (None, "guest", "user", "admin")  # None: anonymous, no credentials
 RANK = {None: 0, "guest": 1, "user": 2, "admin": 3}
-LEAST_ROLE = {Group.MODELS: "guest", Group.CHAT: "guest", Group.GENERATE: "user",
-              Group.ACCOUNT: "guest", Group.OWN: "user", Group.USERS: "admin",
-              Group.ADMIN: "admin"}
+LEAST_ROLE = {Group.MODELS: "guest", Group.CHAT: "guest", Group.KNOWLEDGE: "guest",
+              Group.GENERATE: "user", Group.DOCUMENTS: "user", Group.ACCOUNT: "guest",
+              Group.OWN: "user", Group.USERS: "admin", Group.ADMIN: "admin"}
+GUESTS_GROUPS = {Group.CHAT, Group.KNOWLEDGE}  # what guest access opens to guests
 ACCOUNT_GROUPS = {Group.LOGIN, Group.ACCOUNT, Group.OWN, Group.USERS}
 
 
@@ -56,7 +59,7 @@ def decide(mode: Mode, group: Group, role: str | None) -> str:
         return YES
     if role is None:
         return YES if _anonymous_may(mode, group) else UNAUTHORIZED
-    if group == Group.CHAT and role == "guest" and not mode.guest_access:
+    if group in GUESTS_GROUPS and role == "guest" and not mode.guest_access:
         return FORBIDDEN
     if RANK[role] < RANK[LEAST_ROLE[group]]:
         return FORBIDDEN
@@ -66,4 +69,4 @@ def decide(mode: Mode, group: Group, role: str | None) -> str:
 def _anonymous_may(mode: Mode, group: Group) -> bool:
     if group == Group.MODELS:
         return not mode.require_auth
-    return group == Group.CHAT and mode.anonymous_guests
+    return group in GUESTS_GROUPS and mode.anonymous_guests

@@ -72,4 +72,56 @@ def m001_users_keys_tokens_quotas_audit(connection: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS = [m001_users_keys_tokens_quotas_audit]
+def m002_knowledge_base(connection: sqlite3.Connection) -> None:
+    run_script(connection, """
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            owner_id INTEGER REFERENCES users (id) ON DELETE CASCADE,  -- NULL: single-user mode
+            shared INTEGER NOT NULL DEFAULT 0,  -- every user may search and cite it
+            name TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            size INTEGER NOT NULL,  -- bytes, as uploaded
+            sha256 TEXT NOT NULL,  -- of the upload: the same content twice is one document
+            title TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',  -- JSON object, the uploader's
+            text TEXT NOT NULL,  -- the extracted text, which chunk offsets point into
+            created_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX documents_by_owner_and_content ON documents (IFNULL(owner_id, 0), sha256);
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            document_id INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            start_char INTEGER NOT NULL,
+            end_char INTEGER NOT NULL,
+            section TEXT NOT NULL DEFAULT '',  -- the headings above it, one per line
+            UNIQUE (document_id, position)
+        );
+        CREATE TABLE vectors (
+            chunk_id INTEGER NOT NULL REFERENCES chunks (id) ON DELETE CASCADE,
+            model TEXT NOT NULL,  -- the embedding model that made it: spaces are never mixed
+            vector BLOB NOT NULL,  -- float32, little-endian, unit length
+            PRIMARY KEY (model, chunk_id)
+        );
+        CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+            section, text, content = 'chunks', content_rowid = 'id', tokenize = 'porter unicode61'
+        );
+        CREATE TRIGGER chunks_fts_after_insert AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts (rowid, section, text) VALUES (new.id, new.section, new.text);
+        END;
+        CREATE TRIGGER chunks_fts_after_delete AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts (chunks_fts, rowid, section, text)
+            VALUES ('delete', old.id, old.section, old.text);
+        END;
+        CREATE TABLE kb_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            enabled INTEGER,  -- NULL: never chosen (on when an embedding model is there)
+            embedding_model TEXT,  -- whose vectors search uses
+            reembedding_to TEXT  -- the model a re-embedding job is filling in, if any
+        );
+        INSERT INTO kb_state (id) VALUES (1)
+    """)
+
+
+MIGRATIONS = [m001_users_keys_tokens_quotas_audit, m002_knowledge_base]

@@ -28,6 +28,7 @@ MAX_CHOICES = 16
 MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5
 MAX_EMBEDDING_INPUTS = 2048
+KNOWLEDGE_TOP_K = 4  # passages a chat with the knowledge base gets, unless it asks otherwise
 CHAT_ROLES = {"system", "developer", "user", "assistant", "tool"}
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NO_PARAMETERS = {"type": "object", "properties": {}}
@@ -53,7 +54,7 @@ class Generating:
     include_usage: bool
 
     @staticmethod
-    def fields(body: dict, max_tokens: int | None, grammar: str | None = None) -> dict:
+    def common(body: dict, max_tokens: int | None, grammar: str | None = None) -> dict:
         stream, include_usage = _streaming(body)
         return {"model": fields.string(body, "model"), "keep_alive": fields.keep_alive(body),
                 "n": fields.integer(body, "n", 1, 1, MAX_CHOICES),
@@ -132,10 +133,40 @@ def _streaming(body: dict) -> tuple[bool, bool]:
 # -- chat -------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class KnowledgeOptions:
+    """`use_knowledge_base` and its `knowledge_base` options: passages for the prompt."""
+    top_k: int
+    min_score: float | None
+    document_filter: list[int] | None
+
+    @classmethod
+    def parse(cls, body: dict) -> "KnowledgeOptions | None":
+        if not fields.boolean(body, "use_knowledge_base", False):
+            if body.get("knowledge_base") is not None:
+                raise BadRequest("'knowledge_base' needs 'use_knowledge_base': true",
+                                 code="invalid_value", param="knowledge_base")
+            return None
+        options = fields.obj(body, "knowledge_base")
+        filter_ = options.get("document_filter")
+        if filter_ is not None and (not isinstance(filter_, list) or not all(
+                is_token(d) for d in filter_)):
+            raise invalid("knowledge_base.document_filter", "an array of document ids", filter_)
+        min_score = options.get("min_score")
+        if min_score is not None and (isinstance(min_score, bool) or not isinstance(
+                min_score, (int, float))):
+            raise invalid("knowledge_base.min_score", "a number", min_score)
+        top_k = options.get("top_k", KNOWLEDGE_TOP_K)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 20:
+            raise invalid("knowledge_base.top_k", "an integer from 1 to 20", top_k)
+        return cls(top_k, None if min_score is None else float(min_score), filter_)
+
+
+@dataclass(frozen=True)
 class ChatCompletionRequest(Generating):
     messages: tuple[tuple[str, str], ...]  # (role, text) as the chat template renders them
     logprobs: int | None  # None: none; n: each token's and its n likeliest alternatives'
     tool_use: ToolUse | None
+    knowledge: KnowledgeOptions | None  # passages from the knowledge base go in the prompt
 
     @classmethod
     def parse(cls, body: dict) -> "ChatCompletionRequest":
@@ -153,12 +184,15 @@ class ChatCompletionRequest(Generating):
         max_tokens = fields.integer(body, "max_completion_tokens", None, 1)
         if max_tokens is None:  # the older name
             max_tokens = fields.integer(body, "max_tokens", None, 1)
-        return cls(**cls.fields(body, max_tokens, grammar_text), messages=tuple(messages),
-                   logprobs=_chat_logprobs(body), tool_use=tool_use)
+        return cls(**cls.common(body, max_tokens, grammar_text), messages=tuple(messages),
+                   logprobs=_chat_logprobs(body), tool_use=tool_use,
+                   knowledge=KnowledgeOptions.parse(body))
 
-    def generation_requests(self) -> list[GenerationRequest]:
-        return self._choices(GenerationRequest(messages=list(self.messages),
-                                               logprobs=self.logprobs))
+    def generation_requests(self, messages: list[tuple[str, str]] | None = None
+                            ) -> list[GenerationRequest]:
+        """The n choices; `messages` in place of the request's own (with sources added)."""
+        chosen = list(self.messages) if messages is None else messages
+        return self._choices(GenerationRequest(messages=chosen, logprobs=self.logprobs))
 
 
 def _chat_logprobs(body: dict) -> int | None:
@@ -344,7 +378,7 @@ class CompletionRequest(Generating):
         if suffix is not None and not all(isinstance(p, str) for p in prompts):
             raise BadRequest("'suffix' needs the prompt as text", code="invalid_value",
                              param="suffix")
-        return cls(**cls.fields(body, fields.integer(body, "max_tokens", None, 1)),
+        return cls(**cls.common(body, fields.integer(body, "max_tokens", None, 1)),
                    prompts=prompts, suffix=suffix, echo=echo, logprobs=logprobs)
 
     def check_against(self, model: Model) -> None:

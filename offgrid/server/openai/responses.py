@@ -96,9 +96,11 @@ class ChatReply(Reply):
     chunk_object_name = "chat.completion.chunk"
     id_prefix = "chatcmpl-"
 
-    def __init__(self, model: str, per_prompt: int, tool_use: ToolUse | None):
+    def __init__(self, model: str, per_prompt: int, tool_use: ToolUse | None,
+                 citations: list[dict] | None = None):
         super().__init__(model, per_prompt)
         self.tool_use = tool_use
+        self.citations = citations  # the knowledge base's passages it was given, if asked
         self._texts: dict[int, str] = {}  # what each choice said so far
         self._holding: set[int] = set()  # choices whose text may be a tool call, so held back
 
@@ -108,6 +110,8 @@ class ChatReply(Reply):
                    else choice.text}
         if calls:
             message["tool_calls"] = calls
+        if self.citations is not None:
+            message["citations"] = self.citations
         return {"index": index, "message": message,
                 "logprobs": {"content": self._logprobs(choice.logprobs), "refusal": None}
                 if choice.logprobs else None,
@@ -140,7 +144,10 @@ class ChatReply(Reply):
             self._texts[index] = ""
             if self.tool_use:
                 self._holding.add(index)
-            yield self._delta(index, {"role": "assistant", "content": ""})
+            opening = {"role": "assistant", "content": ""}
+            if self.citations is not None:  # before the first text, so it can be linked
+                opening["citations"] = self.citations
+            yield self._delta(index, opening)
 
     def text_chunks(self, index: int, text: Text):
         self._texts[index] += text.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ...engine import generate
 from ...engine.registry import LoadedModel
+from ...kb import context
 from ..http import ClientGone, Request, Response
 from ..openai import responses
 from ..openai.requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -15,9 +16,26 @@ def chat_completions(app, request: Request) -> Response:
     chat = ChatCompletionRequest.parse(request.json())
     loaded = app.registry.get(chat.model, chat.keep_alive)
     chat.check_against(loaded.model)
-    run = _start(request, loaded, chat.generation_requests(), chat.n)
-    return responses.render(run, responses.ChatReply(chat.model, chat.n, chat.tool_use), chat.n,
-                            chat.stream, chat.include_usage)
+    messages, citations = list(chat.messages), None
+    if chat.knowledge is not None:
+        messages, citations = _with_knowledge(app, request, loaded, chat)
+    run = _start(request, loaded, chat.generation_requests(messages), chat.n)
+    reply = responses.ChatReply(chat.model, chat.n, chat.tool_use, citations)
+    return responses.render(run, reply, chat.n, chat.stream, chat.include_usage)
+
+
+def _with_knowledge(app, request: Request, loaded: LoadedModel, chat: ChatCompletionRequest
+                    ) -> tuple[list[tuple[str, str]], list[dict]]:
+    """The chat's messages with the passages its question finds as numbered sources, as many
+    as the slot has room for; and their citations."""
+    options, messages = chat.knowledge, list(chat.messages)
+    passages = app.kb.for_chat(app.gate.reader(request.caller), messages, options.top_k,
+                               options.min_score, options.document_filter)
+    model = loaded.model
+    room = generate.prompt_room(loaded.generator(), messages, chat.max_tokens)
+    messages, citations = context.with_sources(messages, passages, room, lambda text: len(
+        model.tokenize(text, add_special=False, parse_special=False)))
+    return messages, [citation.as_dict() for citation in citations]
 
 
 def completions(app, request: Request) -> Response:
