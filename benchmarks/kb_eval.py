@@ -2,11 +2,12 @@
 documentation corpus nobody here wrote, and (--speed) ingest and search speed.
 
 Quality: the corpus is a Debian documentation package, fetched with `apt-get download` and
-unpacked with `dpkg-deb -x`; every document is uploaded to POST /v1/documents/ingest; every
-question of benchmarks/kb_eval/questions.json (users' words, each with the passage that answers
-it) is asked through POST /v1/documents/search in each mode, and the run reports recall@5 and
-MRR@10 for keyword (BM25), vector and hybrid search, and each question's rank. A result is
-relevant by the rule in `matches()` (benchmarks/kb_eval/README.md states it).
+unpacked with `dpkg-deb -x` (scripts/fetch_documents.py); every document is uploaded to
+POST /v1/documents/ingest; every question of benchmarks/kb_eval/questions.json (users' words,
+each with the passage that answers it) is asked through POST /v1/documents/search in each mode,
+and the run reports recall@5 and MRR@10 for keyword (BM25), vector and hybrid search, and each
+question's rank. A result is relevant by the rule in `matches()` (benchmarks/kb_eval/README.md
+states it).
 
 Speed (--speed), on the same server: search p50/p99 latency and the server's resident memory
 each time the store first holds about 1k, 10k and 100k chunks (--quick: up to 10k), the corpus
@@ -24,6 +25,7 @@ Exit status 0 when hybrid beats keyword and vector search on both recall@5 and M
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
 import itertools
 import json
@@ -32,7 +34,6 @@ import random
 import re
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "scripts")]
 
+import fetch_documents  # noqa: E402
 import fetch_models  # noqa: E402
 from report import machine, with_section  # noqa: E402
 from servers import Server  # noqa: E402
@@ -193,54 +195,35 @@ def _kind_order(kind: str) -> int:
 
 # -- the corpus -------------------------------------------------------------------------------------
 
-def fetch_package(package: str, version: str) -> tuple[Path, str]:
-    """(the folder a Debian package is unpacked in, its version). It is fetched once into
-    <cache>/documents/<package>_<version>/ with apt-get download and dpkg-deb -x; if the pinned
-    version has left the archive (a point or security release replaced it), the current one is
-    fetched instead, and the run says so: tests/test_kb_eval.py checks the quotes against it."""
-    cache = fetch_models.cache_dir() / "documents"
-    unpacked = cache / _folder_name(package, version)
-    if unpacked.is_dir():
-        return unpacked, version
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as work:
-        download = subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=work,
-                                  capture_output=True, text=True)
-        if download.returncode != 0:
-            print(f"kb_eval: {package} {version} cannot be downloaded "
-                  f"({download.stderr.strip()}); trying its current version", file=sys.stderr)
-            _check(["apt-get", "download", package], work)
-        (deb,) = Path(work).glob("*.deb")
-        fetched = _check(["dpkg-deb", "-f", str(deb), "Version"], work).strip()
-        unpacked = cache / _folder_name(package, fetched)
-        if not unpacked.is_dir():
-            _check(["dpkg-deb", "-x", str(deb), "tree"], work)
-            (Path(work) / "tree").rename(unpacked)  # whole or not at all
-    return unpacked, fetched
-
-
-def _folder_name(package: str, version: str) -> str:
-    return f"{package}_{version.replace(':', '%3a')}"
-
-
-def _check(command: list[str], folder: str) -> str:
-    try:
-        done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise EvalError(f"{command[0]} is not installed: the corpus is a Debian package") from None
-    if done.returncode != 0:
-        raise EvalError(f"{' '.join(command)} failed: {done.stderr.strip() or done.stdout}")
-    return done.stdout
-
-
 def corpus_root(corpus: dict, folder: Path | None = None) -> tuple[Path, str]:
     """(the folder holding the corpus's documents, where they came from): `folder` if given,
-    else the corpus's package, fetched."""
+    else the corpus's Debian package, fetched by scripts/fetch_documents.py. The package is
+    whatever version the archive has now; a version other than the one the questions were
+    written on is said, and tests/test_kb_eval.py tells whether the quotes still hold."""
     if folder is not None:
         return folder, f"the folder {folder}"
-    unpacked, version = fetch_package(corpus["package"], corpus["version"])
-    return (unpacked / corpus.get("root", ""),
-            f"the Debian package `{corpus['package']}` {version}")
+    package = corpus["package"]
+    if package not in fetch_documents.PACKAGES:
+        raise EvalError(f"scripts/fetch_documents.py does not know the package {package}: "
+                        "add it to its PACKAGES")
+    root = fetch_documents.ensure(package)
+    version = package_version(fetch_documents.documents_dir() / package, package)
+    if version != corpus["version"]:
+        print(f"kb_eval: the questions were written on {package} {corpus['version']}, this is "
+              f"{version}", file=sys.stderr)
+    return root, f"the Debian package `{package}` {version}"
+
+
+def package_version(unpacked: Path, package: str) -> str:
+    """An unpacked Debian package's version, from the first line of the changelog that Debian
+    policy puts in every package: `git (1:2.39.5-0+deb12u3) bookworm-security; ...`."""
+    changelog = unpacked / "usr" / "share" / "doc" / package / "changelog.Debian.gz"
+    try:
+        with gzip.open(changelog, "rt", encoding="utf-8") as lines:
+            first = lines.readline()
+    except OSError:
+        return "(version unknown)"
+    return first.split("(", 1)[-1].split(")", 1)[0]
 
 
 def corpus_documents(root: Path, include: str = "**/*") -> list[str]:
@@ -352,7 +335,11 @@ class Levels:
         self.pending = sorted(levels)
         self.rows: list[dict] = []
         self.empty_rss = server.rss()
-        self._since = (time.perf_counter(), 0)  # ingest time and chunks at the last level
+        self.ingesting(0)
+
+    def ingesting(self, chunks: int) -> None:
+        """Ingest (re)starts with the store holding `chunks`: the rate is counted from here."""
+        self._since = (time.perf_counter(), chunks)
 
     def reached(self, chunks: int) -> None:
         if not self.pending or chunks < self.pending[0]:
@@ -360,17 +347,22 @@ class Levels:
         while self.pending and chunks >= self.pending[0]:
             self.pending.pop(0)
         started, before = self._since
+        rate = (chunks - before) / (time.perf_counter() - started)
         rss = self.server.rss()
-        self.rows.append({
-            "chunks": chunks,
-            "ingest_chunks_per_second": round((chunks - before) / (time.perf_counter() - started),
-                                              1),
-            "rss_mb": round(rss / 2 ** 20),
-            "rss_mb_per_100k_chunks": round((rss - self.empty_rss) / chunks * 1e5 / 2 ** 20),
-            "search": latencies(self.api, self.questions)})
+        self.rows.append({"chunks": chunks, "ingest_chunks_per_second": round(rate, 1),
+                          "rss_mb": round(rss / 2 ** 20),
+                          "rss_growth_mb": round((rss - self.empty_rss) / 2 ** 20),
+                          "search": latencies(self.api, self.questions)})
         print(f"kb_eval: at {chunks} chunks {json.dumps(self.rows[-1])}", file=sys.stderr,
               flush=True)
-        self._since = (time.perf_counter(), chunks)
+        self.ingesting(chunks)
+
+    def per_100k_chunks_mb(self) -> int | None:
+        """Resident memory over the empty store's at the largest size, per 100k chunks."""
+        if not self.rows:
+            return None
+        top = self.rows[-1]
+        return round(top["rss_growth_mb"] / top["chunks"] * 100_000)
 
 
 def latencies(api: Api, questions: list[Question]) -> dict:
@@ -389,10 +381,18 @@ def latencies(api: Api, questions: list[Question]) -> dict:
     return figures
 
 
-def chunk_texts(api: Api, ingested: list[Ingested]) -> list[str]:
-    """The text of every chunk the store made of the corpus, in order."""
-    return [api.call("GET", f"/v1/documents/{item.id}/chunks/{position}")["content"]
-            for item in ingested for position in range(item.chunks)]
+def chunk_texts(api: Api, ingested: list[Ingested]) -> dict[str, list[str]]:
+    """{corpus path: the texts of the chunks the store made of it, in order}."""
+    return {item.path: [api.call("GET", f"/v1/documents/{item.id}/chunks/{n}")["content"]
+                        for n in range(item.chunks)] for item in ingested}
+
+
+def unreachable(questions: list[Question], texts: dict[str, list[str]]) -> list[str]:
+    """The questions whose answers no chunk of their documents holds, by matches(): the
+    extraction or the chunking lost the passage, and no search can find it."""
+    return [question.id for question in questions if not any(
+        matches(answer.words, text) for answer in question.answers
+        for document in answer.documents for text in texts.get(document, ()))]
 
 
 def embedding_rate(api: Api, model: str, texts: list[str]) -> float:
@@ -427,16 +427,17 @@ def grow(api: Api, documents, levels: Levels, chunks: int) -> None:
         levels.reached(chunks)
 
 
-def speed(api: Api, model: str, ingested: list[Ingested], ingest: dict, levels: Levels) -> dict:
+def speed(api: Api, model: str, texts: list[str], ingest: dict, levels: Levels) -> dict:
     """Ingest against raw embeddings on the same chunk texts, then the store grown with
     synthetic documents through the levels the corpus did not reach."""
-    texts = chunk_texts(api, ingested)
     sample = texts[::max(1, len(texts) // RAW_SAMPLE)]  # spread over the whole corpus
     raw = embedding_rate(api, model, sample)
+    levels.ingesting(ingest["chunks"])
     grow(api, synthetic_documents(texts), levels, ingest["chunks"])
     return {"ingest_chunks_per_second": ingest["chunks_per_second"],
             "raw_texts_per_second": round(raw, 1), "raw_texts": len(sample),
-            "ratio": round(ingest["chunks_per_second"] / raw, 2), "levels": levels.rows}
+            "ratio": round(ingest["chunks_per_second"] / raw, 2), "levels": levels.rows,
+            "rss_mb_per_100k_chunks": levels.per_100k_chunks_mb()}
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -463,8 +464,12 @@ def run(questions_path: Path, folder: Path | None, levels: tuple[int, ...]) -> d
             results = {"corpus": source, "questions_file": _shown(questions_path),
                        "questions": len(questions), "ingest": ingest,
                        **evaluate(questions, api.search, names)}
+            texts = chunk_texts(api, ingested)
+            results["unreachable"] = unreachable(questions, texts)
             if levels:
-                results["speed"] = speed(api, embedding.stem, ingested, ingest, store_levels)
+                results["speed"] = speed(api, embedding.stem,
+                                         [text for chunks in texts.values() for text in chunks],
+                                         ingest, store_levels)
         finally:
             server.stop()
     results["machine"] = machine()
@@ -482,6 +487,8 @@ def table(results: dict) -> str:
     for mode, row in results["modes"].items():
         lines.append(f"{mode:<10} {row['recall@5']:>9.3f} {row['mrr@10']:>8.3f}")
     lines.append(f"hybrid beats both: {'yes' if results['hybrid_beats_both'] else 'NO'}")
+    if results["unreachable"]:
+        lines.append(f"answered by no chunk: {', '.join(results['unreachable'])}")
     return "\n".join(lines)
 
 
@@ -519,6 +526,9 @@ def markdown(results: dict) -> str:
     if ingest["refused"]:
         lines += ["", "Documents the server refused:", ""] + [f"- {line}" for line in
                                                               ingest["refused"]]
+    if results["unreachable"]:
+        lines += ["", "Questions no chunk of their documents answers (the extraction or the "
+                  "chunking lost the passage): " + ", ".join(results["unreachable"]) + "."]
     return "\n".join(lines)
 
 
@@ -533,22 +543,25 @@ def _speed_lines(speed: dict) -> list[str]:
              "Search latency as the store grows: the corpus first, then synthetic documents "
              "(its chunks with a tenth of their words changed), one at a time; at each size "
              f"every question asked {SEARCH_ROUNDS} times per mode, one request at a time. "
-             "Resident memory is the server's (psutil), per 100k chunks over the empty store "
+             "Resident memory is the server's (psutil), and its growth over the empty store "
              "with the embedding model loaded.",
              "",
              "| chunks | " + " | ".join(f"{mode} p50 / p99 ms" for mode in MODES)
-             + " | ingest chunks/s on the way | resident MB | MB per 100k chunks |",
+             + " | ingest chunks/s on the way | resident MB | growth MB |",
              "|---|" + "---|" * (len(MODES) + 3)]
     for row in speed["levels"]:
         lines.append(f"| {row['chunks']} | " + " | ".join(
             f"{row['search'][mode]['p50_ms']} / {row['search'][mode]['p99_ms']}"
             for mode in MODES) + f" | {row['ingest_chunks_per_second']} | {row['rss_mb']} | "
-            f"{row['rss_mb_per_100k_chunks']} |")
-    top = speed["levels"][-1] if speed["levels"] else None
-    if top and top["chunks"] >= 100_000:
-        p50 = top["search"]["hybrid"]["p50_ms"]
-        lines += ["", f"Hybrid p50 at {top['chunks']} chunks: {p50} ms (target ≤ 50 ms on 2 "
-                  f"cores: {'met' if p50 <= 50 else '**not met**'})."]
+            f"{row['rss_growth_mb']} |")
+    if not speed["levels"]:
+        return lines
+    top = speed["levels"][-1]
+    p50 = top["search"]["hybrid"]["p50_ms"]
+    lines += ["", f"At {top['chunks']} chunks: hybrid p50 {p50} ms (target ≤ 50 ms at 100k on "
+              f"2 cores: {'met' if p50 <= 50 else '**not met**'}"
+              + ("" if top["chunks"] >= 100_000 else ", not measured at 100k here")
+              + f"); resident memory {speed['rss_mb_per_100k_chunks']} MB per 100k chunks."]
     return lines
 
 
@@ -568,7 +581,7 @@ def main() -> int:
     levels = (args.levels or LEVELS["quick" if args.quick else "full"]) if args.speed else ()
     try:
         results = run(args.questions.resolve(), args.corpus, levels)
-    except EvalError as error:
+    except (EvalError, fetch_documents.FetchError) as error:
         print(f"kb_eval: {error}", file=sys.stderr)
         return 2
     results["command"] = " ".join(["benchmarks/kb_eval.py", *sys.argv[1:]])
