@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -117,6 +118,7 @@ class Client:
         self.models = Models(self)
         self.system = System(self)
         self.users = Users(self)
+        self.kb = KnowledgeBase(self)
 
     def __repr__(self) -> str:
         return f"offgrid.Client({self.host!r})"
@@ -126,8 +128,10 @@ class Client:
 
     def chat(self, message_or_messages: str | list[dict], model: str | None = None,
              system: str | None = None, stream: bool = False, **params):
-        """The assistant's answer as text, or an iterator of text pieces when streaming.
-        `params` are any of the chat completion parameters (max_tokens, temperature, ...)."""
+        """The assistant's answer as text (an Answer), or when streaming a TextStream of text
+        pieces. `params` are any of the chat completion parameters (max_tokens, temperature,
+        use_knowledge_base, ...); with use_knowledge_base=True the answer's `citations` are the
+        passages it was given."""
         messages = ([{"role": "user", "content": message_or_messages}]
                     if isinstance(message_or_messages, str) else list(message_or_messages))
         if system is not None:
@@ -136,8 +140,8 @@ class Client:
         if stream:
             return self._stream_text("/v1/chat/completions", body,
                                      lambda choice: choice["delta"].get("content"))
-        return self.request("POST", "/v1/chat/completions", body)["choices"][0]["message"][
-            "content"]
+        message = self.request("POST", "/v1/chat/completions", body)["choices"][0]["message"]
+        return Answer(message["content"] or "", message.get("citations"))
 
     def complete(self, prompt: str, model: str | None = None, stream: bool = False, **params):
         """The continuation of `prompt` as text, or an iterator of text pieces when streaming."""
@@ -176,16 +180,23 @@ class Client:
     # -- transport --
 
     def request(self, method: str, path: str, body: dict | None = None,
-                query: dict | None = None) -> dict:
-        """Any endpoint: the parsed JSON answer, or an OffGridError."""
-        with self._open(method, path, body, query) as response:
+                query: dict | None = None, files: dict[str, tuple[str, bytes]] | None = None
+                ) -> dict:
+        """Any endpoint: the parsed JSON answer, or an OffGridError. `files` ({field: (file
+        name, bytes)}) sends the body as multipart/form-data, with `body`'s items as fields."""
+        with self._open(method, path, body, query, files) as response:
             raw = response.read()
             return json.loads(raw) if raw else {}
 
-    def _open(self, method: str, path: str, body: dict | None, query: dict | None = None):
+    def _open(self, method: str, path: str, body: dict | None, query: dict | None = None,
+              files: dict[str, tuple[str, bytes]] | None = None):
         url = self.host + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method, headers=self._headers())
+        headers = self._headers()
+        if files is not None:
+            data, headers["Content-Type"] = _multipart(body or {}, files)
+        else:
+            data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         attempt = 0
         while True:
             try:
@@ -209,20 +220,67 @@ class Client:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
-    def _stream_text(self, path: str, body: dict, text_of: Callable) -> Iterator[str]:
-        response = self._open("POST", path, {**body, "stream": True})
+    def _stream_text(self, path: str, body: dict, text_of: Callable) -> "TextStream":
+        return TextStream(self._open("POST", path, {**body, "stream": True}), text_of)
 
-        def pieces():
-            with response:
-                for event in _events(response):
-                    if "error" in event:
-                        raise _error(500, event["error"], None)
-                    for choice in event.get("choices") or []:
-                        text = text_of(choice)
-                        if text:
-                            yield text
 
-        return pieces()
+class Answer(str):
+    """An answer's text; `citations` holds the knowledge-base passages it was given (None
+    unless the request asked for the knowledge base)."""
+
+    def __new__(cls, text: str, citations: list[dict] | None = None):
+        answer = super().__new__(cls, text)
+        answer.citations = citations
+        return answer
+
+
+class TextStream:
+    """An answer's text as it streams, piece by piece; `citations` is set (where the request
+    asked for the knowledge base) before the first piece. Closing it hangs up, and the server
+    stops generating."""
+
+    def __init__(self, response, text_of: Callable):
+        self.citations: list[dict] | None = None
+        self._response = response
+        self._pieces = self._read(text_of)
+
+    def _read(self, text_of: Callable) -> Iterator[str]:
+        with self._response:
+            for event in _events(self._response):
+                if "error" in event:
+                    raise _error(500, event["error"], None)
+                for choice in event.get("choices") or []:
+                    if "citations" in choice.get("delta", {}):
+                        self.citations = choice["delta"]["citations"]
+                    text = text_of(choice)
+                    if text:
+                        yield text
+
+    def __iter__(self) -> "TextStream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        self._pieces.close()
+        self._response.close()
+
+
+def _multipart(fields: dict, files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body and its Content-Type."""
+    boundary = "offgrid-" + os.urandom(12).hex()
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                     f"{value}\r\n".encode())
+    for name, (file_name, data) in files.items():
+        quoted = re.sub(r'[\\"\r\n]', "_", file_name)
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                     f'filename="{quoted}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                     .encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), \
+        f"multipart/form-data; boundary={boundary}"
 
 
 def _events(response) -> Iterator[dict]:
@@ -350,3 +408,73 @@ class Models:
         """Copy a model and its sha256 manifest to a folder on the server's machine."""
         return self._client.request("POST", "/v1/models/export",
                                     {"model": model, "path": str(path)})
+
+
+class KnowledgeBase:
+    """Documents in the server's knowledge base, and search over them."""
+
+    def __init__(self, client: Client):
+        self._client = client
+
+    def add(self, path: str | os.PathLike | None = None, *, name: str | None = None,
+            content: str | None = None, metadata: dict | None = None,
+            progress: Callable[[int, int], None] | None = None, poll: float = 0.3) -> dict:
+        """Add a file (`path`), or text (`content`, under `name`), and wait until it is
+        searchable; the document. `progress(chunks_done, chunks_total)` follows the embedding.
+        The same content again gives the document already there."""
+        if (path is None) == (content is None):
+            raise ValueError("give either a path or content")
+        later = progress is not None
+        if path is not None:
+            with open(path, "rb") as file:
+                data = file.read()
+            fields = {"async": "true"} if later else {}
+            if name:
+                fields["name"] = name
+            answer = self._client.request("POST", "/v1/documents/ingest", fields, files={
+                "file": (os.path.basename(os.fspath(path)), data)})
+        else:
+            answer = self._client.request("POST", "/v1/documents/ingest", {
+                "name": name or "text", "content": content, "metadata": metadata or {},
+                "async": later})
+        if not later:
+            return answer["document"]
+        job = answer["job"]
+        while True:
+            progress(job["done"], job["total"])
+            if job["status"] == "completed":
+                return self.get(job["result"]["document_id"])
+            if job["status"] == "failed":
+                raise OffGridError(job["error"] or "the document could not be added",
+                                   code="ingest_failed")
+            time.sleep(poll)
+            job = self._client.request("GET", f"/v1/documents/jobs/{job['id']}")
+
+    def list(self) -> list[dict]:
+        return self._client.request("GET", "/v1/documents")["documents"]
+
+    def get(self, document_id: int) -> dict:
+        return self._client.request("GET", f"/v1/documents/{document_id}")
+
+    def chunk(self, document_id: int, index: int) -> dict:
+        """One passage of a document, as a citation names it."""
+        return self._client.request("GET", f"/v1/documents/{document_id}/chunks/{index}")
+
+    def search(self, query: str, top_k: int = 5, **options) -> list[dict]:
+        """The best passages for `query`; options: min_score, document_filter, mode
+        ("hybrid", "keyword" or "vector"), diversity."""
+        return self._client.request("POST", "/v1/documents/search",
+                                    {"query": query, "top_k": top_k, **options})["results"]
+
+    def delete(self, document_id: int) -> dict:
+        return self._client.request("DELETE", f"/v1/documents/{document_id}")
+
+    def status(self) -> dict:
+        return self._client.request("GET", "/v1/rag/status")
+
+    def enable(self, embedding_model: str | None = None) -> dict:
+        body = {"embedding_model": embedding_model} if embedding_model else {}
+        return self._client.request("POST", "/v1/rag/enable", body)
+
+    def disable(self) -> dict:
+        return self._client.request("POST", "/v1/rag/disable")

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from ..config import Settings
+from . import terminal
 
 # convert.OUTTYPES, named here so that building the parser does not import gguf
 OUTTYPES = ("q8_0", "f16")
-BAR_WIDTH = 30
 
 
 def register(commands, common: argparse.ArgumentParser) -> None:
@@ -35,33 +35,23 @@ def _convert(args, settings: Settings) -> int:
     try:
         from ..models import convert
     except ImportError as error:
-        return _fail(f"convert needs the {error.name} package: pip install 'offgrid[server]'")
+        return terminal.fail(f"convert needs the {error.name} package: pip install 'offgrid[server]'")
     source = Path(args.path)
     try:
         output = args.output or convert.default_output(source, args.outtype, settings.models_dir)
         written = convert.convert(source, output, args.outtype, progress=_show)
     except (convert.ConvertError, OSError) as error:
-        return _fail(f"cannot convert {source}: {error}")
+        return terminal.fail(f"cannot convert {source}: {error}")
     except KeyboardInterrupt:
         print(file=sys.stderr)
-        return _fail("interrupted: nothing was written", 130)
+        return terminal.fail("interrupted: nothing was written", 130)
     print(f"converted {source} -> {written}")
     return 0
 
 
 def _show(step: str, done: int, total: int) -> None:
-    """A line per step on stderr; a step with parts draws a bar on a terminal, ending its line
-    when full (elsewhere only the full bar is written)."""
+    """A line per step; a step with parts draws a bar."""
     if not total:
         print(f"{step} ...", file=sys.stderr, flush=True)
-        return
-    if done < total and not sys.stderr.isatty():
-        return
-    filled = BAR_WIDTH * done // total
-    print(f"\r{step} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}",
-          end="\n" if done == total else "", file=sys.stderr, flush=True)
-
-
-def _fail(message: str, status: int = 1) -> int:
-    print(f"offgrid: {message}", file=sys.stderr)
-    return status
+    else:
+        terminal.progress(step, done, total, f"{done}/{total}", end=done == total)

@@ -14,6 +14,7 @@ from ..client import Client, OffGridError
 from ..config import Settings
 from ..models import hub, transfer
 from ..models.folder import ModelError, ModelFolder
+from . import terminal
 
 
 def register(commands, common: argparse.ArgumentParser) -> None:
@@ -50,11 +51,6 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 def _folder(settings: Settings) -> ModelFolder:
     return ModelFolder(settings.models_dir)
-
-
-def _fail(message: str) -> int:
-    print(f"offgrid: {message}", file=sys.stderr)
-    return 1
 
 
 def _size(n: int) -> str:
@@ -97,7 +93,7 @@ def remove(settings: Settings, model_id: str) -> int:
     try:
         removed = _folder(settings).delete(model_id)
     except ModelError as error:
-        return _fail(str(error))
+        return terminal.fail(str(error))
     print(f"removed {model_id} ({', '.join(p.name for p in removed.paths)})")
     return 0
 
@@ -121,7 +117,7 @@ def pull(settings: Settings, repository: str, file_name: str | None) -> int:
         job = hub.Download(repository, file_name)
         return _run_download(_folder(settings), job)
     except (hub.HubError, ModelError) as error:
-        return _fail(str(error))
+        return terminal.fail(str(error))
 
 
 def _run_download(folder: ModelFolder, job: hub.Download) -> int:
@@ -145,30 +141,25 @@ def _run_download(folder: ModelFolder, job: hub.Download) -> int:
         worker.join()
         print("\ninterrupted: run the same pull again to resume", file=sys.stderr)
         return 130
-    _draw_progress(job)
-    print(file=sys.stderr)
+    _draw_progress(job, end=True)
     if "error" in outcome:
-        return _fail(str(outcome["error"]))
+        return terminal.fail(str(outcome["error"]))
     print(f"pulled {job.repository}/{job.file_name} -> {outcome['path']}")
     return 0
 
 
-def _draw_progress(job: hub.Download) -> None:
+def _draw_progress(job: hub.Download, end: bool = False) -> None:
     total = job.bytes_total or 0
-    done = job.bytes_done
-    width = 30
-    filled = int(width * done / total) if total else 0
-    percent = f"{100 * done / total:5.1f}%" if total else "  ?  "
-    print(f"\r{job.file_name} [{'#' * filled}{'.' * (width - filled)}] {percent} "
-          f"{_size(done)} / {_size(total) if total else '?'} {job.status}   ", end="",
-          file=sys.stderr, flush=True)
+    terminal.progress(job.file_name, job.bytes_done, total,
+                      f"{_size(job.bytes_done)} / {_size(total) if total else '?'} {job.status}",
+                      end)
 
 
 def search(settings: Settings, query: str) -> int:
     try:
         results = hub.search(query)
     except hub.HubError as error:
-        return _fail(str(error))
+        return terminal.fail(str(error))
     for model in results:
         print(f"{model['id']}  ({model['downloads'] or 0} downloads)")
     if not results:
@@ -180,7 +171,7 @@ def import_models(settings: Settings, folder: str) -> int:
     try:
         report = transfer.import_from(_folder(settings), Path(folder))
     except ModelError as error:
-        return _fail(str(error))
+        return terminal.fail(str(error))
     return _print_report(report, "imported")
 
 
@@ -188,7 +179,7 @@ def export_model(settings: Settings, model_id: str, folder: str) -> int:
     try:
         report = transfer.export(_folder(settings), model_id, Path(folder))
     except (ModelError, OSError) as error:
-        return _fail(str(error))
+        return terminal.fail(str(error))
     return _print_report(report, "exported")
 
 

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from .document import Block, Extracted, one_line
 
 _PATH_CHARS = 200  # of one heading in a heading path
-# Most characters one token of overlap takes: bounds the text searched for its start.
-_CHARS_PER_TOKEN = 24
 # After a sentence's end, and any closing quote or bracket: the whitespace between sentences.
 _SENTENCES = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+")
 # Where an overlap may start: a sentence or a line.
@@ -56,6 +54,10 @@ class _Unit:
 
 def chunks(doc: Extracted, count_tokens: Callable[[str], int], max_tokens: int = 200,
            overlap_tokens: int = 40) -> list[Chunk]:
+    """The document's chunks, in order. `count_tokens` is the embedding model's token count of
+    a text, as it would embed it (what it adds to every text, such as CLS and SEP, included):
+    no chunk counts over max_tokens. embedding_text() puts the title and heading path in
+    front, so leave the model's context room for them above max_tokens."""
     if max_tokens < 1 or not 0 <= overlap_tokens < max_tokens:
         raise ValueError("need max_tokens >= 1 and 0 <= overlap_tokens < max_tokens")
     count = _Counter(count_tokens)
@@ -77,7 +79,10 @@ def embedding_text(title: str | None, chunk: Chunk) -> str:
     title = one_line(title) if title else None
     if title and path and path[0].casefold() == title.casefold():
         path.pop(0)
-    label = " — ".join(part for part in (title, " › ".join(path)) if part and part not in leading)
+    path = [heading for heading in path if heading not in leading]
+    if title in leading:
+        title = None
+    label = " — ".join(part for part in (title, " › ".join(path)) if part)
     return f"{label}\n\n{chunk.text}" if label else chunk.text
 
 
@@ -152,45 +157,45 @@ class _Chunker:
     def _clear(self) -> None:
         self.units, self.tokens = [], 0
 
-    def _emit(self) -> tuple[int, int] | None:
-        """Close the chunk being filled; its content's span (for the overlap) or None."""
+    def _emit(self) -> _Unit | None:
+        """Close the chunk being filled; its content (for the overlap) as one unit, or None."""
         if not self.units:
             return None
         start, end = self.units[0].start, self.units[-1].end
         path = tuple(text for _, text in self.path)
         self.out.append(Chunk(len(self.out), self.doc.text[start:end], start, end, path))
-        content = next(unit for unit in self.units if unit.level == 0) \
-            if self._has_content() else self.units[0]
-        return content.start, end
+        content = [unit for unit in self.units if unit.level == 0] or self.units
+        return _Unit(content[0].start, end, sum(unit.tokens for unit in content))
 
-    def _carry_overlap(self, previous: tuple[int, int] | None, next_tokens: int) -> None:
+    def _carry_overlap(self, previous: _Unit | None, next_tokens: int) -> None:
         budget = min(self.overlap, self.max - next_tokens - self.count.separator)
         if previous is None or budget <= 0:
             return
-        start, end = previous
-        searched = max(start, end - budget * _CHARS_PER_TOKEN)
-        overlap = self._tail(searched, end, budget, whole_first=searched == start)
+        overlap = self._tail(previous, budget)
         if overlap:
             self.units.append(overlap)
             self.tokens = overlap.tokens
 
-    def _tail(self, start: int, end: int, budget: int, whole_first: bool) -> _Unit | None:
-        """The longest run of whole sentences or lines (else words) ending at `end` within
-        budget;
-        the first piece of the span may be cut short unless `whole_first`."""
-        best = None
-        for cut in (_SENTENCES_OR_LINES, _WORDS):
-            taken = 0
-            pieces = _spans(self.doc.text, start, end, cut)
-            for piece_start, piece_end in reversed(pieces if whole_first else pieces[1:]):
-                tokens = self.count(self.doc.text[piece_start:piece_end])
-                joined = taken + tokens + (self.count.separator if taken else 0)
-                if joined > budget:
-                    break
-                taken = joined
-                best = _Unit(piece_start, end, taken)
-            if best:
-                return best
+    def _tail(self, previous: _Unit, budget: int) -> _Unit | None:
+        """About `budget` tokens at the end of `previous`, from a sentence or line start if one
+        is near, else a word start. Where to start is estimated from the chunk's tokens per
+        character, then counted, and moved on if over: one or two counts, not one a word."""
+        text, end = self.doc.text, previous.end
+        per_char = max(previous.tokens, 1) / max(end - previous.start, 1)
+        target = max(previous.start, end - int(budget / per_char))
+        region = max(previous.start, target - (end - target))  # some room before the target
+        words = [previous.start] if region == previous.start else []
+        words += [m.end() for m in _WORDS.finditer(text, region, end) if m.end() < end]
+        sentences = {m.end() for m in _SENTENCES_OR_LINES.finditer(text, region, end)}
+        halfway = (target + end) // 2
+        start = next((w for w in words if target <= w <= halfway and w in sentences),
+                     next((w for w in words if w >= target), None))
+        while start is not None:
+            tokens = self.count(text[start:end])
+            if tokens <= budget:
+                return _Unit(start, end, tokens)
+            skip = start + max(1, int((tokens - budget) / per_char))
+            start = next((w for w in words if w >= skip), None)
         return None
 
     # -- blocks to units --
@@ -202,37 +207,40 @@ class _Chunker:
         if tokens <= self.max:
             return [_Unit(block.start, block.end, tokens, level)]
         cuts = _CODE_CUTS if block.kind == "code" else _PROSE_CUTS
-        return [_Unit(s, e, t, level) for s, e, t in self._split(block.start, block.end, cuts)]
+        # Pieces leave room for the overlap that each one after the first carries.
+        limit = max(1, self.max - self.overlap - self.count.separator)
+        return [_Unit(s, e, t, level)
+                for s, e, t in self._split(block.start, block.end, cuts, limit)]
 
-    def _split(self, start: int, end: int, cuts: tuple[re.Pattern, ...]):
-        """(start, end, tokens) pieces of the span, each within max_tokens: whole segments at
-        the first cut packed together, oversized ones split at the next cut."""
+    def _split(self, start: int, end: int, cuts: tuple[re.Pattern, ...], limit: int):
+        """(start, end, tokens) pieces of the span, each within `limit` tokens: whole segments
+        at the first cut packed together, oversized ones split at the next cut."""
         if not cuts:
-            yield from self._split_characters(start, end)
+            yield from self._split_characters(start, end, limit)
             return
         packed: tuple[int, int, int] | None = None
         for seg_start, seg_end in _spans(self.doc.text, start, end, cuts[0]):
             tokens = self.count(self.doc.text[seg_start:seg_end])
-            if packed and packed[2] + self.count.separator + tokens <= self.max:
+            if packed and packed[2] + self.count.separator + tokens <= limit:
                 packed = (packed[0], seg_end, packed[2] + self.count.separator + tokens)
                 continue
             if packed:
                 yield packed
                 packed = None
-            if tokens <= self.max:
+            if tokens <= limit:
                 packed = (seg_start, seg_end, tokens)
             else:
-                yield from self._split(seg_start, seg_end, cuts[1:])
+                yield from self._split(seg_start, seg_end, cuts[1:], limit)
         if packed:
             yield packed
 
-    def _split_characters(self, start: int, end: int):
-        """A run with no whitespace over max_tokens (a long URL, base64): cut by length."""
+    def _split_characters(self, start: int, end: int, limit: int):
+        """A run with no whitespace over the limit (a long URL, base64): cut by length."""
         while start < end:
             tokens = self.count(self.doc.text[start:end])
             length = end - start
-            while tokens > self.max and length > 1:
-                length = max(1, length * self.max // tokens * 9 // 10)
+            while tokens > limit and length > 1:
+                length = max(1, length * limit // tokens * 9 // 10)
                 tokens = self.count(self.doc.text[start:start + length])
             yield start, start + length, tokens
             start += length

@@ -46,3 +46,31 @@ class UnreadableDocument(KbError):
         super().__init__(f"{name!r} cannot be read: {why}")
         self.name = name
         self.why = why
+
+
+class KnowledgeBaseOff(KbError):
+    """The knowledge base is off, or has no embedding model to work with (409)."""
+
+    def __init__(self, embedding_models: list[str]):
+        hint = ("turn it on with POST /v1/rag/enable" if embedding_models else
+                "put an embedding model (a .gguf of a BERT-family model such as all-MiniLM-L6-v2;"
+                " `offgrid convert` makes one) in the models folder")
+        super().__init__(f"The knowledge base is off: {hint}")
+
+
+class NoEmbeddingModel(KbError):
+    """No such embedding model in the models folder (404)."""
+
+    def __init__(self, model: str | None, embedding_models: list[str]):
+        there = ", ".join(embedding_models) or "none"
+        super().__init__(f"{model!r} is not an embedding model in the models folder "
+                         f"(there: {there})" if model else
+                         f"Name one of the embedding models in the models folder: {there}")
+
+
+class DocumentNotFound(KbError):
+    """No such document, or chunk of it, that the caller may see (404)."""
+
+    def __init__(self, document_id: int, position: int | None = None):
+        super().__init__(f"No document {document_id}" if position is None else
+                         f"Document {document_id} has no chunk {position}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..engine import errors as engine
+from ..kb import errors as kb
 from ..models import folder, hub
 from ..store import errors as store
 
@@ -102,6 +103,12 @@ class PayloadTooLarge(ApiError):
     code = "request_too_large"
 
 
+class UnsupportedMediaType(ApiError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
 class TooManyRequests(ApiError):
     """A rate limit or quota is used up; `Retry-After` says in how many seconds to retry."""
     status = 429
@@ -128,7 +135,8 @@ class InternalError(ApiError):
         super().__init__("The server hit an internal error; the request was not completed")
 
 
-# What the engine, the models folder, the hub and the database refuse, as the API's errors. The
+# What the engine, the models folder, the hub, the knowledge base and the database refuse, as
+# the API's errors. The
 # first entry whose class the error is an instance of wins, so subclasses come before their
 # bases; `prompt` names the request field that held the prompt.
 TRANSLATIONS: list[tuple[type[Exception], Callable[[Exception, str | None], ApiError]]] = [
@@ -165,12 +173,21 @@ TRANSLATIONS: list[tuple[type[Exception], Callable[[Exception, str | None], ApiE
     (engine.EngineClosed, lambda e, prompt: ServiceUnavailable(str(e), code="shutting_down")),
     (engine.SchedulerFailed, lambda e, prompt: ApiError(str(e), code="engine_failed")),
     (engine.RequestFailed, lambda e, prompt: ApiError(str(e))),
+    (kb.UnsupportedType, lambda e, prompt: UnsupportedMediaType(str(e), param="file")),
+    (kb.EmptyDocument, lambda e, prompt: BadRequest(str(e), code="empty_document",
+                                                    param="file")),
+    (kb.UnreadableDocument, lambda e, prompt: BadRequest(str(e), code="unreadable_document",
+                                                         param="file")),
+    (kb.DocumentTooLarge, lambda e, prompt: PayloadTooLarge(str(e), code="document_too_large")),
+    (kb.DocumentNotFound, lambda e, prompt: NotFound(str(e), code="document_not_found")),
+    (kb.NoEmbeddingModel, lambda e, prompt: ModelNotFound(str(e), param="embedding_model")),
+    (kb.KnowledgeBaseOff, lambda e, prompt: Conflict(str(e), code="knowledge_base_off")),
     (store.InvalidValue, lambda e, prompt: BadRequest(str(e), code="invalid_value",
                                                       param=e.field)),
     (store.Conflict, lambda e, prompt: Conflict(str(e), code=e.code)),
     (store.Missing, lambda e, prompt: NotFound(str(e))),
 ]
-REFUSALS = (engine.EngineError, folder.ModelError, hub.HubError, store.StoreError)
+REFUSALS = (engine.EngineError, folder.ModelError, hub.HubError, store.StoreError, kb.KbError)
 
 
 def translate(error: Exception, prompt: str | None = None) -> ApiError:

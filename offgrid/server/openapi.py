@@ -83,7 +83,10 @@ SCHEMAS = {
         "tool_choice": {"anyOf": [{"enum": ["none", "auto", "required"]}, _obj(
             {"type": {"const": "function"}, "function": _obj({"name": STR}, ("name",))},
             ("type", "function"))]},
-        "parallel_tool_calls": BOOL,
+        "parallel_tool_calls": BOOL, "use_knowledge_base": BOOL,
+        "knowledge_base": _obj({"top_k": {"type": "integer", "minimum": 1, "maximum": 20},
+                                "min_score": {"type": "number"},
+                                "document_filter": _array({"type": "integer", "minimum": 0})}),
     }, ("model", "messages")),
     "CompletionRequest": _obj({
         **_sampling, "prompt": {"anyOf": [
@@ -112,7 +115,8 @@ SCHEMAS = {
             "index": INT, "finish_reason": {"enum": ["stop", "length", "tool_calls"]},
             "logprobs": {"type": ["object", "null"]},
             "message": _obj({"role": {"const": "assistant"}, "content": NULLABLE_STR,
-                             "tool_calls": _array(_tool_call)}, ("role", "content"))},
+                             "tool_calls": _array(_tool_call),
+                             "citations": _array(_ref("Citation"))}, ("role", "content"))},
             ("index", "message", "finish_reason")))},
         ("id", "object", "created", "model", "choices", "usage")),
     "Completion": _obj({
@@ -179,6 +183,52 @@ SCHEMAS = {
                    ("id", "object", "user_id", "name", "prefix", "created_at")),
     "ApiKeyList": _obj({"object": {"const": "list"}, "data": _array(_ref("ApiKey"))},
                        ("object", "data")),
+    "Citation": _obj({"index": INT, "document_id": INT, "document_name": STR,
+                      "chunk_index": INT, "start_char": INT, "end_char": INT, "text": STR,
+                      "score": {"type": "number"}},
+                     ("index", "document_id", "document_name", "chunk_index", "text")),
+    "RagStatus": _obj({"enabled": BOOL, "embedding_model": NULLABLE_STR,
+                       "available_embedding_models": _array(STR), "documents": INT,
+                       "chunks": INT, "reembedding": {"anyOf": [_ref("Job"), {"type": "null"}]}},
+                      ("enabled", "embedding_model", "documents", "chunks")),
+    "EnableRequest": _obj({"embedding_model": STR}),
+    "Document": _obj({"id": INT, "object": {"const": "document"}, "name": STR,
+                      "title": NULLABLE_STR, "content_type": STR, "size": INT, "sha256": STR,
+                      "chunks": INT, "metadata": {"type": "object"}, "shared": BOOL,
+                      "owner_id": NULLABLE_INT, "created_at": INT},
+                     ("id", "object", "name", "content_type", "size", "chunks")),
+    "DocumentList": _obj({"object": {"const": "list"}, "documents": _array(_ref("Document")),
+                          "count": INT}, ("documents", "count")),
+    "IngestRequest": _obj({"name": STR, "content": STR, "content_type": STR,
+                           "metadata": {"type": "object"}, "async": BOOL}, ("name", "content")),
+    "IngestUpload": _obj({"file": {"type": "string", "contentMediaType":
+                                   "application/octet-stream"},
+                          "name": STR, "async": {"enum": ["true", "false"]}}, ("file",)),
+    "Ingest": _obj({"success": BOOL, "created": BOOL, "document": _ref("Document"),
+                    "job": _ref("Job")}, ("success",)),
+    "Job": _obj({"id": STR, "object": {"const": "job"}, "kind": {"enum": ["ingest", "reembed"]},
+                 "status": {"enum": ["queued", "running", "completed", "failed"]}, "done": INT,
+                 "total": INT, "percent": {"type": ["number", "null"]}, "error": NULLABLE_STR,
+                 "result": {"type": "object"}, "created_at": INT},
+                ("id", "object", "kind", "status", "done", "total")),
+    "DocumentSearchRequest": _obj({
+        "query": STR, "top_k": {"type": "integer", "minimum": 1, "maximum": 50},
+        "min_score": {"type": "number"}, "mode": {"enum": ["hybrid", "keyword", "vector"]},
+        "document_filter": _array({"type": "integer", "minimum": 0}),
+        "diversity": _number(0, 1)}, ("query",)),
+    "DocumentSearch": _obj({"object": {"const": "list"}, "query": STR, "results": _array(_obj({
+        "content": STR, "document_id": INT, "document_name": STR, "chunk_index": INT,
+        "start_char": INT, "end_char": INT, "section": _array(STR), "score": {"type": "number"},
+        "similarity": {"type": ["number", "null"]}},
+        ("content", "document_id", "document_name", "chunk_index", "score")))},
+        ("query", "results")),
+    "Chunk": _obj({"object": {"const": "chunk"}, "document_id": INT, "document_name": STR,
+                   "chunk_index": INT, "content": STR, "start_char": INT, "end_char": INT,
+                   "section": _array(STR)}, ("document_id", "chunk_index", "content")),
+    "DeleteDocumentRequest": _obj({"id": {"anyOf": [INT, STR]}}, ("id",)),
+    "ShareRequest": _obj({"shared": BOOL}, ("shared",)),
+    "DocumentDeleted": _obj({"success": BOOL, "id": INT, "object": {"const": "document"},
+                             "deleted": BOOL}, ("success", "id", "deleted")),
     "CreateKeyRequest": _obj({"name": STR, "requests_per_minute": {"type": "integer",
                                                                    "minimum": 0},
                               "tokens_per_day": {"type": "integer", "minimum": 0}}),
@@ -211,6 +261,12 @@ def _operation(summary: str, response: dict, request: str | None = None,
                                     "content": {"application/json": {"schema": _ref(request)}}}
     if parameters:
         operation["parameters"] = parameters
+    return operation
+
+
+def _with_upload(operation: dict, schema: str) -> dict:
+    """`operation` taking a multipart/form-data body as well as JSON."""
+    operation["requestBody"]["content"]["multipart/form-data"] = {"schema": _ref(schema)}
     return operation
 
 
@@ -287,6 +343,44 @@ OPERATIONS = {
     ("POST", "/v1/detokenize"): _operation(
         "Tokens to text", _obj({"content": STR}, ("content",)), "DetokenizeRequest",
         _BODY_ERRORS),
+    ("GET", "/v1/rag/status"): _operation(
+        "The knowledge base: on or off, its embedding model, what it holds", _ref("RagStatus"),
+        errors=_AUTH_ERRORS),
+    ("POST", "/v1/rag/enable"): _operation(
+        "Turn the knowledge base on, optionally with another embedding model (which re-embeds "
+        "everything in a job)", _ref("RagStatus"), "EnableRequest", (400, 404, 413,
+                                                                     *_AUTH_ERRORS),
+        body_required=False),
+    ("POST", "/v1/rag/disable"): _operation("Turn the knowledge base off", _ref("RagStatus"),
+                                            errors=_AUTH_ERRORS),
+    ("GET", "/v1/documents"): _operation("The documents the caller may see",
+                                         _ref("DocumentList"), errors=_AUTH_ERRORS),
+    ("POST", "/v1/documents/ingest"): _with_upload(_operation(
+        "Add a document (a file as multipart field `file`, or text as JSON); the answer comes "
+        "once it is searchable, or at once with a job when `async` is true", _ref("Ingest"),
+        "IngestRequest", (400, 404, 409, 413, 415, 500, 503, *_AUTH_ERRORS), status="201"),
+        "IngestUpload"),
+    ("GET", "/v1/documents/jobs/{job_id}"): _operation(
+        "An ingest job and how far it got", _ref("Job"), errors=(404, *_AUTH_ERRORS),
+        parameters=_path_ids("job_id")),
+    ("POST", "/v1/documents/search"): _operation(
+        "The passages that best match a query", _ref("DocumentSearch"),
+        "DocumentSearchRequest", (400, 409, 413, 500, 503, *_AUTH_ERRORS)),
+    ("POST", "/v1/documents/delete"): _operation(
+        "Remove a document (the seed system's form)", _ref("DocumentDeleted"),
+        "DeleteDocumentRequest", (400, 404, 413, *_AUTH_ERRORS)),
+    ("GET", "/v1/documents/{document_id}"): _operation(
+        "One document", _ref("Document"), errors=(404, *_AUTH_ERRORS),
+        parameters=_path_ids("document_id")),
+    ("PATCH", "/v1/documents/{document_id}"): _operation(
+        "Share a document with every user, or stop (admins)", _ref("Document"),
+        "ShareRequest", (400, 404, 413, *_AUTH_ERRORS), parameters=_path_ids("document_id")),
+    ("DELETE", "/v1/documents/{document_id}"): _operation(
+        "Remove a document with its chunks and vectors", _ref("DocumentDeleted"),
+        errors=(404, *_AUTH_ERRORS), parameters=_path_ids("document_id")),
+    ("GET", "/v1/documents/{document_id}/chunks/{position}"): _operation(
+        "One passage of a document, as a citation names it", _ref("Chunk"),
+        errors=(404, *_AUTH_ERRORS), parameters=_path_ids("document_id", "position")),
     ("POST", "/v1/auth/login"): _operation(
         "A login token for a username and password", _ref("Login"), "LoginRequest",
         (400, 401, 404, 413, 429)),

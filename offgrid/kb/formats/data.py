@@ -25,19 +25,37 @@ def read_csv(text: str, out: Builder) -> None:
         dialect = sniffer.sniff(sample, delimiters=_DELIMITERS)
     except csv.Error:
         dialect = csv.excel
-    try:
-        has_header = sniffer.has_header(sample)
-    except csv.Error:
-        has_header = True
     rows = csv.reader(io.StringIO(text), dialect)
     try:
-        header = [cell.strip() for cell in next(rows, [])] if has_header else None
+        first = [cell.strip() for cell in next(rows, [])]
+        header = first if _has_header(sniffer, sample, first) else None
+        if header is None:
+            out.add("table_row", _row_text(first, None))
         for row in rows:
             out.add("table_row", _row_text(row, header))
     except csv.Error as error:
         raise UnreadableDocument(out.name, f"not valid CSV ({error})") from None
     if header and out.empty:  # a header alone is still the table's text
         out.add("table_row", " | ".join(header))
+
+
+def _has_header(sniffer: csv.Sniffer, sample: str, first: list[str]) -> bool:
+    """The sniffer's guess (it tells only where columns differ in type or length), or a first
+    row of distinct names that are not numbers."""
+    try:
+        if sniffer.has_header(sample):
+            return True
+    except csv.Error:
+        pass
+    return all(first) and len(set(first)) == len(first) and not any(map(_is_number, first))
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def _row_text(row: list[str], header: list[str] | None) -> str:
@@ -71,15 +89,17 @@ def _parse(text: str, name: str):
 
 
 def _add_entries(value, depth: int, out: Builder) -> None:
-    """One block per entry of `value`; entries that are large containers are split in turn."""
+    """One block per entry of `value`; entries that are large containers are split in turn,
+    null and empty ones left out."""
     if isinstance(value, dict):
         entries = value.items()
     elif isinstance(value, list):
         entries = ((None, item) for item in value)
     else:
-        out.add("table_row", _pretty(value))
-        return
+        entries = ((None, value),)
     for key, item in entries:
+        if item is None or item == "":  # says nothing
+            continue
         if depth < _DEEPEST_HEADING and _worth_splitting(item, value):
             if key is not None:
                 out.add("heading", key.strip() or "(empty key)", depth + 1)

@@ -4,9 +4,11 @@ sizes: the ones taken are lines that match the PDF's own outline (its bookmarks)
 the outline points to, at the outline's depth. Running headers and footers (a line that starts
 or ends most pages, page numbers aside) are dropped.
 
-pypdf bounds what a hostile file can make it allocate; anything it raises on a broken file
-becomes UnreadableDocument, and a page it cannot read is skipped. The page count and the time
-spent are bounded here."""
+pypdf bounds what a hostile file can make it allocate and parse per stream; anything it raises
+on a broken file becomes UnreadableDocument, and a page it cannot read is skipped. Its text
+extraction is slow (about a megabyte of page content a second), so the pages' content is
+measured before any is read, as is the page count, and the time spent is bounded too: a small
+file whose pages all draw one huge stream is refused at once, not after minutes."""
 
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from ..document import Builder, one_line
 from ..errors import DocumentTooLarge, EmptyDocument, KbError, UnreadableDocument
 
 MAX_PAGES = 5_000
-MAX_SECONDS = 300
+MAX_CONTENT_BYTES = 40 << 20  # the pages' content streams, unpacked; a dense page takes ~20 kB
+MAX_SECONDS = 120
 _NUMBERING = re.compile(r"^(chapter|part|section|appendix)?[a-z]?\d*$")
 _LONGEST_NUMBERING = 16
 _NON_WORD = re.compile(r"\W+")
@@ -36,6 +39,7 @@ def read(data: bytes, out: Builder) -> None:
         raise UnreadableDocument(out.name, _why(error)) from None
     if count > MAX_PAGES:
         raise DocumentTooLarge(out.name, f"{count:,} pages; at most {MAX_PAGES:,} are read")
+    _check_content_size(pages, out.name)
     texts = _page_texts(pages, out)
     if all(text is None for text in texts):
         raise UnreadableDocument(out.name, "pypdf could not read the text of any page")
@@ -76,6 +80,19 @@ def _why(error: Exception) -> str:
     return f"not a readable PDF ({type(error).__name__}{': ' + detail if detail else ''})"
 
 
+def _check_content_size(pages, name: str) -> None:
+    total = 0
+    for page in pages:
+        try:
+            contents = page.get_contents()
+            total += len(contents.get_data()) if contents is not None else 0
+        except Exception:  # that page is skipped when its text is read
+            continue
+        if total > MAX_CONTENT_BYTES:
+            raise DocumentTooLarge(name, f"its pages draw more than {MAX_CONTENT_BYTES >> 20} MB "
+                                   "of content")
+
+
 def _page_texts(pages, out: Builder) -> list[str | None]:
     """Each page's text, or None where pypdf fails on it."""
     deadline = time.monotonic() + MAX_SECONDS
@@ -92,9 +109,12 @@ def _page_texts(pages, out: Builder) -> list[str | None]:
 
 
 def _page_text(page) -> str | None:
+    import pypdf
     for mode in ("layout", "plain"):  # layout keeps the spaces between words and paragraphs
         try:
             return page.extract_text(extraction_mode=mode)
+        except pypdf.errors.LimitReachedError:
+            return None  # the other mode would only hit it again
         except Exception:
             continue
     return None

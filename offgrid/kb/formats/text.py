@@ -62,7 +62,7 @@ def _is_underline(mark: str, title: str) -> bool:
 
 
 def _add_body(lines: list[str], out: Builder) -> None:
-    if lines:
+    if lines and not all(_UNDERLINE.match(line.strip()) for line in lines):  # rules aside
         out.add("paragraph", textwrap.dedent("\n".join(lines)).strip("\n"))
 
 
