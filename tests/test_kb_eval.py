@@ -188,6 +188,8 @@ def test_evaluate_and_report_with_a_fake_search():
     figures = kb_eval.evaluate([exact, reworded], search, names)
     assert figures["ranks"] == {"q1": {"keyword": 1, "vector": None, "hybrid": 1},
                                 "q2": {"keyword": None, "vector": 1, "hybrid": 2}}
+    assert figures["found"]["q2"]["hybrid"] == ["a.html#None", "b.html#None"] + [
+        "a.html#None"] * 3
     assert figures["modes"]["hybrid"] == {"recall@5": 1.0, "mrr@10": 0.75}
     assert figures["modes"]["keyword"] == {"recall@5": 0.5, "mrr@10": 0.5}
     assert figures["hybrid_beats_both"]
