@@ -32,6 +32,7 @@ import json
 import mimetypes
 import random
 import re
+import signal
 import socket
 import statistics
 import sys
@@ -612,6 +613,8 @@ def main() -> int:
     parser.add_argument("--report", action="store_true",
                         help=f"write the figures into docs/benchmarks.md under {HEADING!r}")
     args = parser.parse_args()
+    # A plain SIGTERM would leave the server running: as an exit, it stops it on the way out.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     levels = (args.levels or LEVELS["quick" if args.quick else "full"]) if args.speed else ()
     try:
         results = run(args.questions.resolve(), args.corpus, levels)
