@@ -30,6 +30,7 @@ import http.client
 import itertools
 import json
 import mimetypes
+import os
 import random
 import re
 import signal
@@ -476,6 +477,7 @@ def speed(api: Api, texts: list[str], chunks: int, levels: Levels,
 
 def run(questions_path: Path, folder: Path | None, levels: tuple[int, ...]) -> dict:
     """The whole evaluation; `levels` empty: quality only."""
+    load_before = os.getloadavg()[0]  # other work on the machine shows in the latencies
     corpus, questions = load_questions(questions_path)
     root, source = corpus_root(corpus, folder)
     documents = corpus_documents(root, corpus.get("include", "**/*"))
@@ -505,7 +507,8 @@ def run(questions_path: Path, folder: Path | None, levels: tuple[int, ...]) -> d
                     ingest["chunks"], store_levels, side_by_side)
         finally:
             server.stop()
-    results["machine"] = machine()
+    results["machine"] = {**machine(), "load_average": [round(load_before, 1),
+                                                       round(os.getloadavg()[0], 1)]}
     return results
 
 
@@ -538,7 +541,9 @@ def markdown(results: dict) -> str:
         f"Reproduce: `.venv/bin/python {results['command']}`",
         "",
         f"Machine: {computer['cpu']}, {computer['cores']} cores; Python {computer['python']}; "
-        f"offgrid {computer['versions']['offgrid']}; {computer['date']}.",
+        f"offgrid {computer['versions']['offgrid']}; {computer['date']}; load average "
+        f"{computer['load_average'][0]} at the start and {computer['load_average'][1]} at the "
+        "end (other work on the machine slows the searches that embed their query first).",
         "",
         "| search mode | recall@5 | MRR@10 |", "|---|---|---|",
         *(f"| {mode} | {row['recall@5']:.3f} | {row['mrr@10']:.3f} |"

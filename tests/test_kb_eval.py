@@ -201,7 +201,8 @@ def test_evaluate_and_report_with_a_fake_search():
                "command": "benchmarks/kb_eval.py --report",
                "ingest": {"documents": 2, "chunks": 12, "refused": []}, "unreachable": ["q9"],
                "machine": {"cpu": "a CPU", "cores": 2, "python": "3.11", "date": "today",
-                           "versions": {"offgrid": "0.1.0"}}, **figures}
+                           "versions": {"offgrid": "0.1.0"}, "load_average": [0.5, 1.5]},
+               **figures}
     section = kb_eval.markdown(results)
     assert "| hybrid | 1.000 | 0.750 |" in section and "| keyword | 0.500 | 0.500 |" in section
     assert "| exact | 1 | 1.00 | 0.00 | 1.00 |" in section
