@@ -1,4 +1,5 @@
-"""Run OffGrid from a checkout or a zipapp: `python offgrid.py serve` == `python offgrid.pyz serve`."""
+"""Run OffGrid from a checkout or a zipapp:
+`python offgrid.py serve` == `python offgrid.pyz serve`."""
 
 import sys
 

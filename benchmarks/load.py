@@ -4,6 +4,7 @@ each request's first token, the gaps between tokens, and the whole request."""
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import statistics
 import threading
@@ -31,7 +32,7 @@ class Timing:
 
     @property
     def gaps(self) -> list[float]:
-        return [b - a for a, b in zip(self.chunk_times, self.chunk_times[1:])]
+        return [b - a for a, b in itertools.pairwise(self.chunk_times)]
 
 
 def stream_once(url: str, path: str, body: dict, timeout: float = 600) -> Timing:

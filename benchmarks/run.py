@@ -54,7 +54,7 @@ PLANS = {
 }
 
 
-# -- servers ----------------------------------------------------------------------------------------
+# -- servers ---------------------------------------------------------------------------------------
 
 def offgrid(models: Path, model_id: str, plan: Plan, port: int) -> Server:
     return Server("OffGrid", [sys.executable, "-m", "offgrid", "serve", "--port", str(port),
@@ -91,7 +91,7 @@ def llama_cpp_python(model: Path, plan: Plan, port: int, embedding: bool = False
     return Server("llama-cpp-python", command, port, "/v1/models")
 
 
-# -- scenarios --------------------------------------------------------------------------------------
+# -- scenarios -------------------------------------------------------------------------------------
 
 def generation(server: Server, model_id: str, plan: Plan) -> dict:
     def body(client: int, i: int) -> dict:
@@ -162,7 +162,7 @@ def _embed(server: Server, model_id: str, texts: list[str]) -> None:
         assert len(json.loads(response.read())["data"]) == len(texts)
 
 
-# -- the run ----------------------------------------------------------------------------------------
+# -- the run ---------------------------------------------------------------------------------------
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -2,9 +2,21 @@
 
 __version__ = "0.1.0"
 
-from .client import (AuthenticationError, BadRequest, Client, Conflict,  # noqa: E402
-                     ConnectionFailed, DownloadFailed, ModelNotFound, NotFound, OffGridError,
-                     PermissionDenied, RateLimited, ServerError, ServiceUnavailable)
+from .client import (  # noqa: E402
+    AuthenticationError,
+    BadRequest,
+    Client,
+    Conflict,
+    ConnectionFailed,
+    DownloadFailed,
+    ModelNotFound,
+    NotFound,
+    OffGridError,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    ServiceUnavailable,
+)
 
 __all__ = ["AuthenticationError", "BadRequest", "Client", "Conflict", "ConnectionFailed",
            "DownloadFailed", "ModelNotFound", "NotFound", "OffGridError", "PermissionDenied",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ class Settings:
     allowed_hosts: str = ""
     # The only folders import and export over HTTP may touch (the CLI's may touch any).
     transfer_dirs: str = "/media,/mnt,/run/media"
+    # Networks the agents' http_get tool may reach although they are not public (loopback,
+    # link-local, private): comma-separated, such as "192.168.1.0/24,10.0.0.5".
+    http_get_allowed_networks: str = ""
     # Multi-user mode: see docs/multi-user.md.
     multi_user: bool = False
     require_auth: bool = False
@@ -87,6 +91,17 @@ class Settings:
         for folder in self.transfer_folders():
             if not folder.is_absolute():
                 raise ConfigError(f"transfer_dirs must name absolute folders, not {folder}")
+        self.http_get_networks()  # refuses a value that is not networks
+
+    def http_get_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        networks = []
+        for item in filter(None, map(str.strip, self.http_get_allowed_networks.split(","))):
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ConfigError("http_get_allowed_networks must be comma-separated networks "
+                                  f"such as 10.0.0.0/8 or addresses, not {item!r}") from None
+        return networks
 
     def transfer_folders(self) -> list[Path]:
         return [Path(folder.strip()).expanduser() for folder in self.transfer_dirs.split(",")

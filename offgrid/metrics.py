@@ -109,7 +109,7 @@ class Histogram(_Metric):
             items = sorted((k, list(v)) for k, v in self._series.items())
         for labels, series in items:
             cumulative = 0
-            for bound, count in zip(self._buckets, series):
+            for bound, count in zip(self._buckets, series, strict=False):  # then sum, count
                 cumulative += count
                 yield f"{self.name}_bucket{_format(labels, {'le': _number(bound)})} {cumulative}"
             yield f"{self.name}_bucket{_format(labels, {'le': '+Inf'})} {series[-1]}"

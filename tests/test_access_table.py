@@ -1,74 +1,28 @@
-"""docs/multi-user.md's table of who gets what is the policy: every cell is checked against
-policy.decide, and against a running server in each mode, for every endpoint in its group."""
+"""docs/multi-user.md's table of who gets what is the policy: a running server in each mode
+answers each caller as the table says, for every endpoint in its group (tests/unit/test_policy.py
+checks the table against policy.decide)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import CHAT_MODEL, EMBEDDING_MODEL, ROOT, assert_error, chat_body, request
-from multiuser import (ADMIN_PASSWORD, NO_LIMITS, MultiUser, bearer, multi_user_env,
-                       password_of, unique)
 
 from offgrid.server import policy
-from offgrid.server.policy import CALLERS, Group, Mode
 from offgrid.server.app import ROUTES, Route
-
-DOC = ROOT / "docs" / "multi-user.md"
-
-
-def _table_rows(header_start: str) -> list[list[str]]:
-    """The cells of the markdown table whose header row starts with `header_start`."""
-    lines = DOC.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in line.strip("|").split("|")])
-    return rows
-
-
-def _flag(cell: str) -> list[bool]:
-    return {"`true`": [True], "`false`": [False], "any": [False, True]}[cell]
-
-
-def documented_outcomes() -> dict[tuple[Mode, Group], dict[str | None, str]]:
-    """(mode, group) -> {role or None: outcome}, for every mode the table covers."""
-    table = {}
-    for multi, auth, guests, group, *outcomes in _table_rows("| `MULTI_USER`"):
-        for mode in [Mode(m, a, g) for m in _flag(multi) for a in _flag(auth)
-                     for g in _flag(guests)]:
-            table[mode, Group(group)] = dict(zip(CALLERS, outcomes))
-    return table
-
-
-def documented_groups() -> dict[Group, set[tuple[str, str]]]:
-    return {Group(group): set(re.findall(r"`(GET|POST|PUT|DELETE|PATCH) ([^`]+)`", endpoints))
-            for group, endpoints in _table_rows("| Group | Endpoints")}
-
-
-def test_the_table_covers_every_mode_and_group_and_agrees_with_the_policy():
-    table = documented_outcomes()
-    modes = {Mode(m, a, g) for m in (False, True) for a in (False, True) for g in (False, True)}
-    assert set(table) == {(mode, group) for mode in modes for group in Group}
-    for (mode, group), outcomes in table.items():
-        for role, outcome in outcomes.items():
-            assert policy.decide(mode, group, role) == outcome, (mode, group, role)
-
-
-def test_the_group_list_is_the_route_table():
-    routes = [Route(*route) for route in ROUTES]
-    assert documented_groups() == {
-        group: {(r.method, r.path) for r in routes if r.group == group} for group in Group}
-
-
-def test_a_route_that_names_no_group_is_for_admins_only():
-    route = Route("DELETE", "/v1/models/{model_id}", print)
-    assert route.group == Group.ADMIN
-    assert policy.decide(Mode(True, False, True), route.group, "user") == policy.FORBIDDEN
-
+from offgrid.server.policy import CALLERS, Mode
+from support.http import assert_error, chat_body, request
+from support.models import CHAT_MODEL, EMBEDDING_MODEL
+from support.multiuser import (
+    ADMIN_PASSWORD,
+    NO_LIMITS,
+    MultiUser,
+    bearer,
+    multi_user_env,
+    password_of,
+    unique,
+)
+from support.policy_table import documented_outcomes
 
 # -- against running servers ------------------------------------------------------------------
 
@@ -152,6 +106,28 @@ SAMPLES = {
         "/v1/tokenize", {"model": CHAT_MODEL, "content": "Hi"}),
     ("POST", "/v1/detokenize"): lambda a, role, uid: Call(
         "/v1/detokenize", {"model": CHAT_MODEL, "tokens": [1]}),
+    ("GET", "/v1/rag/status"): lambda a, role, uid: Call("/v1/rag/status"),
+    ("GET", "/v1/documents"): lambda a, role, uid: Call("/v1/documents"),
+    ("POST", "/v1/documents/ingest"): lambda a, role, uid: Call(
+        "/v1/documents/ingest", {"name": "probe.txt", "content": unique("probe ")},
+        allowed=201),
+    ("GET", "/v1/documents/jobs/{job_id}"): lambda a, role, uid: Call(
+        "/v1/documents/jobs/job-none", allowed=404),
+    ("POST", "/v1/documents/search"): lambda a, role, uid: Call(
+        "/v1/documents/search", {"query": "probe"}),
+    ("POST", "/v1/documents/delete"): lambda a, role, uid: Call(
+        "/v1/documents/delete", {"id": 999999}, allowed=404),
+    ("GET", "/v1/documents/{document_id}"): lambda a, role, uid: Call(
+        "/v1/documents/999999", allowed=404),
+    ("PATCH", "/v1/documents/{document_id}"): lambda a, role, uid: Call(
+        "/v1/documents/999999", {"shared": True}, allowed=404),
+    ("DELETE", "/v1/documents/{document_id}"): lambda a, role, uid: Call(
+        "/v1/documents/999999", allowed=404),
+    ("GET", "/v1/documents/{document_id}/chunks/{position}"): lambda a, role, uid: Call(
+        "/v1/documents/999999/chunks/0", allowed=404),
+    ("POST", "/v1/rag/disable"): lambda a, role, uid: Call("/v1/rag/disable"),
+    ("POST", "/v1/rag/enable"): lambda a, role, uid: Call(
+        "/v1/rag/enable", {"embedding_model": EMBEDDING_MODEL}),
     ("POST", "/v1/auth/login"): lambda a, role, uid: Call(
         "/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD}),
     ("POST", "/v1/auth/logout"): lambda a, role, uid: Call("/v1/auth/logout",

@@ -4,9 +4,9 @@ import base64
 import math
 import struct
 
-from conftest import (CHAT_MODEL, EMBEDDING_MODEL, GEMMA_MODEL, chat_body, get, post, stream)
-
 from offgrid import __version__
+from support.http import chat_body, get, post, stream
+from support.models import CHAT_MODEL, EMBEDDING_MODEL, GEMMA_MODEL
 
 
 def test_root_names_the_server(base_url):
@@ -103,7 +103,8 @@ def test_embeddings_of_one_string_and_of_many(base_url):
     vectors = [d["embedding"] for d in many["data"]]
     assert all(abs(math.hypot(*v) - 1) < 1e-3 for v in vectors)
     # Batched inputs give the same vector as the input alone.
-    assert max(abs(a - b) for a, b in zip(vectors[0], one["data"][0]["embedding"])) < 1e-4
+    alone = one["data"][0]["embedding"]
+    assert max(abs(a - b) for a, b in zip(vectors[0], alone, strict=True)) < 1e-4
     cats, markets = _cosine(vectors[0], vectors[1]), _cosine(vectors[0], vectors[2])
     assert cats > 0.5 > markets
     assert many["usage"]["prompt_tokens"] == many["usage"]["total_tokens"] > len(texts)
@@ -115,7 +116,8 @@ def test_embeddings_as_base64(base_url):
                         {"model": EMBEDDING_MODEL, "input": "hi", "encoding_format": "base64"})
     raw = base64.b64decode(as_b64["data"][0]["embedding"])
     decoded = struct.unpack(f"<{len(raw) // 4}f", raw)
-    assert max(abs(a - b) for a, b in zip(decoded, as_float["data"][0]["embedding"])) < 1e-6
+    floats = as_float["data"][0]["embedding"]
+    assert max(abs(a - b) for a, b in zip(decoded, floats, strict=True)) < 1e-6
 
 
 def test_embeddings_from_a_chat_model(base_url):
@@ -137,7 +139,8 @@ def test_a_model_without_a_template_chats_with_its_architectures_format(base_url
 
 
 def test_content_as_an_array_of_text_parts(base_url):
-    parts = [{"type": "text", "text": "What is the capital "}, {"type": "text", "text": "of France?"}]
+    parts = [{"type": "text", "text": "What is the capital "},
+             {"type": "text", "text": "of France?"}]
     body = {"model": CHAT_MODEL, "max_tokens": 20, "temperature": 0,
             "messages": [{"role": "user", "content": parts}]}
     _, _, as_parts = post(base_url + "/v1/chat/completions", body)
@@ -148,4 +151,4 @@ def test_content_as_an_array_of_text_parts(base_url):
 
 
 def _cosine(a, b):
-    return sum(x * y for x, y in zip(a, b)) / (math.hypot(*a) * math.hypot(*b))
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (math.hypot(*a) * math.hypot(*b))

@@ -10,8 +10,11 @@ import threading
 import time
 
 import pytest
-from conftest import EMBEDDING_MODEL, assert_error, chat_body, get, post, request
-from multiuser import ADMIN_PASSWORD, bearer, password_of, start_multi_user, unique
+
+from support.http import answers, assert_error, chat_body, connect, exchange, get, post, request
+from support.models import EMBEDDING_MODEL
+from support.multiuser import ADMIN_PASSWORD, bearer, password_of, start_multi_user, unique
+from support.waiting import wait_until
 
 CHAT = "/v1/chat/completions"
 DEADLINE = 2  # seconds: the server's header and body timeouts here
@@ -64,18 +67,6 @@ def still_serving_others(site, bystander):
     assert status == 200, answer
 
 
-def raw(site, data: bytes, timeout: float = 10) -> bytes:
-    """Send bytes on a fresh connection; everything the server answers before closing it."""
-    with socket.create_connection(("127.0.0.1", site.server.port), timeout=timeout) as sock:
-        sock.sendall(data)
-        return sock.makefile("rb").read()
-
-
-def status_and_error(reply: bytes) -> tuple[int, dict]:
-    head, _, body = reply.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(body)
-
-
 # -- injection ----------------------------------------------------------------------------------
 
 INJECTIONS = ["admin' --", "' OR '1'='1", "admin'; DROP TABLE users; --", 'admin" OR ""="',
@@ -110,10 +101,10 @@ def test_sql_in_ids_and_names_changes_nothing(site):
 
 def test_oversized_headers_are_431(site):
     huge_auth = b"GET /v1/models HTTP/1.1\r\nAuthorization: Bearer og_" + b"a" * 70000 + b"\r\n\r\n"
-    status, error = status_and_error(raw(site, huge_auth))
+    (status, _, error), = answers(exchange(site.url, huge_auth))
     assert_error(status, error, 431)
     many = b"GET /v1/models HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150))
-    status, error = status_and_error(raw(site, many + b"\r\n"))
+    (status, _, error), = answers(exchange(site.url, many + b"\r\n"))
     assert_error(status, error, 431)
 
 
@@ -122,9 +113,10 @@ def test_oversized_bodies_are_413_with_or_without_credentials(site):
     for token in (None, site.admin_token):
         status, _, error = site.call("POST", CHAT, big, token=token)
         assert_error(status, error, 413, "request_too_large")
-    reply = raw(site, b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: "
-                      b"99999999999999999999\r\n\r\n")
-    assert_error(*status_and_error(reply), 413)
+    reply = exchange(site.url, b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+                               b"Content-Length: 99999999999999999999\r\n\r\n")
+    (status, _, error), = answers(reply)
+    assert_error(status, error, 413)
 
 
 def _until_closed(sock: socket.socket, trickle: bytes, seconds: float) -> tuple[float, bytes]:
@@ -149,7 +141,7 @@ def _until_closed(sock: socket.socket, trickle: bytes, seconds: float) -> tuple[
 
 def test_a_slow_loris_client_is_cut_off_while_others_are_served(site, bystander):
     result = {}
-    with socket.create_connection(("127.0.0.1", site.server.port)) as sock:
+    with connect(site.url) as sock:
         sock.sendall(b"GET /v1/models HTTP/1.1\r\n")
         slow = threading.Thread(target=lambda: result.update(
             closed=_until_closed(sock, b"X-Slow: " + b"a" * 1000, 30)))
@@ -162,32 +154,35 @@ def test_a_slow_loris_client_is_cut_off_while_others_are_served(site, bystander)
 
 
 def test_a_slow_body_is_408(site):
-    with socket.create_connection(("127.0.0.1", site.server.port)) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 500\r\n"
-                     b"\r\n{")
+    with connect(site.url) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+                     b"Content-Length: 500\r\n\r\n{")
         seconds, answer = _until_closed(sock, b" " * 400, 30)
     assert DEADLINE - 0.5 < seconds < DEADLINE + 3
-    assert_error(*status_and_error(answer), 408, "request_timeout")
+    (status, _, error), = answers(answer)
+    assert_error(status, error, 408, "request_timeout")
 
 
 def test_an_idle_connection_is_closed(site):
-    with socket.create_connection(("127.0.0.1", site.server.port), timeout=30) as sock:
+    with connect(site.url, timeout=30) as sock:
         started = time.monotonic()
         assert sock.recv(1) == b""
     assert DEADLINE - 0.5 < time.monotonic() - started < DEADLINE + 3
 
 
 def test_connections_past_the_cap_get_503_and_then_room_again(site):
-    idle = [socket.create_connection(("127.0.0.1", site.server.port)) for _ in range(8)]
-    try:
-        time.sleep(0.3)  # let the server accept them all
-        status, error = status_and_error(raw(site, b"GET /health HTTP/1.1\r\n\r\n"))
+    def probe() -> tuple[int, dict, object]:
+        (answer,) = answers(exchange(site.url, b"GET /health HTTP/1.1\r\n\r\n"))
+        return answer
+
+    idle = [connect(site.url) for _ in range(8)]
+    try:  # once the server has accepted them all
+        status, _, error = wait_until(lambda: (found := probe())[0] == 503 and found)
         assert_error(status, error, 503, "too_many_connections")
     finally:
         for sock in idle:
             sock.close()
-    time.sleep(0.3)
-    assert get(site.url + "/health")[0] == 200
+    wait_until(lambda: get(site.url + "/health")[0] == 200)
 
 
 # -- credentials --------------------------------------------------------------------------------
@@ -209,10 +204,12 @@ def test_malformed_and_foreign_credentials_are_401(site, authorization):
 
 
 def test_two_authorization_headers_are_401(site):
-    reply = raw(site, b"GET /v1/users/me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-                      b"Authorization: Bearer " + site.admin_token.encode() + b"\r\n"
-                      b"Authorization: Bearer og_" + b"x" * 43 + b"\r\n\r\n")
-    assert_error(*status_and_error(reply), 401, "invalid_api_key")
+    reply = exchange(site.url, b"GET /v1/users/me HTTP/1.1\r\nHost: localhost\r\n"
+                               b"Connection: close\r\nAuthorization: Bearer "
+                               + site.admin_token.encode() + b"\r\n"
+                               b"Authorization: Bearer og_" + b"x" * 43 + b"\r\n\r\n")
+    (status, _, error), = answers(reply)
+    assert_error(status, error, 401, "invalid_api_key")
 
 
 def test_credentials_never_reach_the_log(site):
@@ -284,11 +281,11 @@ def test_failed_logins_are_throttled_per_user_and_per_address(guarded):
         assert status == 429 and headers["Retry-After"] == "1"  # the first pause: 1 s
     assert _login_from(guarded, "127.0.0.3", alice, password_of(alice))[0] == 200
     # The pause is short, for an owner who mistyped; then the next guess counts again.
-    deadline = time.monotonic() + 30
-    while (status := _login_from(guarded, "127.0.0.2", alice, "guess")[0]) == 429:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    assert status == 401
+    def guess_unless_paused() -> int | None:
+        status = _login_from(guarded, "127.0.0.2", alice, "guess")[0]
+        return None if status == 429 else status
+
+    assert wait_until(guess_unless_paused, every=0.1) == 401
     # One address guessing many usernames: ADDRESS_ATTEMPTS (4) times the limit in all.
     for _ in range(4 * LOGIN_ATTEMPTS):
         assert _login_from(guarded, "127.0.0.4", unique("nobody"), "guess")[0] == 401
@@ -355,7 +352,7 @@ def test_local_names_ip_addresses_and_configured_names_are_served(site, base_url
     status, headers, _ = get(site.url + "/health",
                              headers={"Host": configured, "Origin": f"http://{configured}"})
     assert status == 200 and "Access-Control-Allow-Origin" not in headers
-    http_1_0 = raw(site, b"GET /health HTTP/1.0\r\n\r\n")  # no Host at all
+    http_1_0 = exchange(site.url, b"GET /health HTTP/1.0\r\n\r\n")  # no Host at all
     assert http_1_0.startswith(b"HTTP/1.1 200")
 
 

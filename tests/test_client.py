@@ -9,10 +9,14 @@ import threading
 import time
 
 import pytest
-from conftest import CHAT_MODEL, ROOT, free_port
-from multiuser import start_multi_user
 
 import offgrid
+from support import ROOT
+from support.metrics import scrape, value
+from support.models import CHAT_MODEL
+from support.multiuser import start_multi_user
+from support.servers import free_port
+from support.waiting import wait_until
 
 
 def test_pip_install_gives_the_library_without_dependencies(tmp_path, base_url):
@@ -69,19 +73,28 @@ def test_an_unreachable_server_fails_after_retries():
 
 
 def test_a_busy_server_is_retried_until_it_answers(start_server):
+    """One slot and no queue, held by a stream for as long as the test keeps it."""
     server = start_server("--model", CHAT_MODEL, "--parallel", "1", "--queue-size", "0")
-    client = offgrid.Client(server.url, retries=100)
-    busy = threading.Thread(target=client.complete,
-                            args=("1, 2, 3,",), kwargs={"max_tokens": 300, "temperature": 0})
-    busy.start()
-    while client.system.stats()["active_sessions"] == 0:
-        time.sleep(0.02)
     impatient = offgrid.Client(server.url, retries=0)
+    busy = impatient.complete("1, 2, 3,", stream=True, max_tokens=4000, temperature=0)
+    assert next(busy)  # generating: the slot is taken
     with pytest.raises(offgrid.ServiceUnavailable) as refused:
         impatient.complete("1, 2,", max_tokens=2)
     assert refused.value.retry_after >= 1
-    assert client.complete("1, 2,", max_tokens=2)  # waits out the 503s
-    busy.join()
+    patient = {}
+    runner = threading.Thread(target=lambda: patient.update(text=offgrid.Client(
+        server.url, retries=100).complete("1, 2,", max_tokens=2)))
+    runner.start()
+    wait_until(lambda: refusals(server.url) >= 2, message="the patient client refused once")
+    busy.close()  # frees the slot: the patient client's next try gets it
+    runner.join(300)
+    assert patient["text"]
+
+
+def refusals(url: str) -> float:
+    """How many completions the server has refused as busy."""
+    return value(scrape(url), "offgrid_requests_total", route="/v1/completions", method="POST",
+                 status="503")
 
 
 def test_streams_can_be_stopped_early(base_url):
@@ -91,10 +104,7 @@ def test_streams_can_be_stopped_early(base_url):
     first = [next(pieces) for _ in range(3)]
     pieces.close()
     assert "".join(first).strip().startswith("4")
-    deadline = time.monotonic() + 5
-    while client.system.stats()["active_sessions"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert client.system.stats()["active_sessions"] == 0
+    wait_until(lambda: client.system.stats()["active_sessions"] == 0)
 
 
 def test_the_multi_user_examples_run_as_written(start_server):

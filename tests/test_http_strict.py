@@ -10,10 +10,12 @@ import socket
 import time
 
 import pytest
-from conftest import CHAT_MODEL, assert_error, chat_body
-from multiuser import bearer, start_multi_user
 
 from offgrid.config import ConfigError, Settings
+from support.http import answers, assert_error, chat_body, connect, exchange
+from support.models import CHAT_MODEL
+from support.multiuser import bearer, start_multi_user
+from support.waiting import wait_until
 
 HEADER_DEADLINE = 2  # seconds for the request line and headers, then for a body's first byte
 BODY_DEADLINE = 30  # seconds for a whole body: far longer, to tell the two deadlines apart
@@ -48,35 +50,6 @@ def still_serving_others(site, bystander):
     assert status == 200, answer
 
 
-def connect(site, source: str = "127.0.0.1") -> socket.socket:
-    return socket.create_connection(("127.0.0.1", site.server.port), timeout=10,
-                                    source_address=(source, 0))
-
-
-def exchange(site, data: bytes, source: str = "127.0.0.1") -> bytes:
-    """Send bytes on a fresh connection; everything the server answers before closing it."""
-    with connect(site, source) as sock:
-        sock.sendall(data)
-        return sock.makefile("rb").read()
-
-
-STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) [A-Za-z -]+\r\n")
-
-
-def answers(reply: bytes) -> list[tuple[int, dict, object]]:
-    """Each answer in `reply`, as (status, headers, JSON body); each must have a status line."""
-    found = []
-    while reply:
-        head, _, rest = reply.partition(b"\r\n\r\n")
-        status_line = STATUS_LINE.match(head + b"\r\n")
-        assert status_line, reply
-        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
-        size = int(headers["Content-Length"])
-        found.append((int(status_line[1]), headers, json.loads(rest[:size])))
-        reply = rest[size:]
-    return found
-
-
 def the_one_error(reply: bytes, status: int, code: str | None = None) -> dict:
     """The only answer in `reply`: an error with `status` that closes the connection."""
     (got, headers, body), = answers(reply)
@@ -91,13 +64,6 @@ def tokenize_body() -> bytes:
 def admin(site) -> bytes:
     """The admin's Authorization header line."""
     return b"Authorization: %s\r\n" % bearer(site.admin_token)["Authorization"].encode()
-
-
-def wait_until(condition, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not come true in time"
-        time.sleep(0.02)
 
 
 # -- framing --------------------------------------------------------------------------------------
@@ -133,7 +99,8 @@ FRAMINGS = {
     "space before the colon": (POST + b"Content-Length : {n}\r\n\r\n", 400),
     "line without a colon": (POST + b"X-Junk\r\nContent-Length: {n}\r\n\r\n", 400),
     "folded line": (POST + b"X-Folded: a\r\n Content-Length: {n}\r\n\r\n", 400),
-    "folded first line": (b"POST /v1/tokenize HTTP/1.1\r\n Host: localhost\r\nHost: localhost\r\n\r\n", 400),
+    "folded first line": (b"POST /v1/tokenize HTTP/1.1\r\n Host: localhost\r\n"
+                          b"Host: localhost\r\n\r\n", 400),
     "envelope line": (b"POST /v1/tokenize HTTP/1.1\r\nFrom x\r\nHost: localhost\r\n\r\n", 400),
     "bare carriage return": (POST + b"X-A: a\rContent-Length: {n}\r\n\r\n", 400),
     "control character": (POST + b"X-A: a\x00b\r\n\r\n", 400),
@@ -158,7 +125,7 @@ def test_ambiguous_requests_are_refused_and_nothing_hidden_in_them_runs(site, na
     head, status = FRAMINGS[name]
     username = "smuggled" + re.sub(r"\W", "", name)
     hidden = smuggled(site, username)
-    reply = exchange(site, head.replace(b"{n}", str(len(hidden)).encode()) + hidden)
+    reply = exchange(site.url, head.replace(b"{n}", str(len(hidden)).encode()) + hidden)
     the_one_error(reply, status)
     assert username not in usernames(site)
 
@@ -167,14 +134,14 @@ def test_strict_requests_still_share_a_connection(site):
     """Keep-alive, HTTP/1.0 without Host, a lone empty line between requests (which RFC 9112
     asks servers to ignore), and Content-Length with spaces around it are all fine."""
     body = tokenize_body()
-    reply = exchange(site, b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n\r\n"
+    reply = exchange(site.url, b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n\r\n"
                            + POST + admin(site) + b"Content-Length:  %d \r\n\r\n" % len(body)
                            + body + b"GET /health HTTP/1.0\r\n\r\n")
     assert [status for status, _, _ in answers(reply)] == [200, 200, 200]
 
 
 def test_a_body_that_ends_early_is_400(site):
-    with connect(site) as sock:
+    with connect(site.url) as sock:
         sock.sendall(POST + b"Content-Length: 50\r\n\r\n{\"model\":")
         sock.shutdown(socket.SHUT_WR)
         reply = sock.makefile("rb").read()
@@ -185,13 +152,13 @@ def test_a_body_that_ends_early_is_400(site):
 
 def hold_connection(site) -> socket.socket:
     """A connection the server keeps open: its body has begun and may take BODY_DEADLINE."""
-    sock = connect(site)
+    sock = connect(site.url)
     sock.sendall(POST + b"Content-Length: 100\r\n\r\n{")
     return sock
 
 
 def health_status(site, source: str) -> int:
-    (status, _, _), = answers(exchange(site, HEALTH, source))
+    (status, _, _), = answers(exchange(site.url, HEALTH, source))
     return status
 
 
@@ -199,7 +166,7 @@ def test_one_address_at_its_cap_does_not_lock_out_others(site):
     held = [hold_connection(site) for _ in range(PER_ADDRESS)]
     try:
         wait_until(lambda: health_status(site, "127.0.0.1") == 503)
-        (status, _, error), = answers(exchange(site, HEALTH))
+        (status, _, error), = answers(exchange(site.url, HEALTH))
         assert_error(status, error, 503, "too_many_connections")
         assert health_status(site, "127.0.0.2") == 200
         assert health_status(site, "127.0.0.3") == 200
@@ -216,7 +183,7 @@ def test_the_cap_per_address_is_a_setting_of_at_least_one():
 
 
 def test_a_body_must_start_within_the_header_deadline(site):
-    with connect(site) as sock:
+    with connect(site.url) as sock:
         sock.settimeout(BODY_DEADLINE)
         started = time.monotonic()
         sock.sendall(POST + b"Content-Length: 10\r\n\r\n")
@@ -228,7 +195,7 @@ def test_a_body_must_start_within_the_header_deadline(site):
 
 def test_a_body_that_has_started_gets_the_body_deadline(site):
     body = tokenize_body()
-    with connect(site) as sock:
+    with connect(site.url) as sock:
         sock.sendall(POST + admin(site) + b"Connection: close\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(body) + body[:1])
         time.sleep(HEADER_DEADLINE + 0.5)  # what is tested: time passing, past one deadline
@@ -245,13 +212,13 @@ OVERSIZED = 16 * 1024 * 1024  # more than the kernel holds, so the client is sti
 
 def test_expect_100_continue_is_sent_only_for_a_body_that_will_be_read(site):
     expecting = POST + b"Expect: 100-continue\r\n"
-    with connect(site) as sock:
+    with connect(site.url) as sock:
         sock.sendall(expecting + b"Content-Length: %d\r\n\r\n" % OVERSIZED)
         reply = sock.makefile("rb").read()  # without sending the body: no 100, a 413 at once
     the_one_error(reply, 413, "request_too_large")
 
     body = tokenize_body()
-    with connect(site) as sock:
+    with connect(site.url) as sock:
         sock.sendall(expecting + admin(site) + b"Connection: close\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(body))
         replies = sock.makefile("rb")
@@ -265,7 +232,7 @@ def test_expect_100_continue_is_sent_only_for_a_body_that_will_be_read(site):
 def test_a_client_that_sends_a_whole_oversized_body_reads_the_413(site):
     """The server answers before the body has come, and drains it rather than reset the
     connection under the answer."""
-    with connect(site) as sock:
+    with connect(site.url) as sock:
         sock.sendall(POST + b"Content-Length: %d\r\n\r\n" % OVERSIZED + b"x" * OVERSIZED)
         reply = sock.makefile("rb").read()
     the_one_error(reply, 413, "request_too_large")
@@ -275,7 +242,7 @@ def test_a_client_that_sends_a_whole_oversized_body_reads_the_413(site):
 
 def test_control_characters_from_a_client_reach_the_log_escaped(site):
     for line in (b"GET /\x1b[2J HTTP/1.1\r\n", b"\x1b[2J / HTTP/1.1\r\n", b"\x9b2J\r\n"):
-        the_one_error(exchange(site, line + b"Host: localhost\r\n\r\n"), 400)
+        the_one_error(exchange(site.url, line + b"Host: localhost\r\n\r\n"), 400)
     log = site.server.log()
     assert "\x1b" not in log and "\x9b" not in log
     assert "GET /\\x1b[2J HTTP/1.1" in log and "\\x9b2J" in log

@@ -1,18 +1,19 @@
 """Starting, configuring and stopping the server."""
 
 import signal
-import subprocess
 import sys
 import threading
-import time
 import urllib.error
 from pathlib import Path
 
 import pytest
-from conftest import CHAT_MODEL, GEMMA_MODEL, ROOT, assert_error, get, post, stream
 
 from offgrid import __version__
 from offgrid.config import ConfigError, Settings
+from support.cli import offgrid
+from support.http import assert_error, get, post, stream
+from support.models import CHAT_MODEL, GEMMA_MODEL
+from support.waiting import wait_until
 
 COUNTING = {"model": CHAT_MODEL, "prompt": "1, 2, 3, 4,", "temperature": 0}
 
@@ -20,13 +21,13 @@ COUNTING = {"model": CHAT_MODEL, "prompt": "1, 2, 3, 4,", "temperature": 0}
 def test_health_is_503_until_the_default_model_is_loaded(start_server):
     server = start_server("--model", GEMMA_MODEL, wait=False)
     seen = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not seen or seen[-1][0] != 200):
-        try:
-            status, _, body = get(server.url + "/health")
-            seen.append((status, body))
-        except OSError:
-            time.sleep(0.01)  # not listening yet
+
+    def healthy() -> bool:
+        status, _, body = get(server.url + "/health")
+        seen.append((status, body))
+        return status == 200
+
+    wait_until(healthy, 120, ignoring=(OSError,))  # OSError: not listening yet
     assert seen[-1] == (200, {"status": "healthy"})
     assert len(seen) > 1, "loading takes long enough to be seen"
     statuses = [status for status, _ in seen]
@@ -38,16 +39,12 @@ def test_health_is_503_until_the_default_model_is_loaded(start_server):
 def test_health_is_503_when_the_default_model_cannot_load(start_server, tmp_path):
     (tmp_path / "broken.gguf").write_bytes(b"GGUF" + b"\x00" * 100)
     server = start_server("--model", "broken", models=tmp_path, wait=False)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            status, _, body = get(server.url + "/health")
-        except OSError:
-            time.sleep(0.05)
-            continue
-        if body["error"]["code"] == "model_load_failed":
-            break
-        time.sleep(0.05)
+
+    def load_failed():
+        status, _, body = get(server.url + "/health")
+        return body["error"]["code"] == "model_load_failed" and (status, body)
+
+    status, body = wait_until(load_failed, ignoring=(OSError,))
     assert_error(status, body, 503, "model_load_failed")
     assert "broken" in body["error"]["message"]
 
@@ -60,10 +57,8 @@ def test_a_stop_signal_lets_running_requests_finish(start_server, stop_signal):
         server.url + "/v1/completions",
         {**COUNTING, "max_tokens": 100, "stream_options": {"include_usage": True}})))
     runner.start()
-    deadline = time.monotonic() + 30
-    while get(server.url + "/v1/system/stats")[2]["active_sessions"] == 0:
-        assert time.monotonic() < deadline, "the request never started"
-        time.sleep(0.05)
+    wait_until(lambda: get(server.url + "/v1/system/stats")[2]["active_sessions"],
+               message="the request starting")
     server.process.send_signal(stop_signal)
     runner.join(300)
     assert result["events"][-1] == "[DONE]"
@@ -112,8 +107,7 @@ def test_settings_precedence_and_errors(tmp_path):
     [sys.executable, "offgrid.py"], [sys.executable, "-m", "offgrid"],
     [str(Path(sys.executable).parent / "offgrid")]])
 def test_every_entry_point_is_the_same_command(command):
-    result = subprocess.run([*command, "--version"], cwd=ROOT, capture_output=True, text=True)
+    result = offgrid("--version", entry=command)
     assert result.returncode == 0 and result.stdout.strip() == f"offgrid {__version__}"
-    result = subprocess.run([*command, "serve", "--port", "nope"], cwd=ROOT, capture_output=True,
-                            text=True)
+    result = offgrid("serve", "--port", "nope", entry=command)
     assert result.returncode == 2 and "--port" in result.stderr

@@ -1,34 +1,22 @@
 """The model store: what /v1/models tells, downloads from a hub mirror, USB import and export,
 and loading: LRU, keep-alive and the memory budget."""
 
+import functools
 import json
 import shutil
-import subprocess
 import sys
 import time
 
 import pytest
-from conftest import (CHAT_MODEL, EMBEDDING_MODEL, GEMMA_MODEL, ROOT, assert_error, chat_body,
-                      get, post, request)
-from hubmock import HubMock
+
+from support.cli import offgrid
+from support.http import assert_error, chat_body, get, post, request
+from support.hubmock import HubMock
+from support.models import CHAT_MODEL, EMBEDDING_MODEL, GEMMA_MODEL
+from support.waiting import wait_until
 
 REPO = "test-org/SmolLM2-GGUF"
 STARTER_FILE = CHAT_MODEL + ".gguf"
-
-
-def offgrid(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "offgrid", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def wait_for(condition, timeout=30.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 def models_by_id(url) -> dict:
@@ -92,13 +80,19 @@ def job_state(url, job_id) -> dict:
     return get(f"{url}/v1/models/download/progress?id={job_id}")[2]["data"][0]
 
 
+def job_end(url, job_id, ends=("completed", "failed"), timeout: float = 30) -> dict:
+    """The job's state once its status is one of `ends`."""
+    return wait_until(lambda: (state := job_state(url, job_id))["status"] in ends and state,
+                      timeout)
+
+
 def test_download_reports_progress_and_lands_verified(hub, hub_server):
     server, models = hub_server
     hosted = hub.host(REPO, STARTER_FILE, hub.repos[REPO][STARTER_FILE].path,
                       bytes_per_second=40_000_000)
     job = start_download(server.url, repository=REPO, file_name=STARTER_FILE)
     seen = []
-    final = wait_for(lambda: seen.append(job_state(server.url, job["id"])) or (
+    final = wait_until(lambda: seen.append(job_state(server.url, job["id"])) or (
         seen[-1] if seen[-1]["status"] in ("completed", "failed") else None))
     assert final["status"] == "completed", final
     assert final["bytes_done"] == final["bytes_total"] == 98_362_432 and final["percent"] == 100
@@ -116,8 +110,7 @@ def test_download_resumes_after_the_connection_is_cut(hub, hub_server):
     hosted = hub.host(REPO, STARTER_FILE, hub.repos[REPO][STARTER_FILE].path,
                       cut_after=30_000_000)
     job = start_download(server.url, repository=REPO, file_name=STARTER_FILE)
-    final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] in (
-        "completed", "failed") and s)
+    final = job_end(server.url, job["id"])
     assert final["status"] == "completed", final
     assert hosted.requests[0] is None and hosted.requests[1].startswith("bytes=")
     assert int(hosted.requests[1][len("bytes="):].rstrip("-")) >= 29_000_000
@@ -128,11 +121,10 @@ def test_cancel_stops_a_download_and_leaves_no_model(hub, hub_server):
     server, models = hub_server
     hub.host(REPO, STARTER_FILE, hub.repos[REPO][STARTER_FILE].path, bytes_per_second=5_000_000)
     job = start_download(server.url, repository=REPO, file_name=STARTER_FILE)
-    wait_for(lambda: job_state(server.url, job["id"])["bytes_done"] > 1_000_000)
+    wait_until(lambda: job_state(server.url, job["id"])["bytes_done"] > 1_000_000)
     status, _, cancelled = post(server.url + "/v1/models/download/cancel", {"id": job["id"]})
     assert status == 200 and cancelled["data"][0]["id"] == job["id"]
-    final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] != "downloading"
-                     and s)
+    final = job_end(server.url, job["id"], ends=("cancelled", "completed", "failed"))
     assert final["status"] == "cancelled"
     assert CHAT_MODEL not in models_by_id(server.url)
     assert not (models / STARTER_FILE).exists()
@@ -145,10 +137,11 @@ def test_cancel_wakes_a_download_from_a_silent_mirror_and_the_rerun_resumes(hub,
     silent = hub.host(REPO, name, model_files["starter"], stall_after=1_000_000)
     try:
         job = start_download(server.url, repository=REPO, file_name=name)
-        wait_for(lambda: job_state(server.url, job["id"])["bytes_done"] == 1_000_000)
+        wait_until(lambda: job_state(server.url, job["id"])["bytes_done"] == 1_000_000)
         post(server.url + "/v1/models/download/cancel", {"id": job["id"]})
-        final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] != "downloading"
-                         and s, timeout=3)  # not the 30 s a silent mirror gets before a retry
+        # at once, not after the 30 s a silent mirror gets before a retry
+        final = job_end(server.url, job["id"], ends=("cancelled", "completed", "failed"),
+                        timeout=10)
         assert final["status"] == "cancelled"
     finally:
         silent.release.set()
@@ -157,8 +150,7 @@ def test_cancel_wakes_a_download_from_a_silent_mirror_and_the_rerun_resumes(hub,
     assert status == 200 and listed["data"] == []
     honest = hub.host(REPO, name, model_files["starter"])
     job = start_download(server.url, repository=REPO, file_name=name)
-    final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] in (
-        "completed", "failed") and s)
+    final = job_end(server.url, job["id"])
     assert final["status"] == "completed", final
     assert honest.requests == ["bytes=1000000-"]
     assert sorted(p.name for p in models.iterdir()) == [name]
@@ -168,13 +160,14 @@ def test_a_mirror_silent_past_the_timeout_is_a_cut_connection_and_resumed(hub, m
                                                                        tmp_path):
     name = "SmolLM2-pause.gguf"
     paused = hub.host(REPO, name, model_files["starter"], stall_after=1_000_000)
-    env = {**_clean_env(), "HF_ENDPOINT": hub.url, "OFFGRID_HOME": str(tmp_path / "home")}
-    pull_with_a_1s_timeout = ("import runpy, sys; from offgrid.models import hub; hub.TIMEOUT = 1; "
+    # Far shorter than the 30 s default, yet long enough for the mirror (which reads the whole
+    # file before each answer) on a busy machine.
+    pull_with_a_5s_timeout = ("import runpy, sys; from offgrid.models import hub; hub.TIMEOUT = 5; "
                               "runpy.run_module('offgrid', run_name='__main__')")
     try:
-        pulled = subprocess.run([sys.executable, "-c", pull_with_a_1s_timeout, "pull", REPO, name,
-                                 "--models-dir", str(tmp_path / "models")], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=120)
+        pulled = offgrid("pull", REPO, name, "--models-dir", tmp_path / "models",
+                         home=tmp_path / "home", env={"HF_ENDPOINT": hub.url},
+                         entry=(sys.executable, "-c", pull_with_a_5s_timeout))
     finally:
         paused.release.set()
     assert pulled.returncode == 0, pulled.stderr
@@ -191,8 +184,7 @@ def test_a_body_longer_than_declared_is_stopped_at_the_declared_size(hub, hub_se
         hosted = hub.host(REPO, name, model_files["starter"], extra_bytes=50_000_000,
                           chunked=chunked)
         job = start_download(server.url, repository=REPO, file_name=name)
-        final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] in (
-            "completed", "failed") and s)
+        final = job_end(server.url, job["id"])
         assert final["status"] == "failed" and f"more than the {size} bytes" in final["error"]
         assert final["bytes_done"] <= size
         assert hosted.sent < size + 50_000_000  # it stopped reading, not only writing
@@ -208,8 +200,7 @@ def test_a_redirect_off_http_is_refused_and_nothing_is_copied(hub, hub_server, m
     for target, on_head in [(local, True), (local, False), ("ftp://mirror.example/x.gguf", True)]:
         hub.host(REPO, name, model_files["starter"], redirect=target, redirect_head=on_head)
         job = start_download(server.url, repository=REPO, file_name=name)
-        final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] in (
-            "completed", "failed") and s)
+        final = job_end(server.url, job["id"])
         assert final["status"] == "failed", (target, final)
         assert "only http and https" in final["error"] and target in final["error"]
         assert list(models.iterdir()) == []
@@ -223,8 +214,7 @@ def test_a_checksum_mismatch_or_a_non_gguf_file_leaves_nothing(hub, hub_server):
     for repository, file_name, says in [(REPO, STARTER_FILE, "damaged"),
                                         ("test-org/junk", "notes.gguf", "not a GGUF")]:
         job = start_download(server.url, repository=repository, file_name=file_name)
-        final = wait_for(lambda: (s := job_state(server.url, job["id"]))["status"] in (
-            "completed", "failed") and s)
+        final = job_end(server.url, job["id"])
         assert final["status"] == "failed" and says in final["error"]
     assert list(models.iterdir()) == []
     hub.host(REPO, STARTER_FILE, hub.repos[REPO][STARTER_FILE].path)  # honest again
@@ -262,27 +252,26 @@ def test_offline_answers_at_once(start_server, tmp_path):
 
 
 def test_pull_list_export_import_remove_from_the_command_line(hub, tmp_path):
-    env = {**_clean_env(), "HF_ENDPOINT": hub.url, "OFFGRID_HOME": str(tmp_path / "home")}
+    cli = functools.partial(offgrid, home=tmp_path / "home", env={"HF_ENDPOINT": hub.url})
     first, usb, second = tmp_path / "first", tmp_path / "usb", tmp_path / "second"
-    pulled = offgrid("pull", REPO, "--models-dir", str(first), env=env)
+    pulled = cli("pull", REPO, "--models-dir", str(first))
     assert pulled.returncode == 0, pulled.stderr
     assert "100.0%" in pulled.stderr and "SmolLM2-135M-Instruct.Q4_K_M.gguf" in pulled.stdout
-    found = offgrid("search", "SmolLM2", env=env)
+    found = cli("search", "SmolLM2")
     assert found.stdout.startswith(REPO)
-    listed = offgrid("list", "--models-dir", str(first), env=env)
+    listed = cli("list", "--models-dir", str(first))
     assert "SmolLM2-135M-Instruct.Q4_K_M" in listed.stdout and "Q4_1" in listed.stdout
-    exported = offgrid("export", "SmolLM2-135M-Instruct.Q4_K_M", str(usb), "--models-dir",
-                       str(first), env=env)
+    exported = cli("export", "SmolLM2-135M-Instruct.Q4_K_M", str(usb), "--models-dir", str(first))
     assert exported.returncode == 0, exported.stderr
     manifest = json.loads((usb / "offgrid-manifest.json").read_text())
     assert manifest["files"]["SmolLM2-135M-Instruct.Q4_K_M.gguf"]["size"] == 98_362_432
-    imported = offgrid("import", str(usb), "--models-dir", str(second), env=env)
+    imported = cli("import", str(usb), "--models-dir", str(second))
     assert imported.stdout.strip() == "imported SmolLM2-135M-Instruct.Q4_K_M.gguf"
-    again = offgrid("import", str(usb), "--models-dir", str(second), env=env)
+    again = cli("import", str(usb), "--models-dir", str(second))
     assert again.stdout.strip() == "skipped SmolLM2-135M-Instruct.Q4_K_M.gguf: already there"
-    removed = offgrid("rm", "SmolLM2-135M-Instruct.Q4_K_M", "--models-dir", str(second), env=env)
+    removed = cli("rm", "SmolLM2-135M-Instruct.Q4_K_M", "--models-dir", str(second))
     assert removed.returncode == 0 and list(second.glob("*.gguf")) == []
-    refused = offgrid("rm", "../first/x", "--models-dir", str(second), env=env)
+    refused = cli("rm", "../first/x", "--models-dir", str(second))
     assert refused.returncode == 1 and "Invalid model id" in refused.stderr
 
 
@@ -301,12 +290,7 @@ def test_import_refuses_a_copy_that_does_not_match_its_manifest(model_files, tmp
     assert_error(status, error, 400, param="path")
 
 
-def _clean_env() -> dict:
-    import os
-    return {k: v for k, v in os.environ.items() if not k.startswith(("OFFGRID_", "HF_"))}
-
-
-# -- loading and unloading -----------------------------------------------------------------------------
+# -- loading and unloading -------------------------------------------------------------------------
 
 def loaded_ids(url) -> set:
     return {m["id"] for m in get(url + "/v1/models")[2]["data"] if m["loaded"]}
@@ -329,7 +313,7 @@ def test_least_recently_used_model_makes_room(start_server):
 def test_idle_models_unload_after_their_keep_alive(start_server):
     server = start_server("--model", EMBEDDING_MODEL, "--keep-alive", "2s")
     assert models_by_id(server.url)[EMBEDDING_MODEL]["expires_in"] <= 2
-    wait_for(lambda: EMBEDDING_MODEL not in loaded_ids(server.url), timeout=10)
+    wait_until(lambda: EMBEDDING_MODEL not in loaded_ids(server.url))
     post(server.url + "/v1/completions", {"model": CHAT_MODEL, "prompt": "Hi", "max_tokens": 1,
                                           "keep_alive": -1})
     assert models_by_id(server.url)[CHAT_MODEL]["expires_in"] is None

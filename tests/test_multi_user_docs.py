@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import CHAT_MODEL, ROOT, free_port
+from support import ROOT
+from support.cli import child_env
+from support.models import CHAT_MODEL
+from support.servers import free_port
 
 DOC = ROOT / "docs" / "multi-user.md"
 SECTION = "## From nothing to a chat with an API key"
@@ -39,11 +42,10 @@ def test_the_walkthrough_has_shell_python_and_expected_output():
 
 def test_the_walkthrough_runs_as_written(models_dir, tmp_path):
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OFFGRID_")},
-           "OFFGRID_HOME": str(tmp_path / "home"), "OFFGRID_PORT": str(port),
-           "OFFGRID_MODELS_DIR": str(models_dir), "OFFGRID_DEFAULT_MODEL": CHAT_MODEL,
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "PYTHON": sys.executable}
+    env = child_env(tmp_path / "home", OFFGRID_PORT=str(port),
+                    OFFGRID_MODELS_DIR=str(models_dir), OFFGRID_DEFAULT_MODEL=CHAT_MODEL,
+                    PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                    PYTHON=sys.executable)
     script = DEFAULT_URL.sub(f"http://127.0.0.1:{port}", as_script(walkthrough()))
     shell = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -1,24 +1,14 @@
 """What an operator sees: /v1/system/config and stats, /metrics, request ids and the log."""
 
 import threading
-import time
 
-from conftest import CHAT_MODEL, EMBEDDING_MODEL, chat_body, get, post, request
 from prometheus_client.parser import text_string_to_metric_families
 
 from offgrid import __version__
-
-
-def scrape(url) -> dict:
-    """{(sample name, frozenset of labels): value}"""
-    status, headers, text = get(url + "/metrics")
-    assert status == 200 and headers["Content-Type"].startswith("text/plain")
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def value(samples: dict, name: str, **labels) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+from support.http import chat_body, get, hang_up, open_stream, post, request
+from support.metrics import scrape, value
+from support.models import CHAT_MODEL, EMBEDDING_MODEL
+from support.waiting import wait_until
 
 
 def test_system_config_tells_what_is_on(base_url):
@@ -77,23 +67,33 @@ def test_metrics_move_with_the_work(base_url):
 
 
 def test_busy_slots_queue_and_throughput_under_load(start_server):
+    """Two streams hold both slots for as long as the test keeps them; a third request waits,
+    and is served once one of them hangs up."""
     server = start_server("--model", CHAT_MODEL, "--parallel", "2")
-    body = {"model": CHAT_MODEL, "prompt": "1, 2, 3,", "max_tokens": 400, "temperature": 0}
-    runners = [threading.Thread(target=post, args=(server.url + "/v1/completions", body))
-               for _ in range(3)]
-    for runner in runners:
-        runner.start()
-    deadline = time.monotonic() + 30
-    while True:  # two generating, one waiting, and a few steps done to measure the rate
-        during = scrape(server.url)
-        if value(during, "offgrid_generation_tokens_per_second", model=CHAT_MODEL) > 10:
-            break
-        assert time.monotonic() < deadline, during
-        time.sleep(0.1)
-    for runner in runners:
-        runner.join(120)
-    assert value(during, "offgrid_slots_busy", model=CHAT_MODEL) == 2
-    assert value(during, "offgrid_queue_depth", model=CHAT_MODEL) == 1
+    counting = {"model": CHAT_MODEL, "prompt": "1, 2, 3,", "temperature": 0}
+
+    def slots_and_queue() -> tuple[float, float]:
+        samples = scrape(server.url)
+        return (value(samples, "offgrid_slots_busy", model=CHAT_MODEL),
+                value(samples, "offgrid_queue_depth", model=CHAT_MODEL))
+
+    streams = [open_stream(server.url, "/v1/completions", {**counting, "max_tokens": 4000})
+               for _ in range(2)]
+    for _, response in streams:
+        assert response.readline().startswith(b"data: ")  # generating
+    waiting = {}
+    waiter = threading.Thread(target=lambda: waiting.update(answer=post(
+        server.url + "/v1/completions", {**counting, "max_tokens": 8})))
+    waiter.start()
+    wait_until(lambda: slots_and_queue() == (2, 1), message="two slots busy and one waiting")
+    wait_until(lambda: value(scrape(server.url), "offgrid_generation_tokens_per_second",
+                             model=CHAT_MODEL), message="a generation rate")
+    hang_up(streams[0][0])
+    waiter.join(300)
+    status, _, answer = waiting["answer"]
+    assert status == 200 and answer["usage"]["completion_tokens"] == 8, answer
+    hang_up(streams[1][0])
+    wait_until(lambda: slots_and_queue() == (0, 0), message="every slot free again")
 
 
 def test_request_ids_are_echoed_or_made_and_logged(base_url, server):
@@ -107,10 +107,9 @@ def test_request_ids_are_echoed_or_made_and_logged(base_url, server):
                              {"model": CHAT_MODEL, "prompt": "Hi", "max_tokens": 3,
                               "stream": True}, headers={"X-Request-ID": "stream-7"})
     assert streamed["X-Request-ID"] == "stream-7"
-    deadline = time.monotonic() + 10  # the line is written once the answer has gone out
-    while not (lines := [line for line in server.log().splitlines() if "stream-7" in line]):
-        assert time.monotonic() < deadline, "no log line for the request"
-        time.sleep(0.05)
+    lines = wait_until(  # the line is written once the answer has gone out
+        lambda: [line for line in server.log().splitlines() if "stream-7" in line],
+        message="a log line for the request")
     assert len(lines) == 1
     assert lines[0].split("offgrid.server: ")[1].split()[:4] == [
         "stream-7", "POST", "/v1/completions", "200"]

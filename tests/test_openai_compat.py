@@ -7,8 +7,10 @@ from typing import Annotated
 import jsonschema
 import openai
 import pytest
-from conftest import CHAT_MODEL, EMBEDDING_MODEL, assert_error, chat_body, post, stream
 from pydantic import BaseModel, Field
+
+from support.http import assert_error, chat_body, post, stream
+from support.models import CHAT_MODEL, EMBEDDING_MODEL
 
 COUNTING = {"model": CHAT_MODEL, "prompt": "1, 2, 3, 4,", "temperature": 0, "max_tokens": 12}
 WEATHER = {"type": "function", "function": {
@@ -45,7 +47,7 @@ def tokens_of(base_url, text: str) -> list[int]:
     return body["tokens"]
 
 
-# -- sampling parameters ----------------------------------------------------------------------------
+# -- sampling parameters ---------------------------------------------------------------------------
 
 def test_cutting_the_distribution_to_one_token_is_greedy(base_url):
     greedy = text_of(complete(base_url))
@@ -148,7 +150,7 @@ def test_top_logprobs_needs_logprobs(base_url):
     assert_error(status, error, 400, param="top_logprobs")
 
 
-# -- structured output ------------------------------------------------------------------------------
+# -- structured output -----------------------------------------------------------------------------
 
 class City(BaseModel):
     name: str = Field(max_length=40)
@@ -229,7 +231,7 @@ def test_a_schema_that_cannot_be_enforced_is_400(base_url):
     assert_error(status, error, 400, param="response_format")
 
 
-# -- tools --------------------------------------------------------------------------------------------
+# -- tools -----------------------------------------------------------------------------------------
 
 def test_required_tool_call_round_trip(client):
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
@@ -333,7 +335,7 @@ def test_tool_choice_naming_an_unknown_function_is_400(base_url):
     assert_error(status, error, 400, param="tools[0].function.name")
 
 
-# -- completions ------------------------------------------------------------------------------------
+# -- completions -----------------------------------------------------------------------------------
 
 def test_completion_echo_logprobs_and_n(client):
     echoed = client.completions.create(model=CHAT_MODEL, prompt="1, 2, 3, 4,", max_tokens=4,
@@ -355,7 +357,7 @@ def test_completion_suffix_needs_a_fill_in_the_middle_model(base_url):
     assert_error(status, error, 400, "model_not_supported", "suffix")
 
 
-# -- embeddings and tokens -----------------------------------------------------------------------------
+# -- embeddings and tokens -------------------------------------------------------------------------
 
 def test_embedding_dimensions_and_token_arrays(client, base_url):
     whole = client.embeddings.create(model=EMBEDDING_MODEL, input="hello world").data[0].embedding
@@ -363,11 +365,11 @@ def test_embedding_dimensions_and_token_arrays(client, base_url):
                                      dimensions=64).data[0].embedding
     assert len(short) == 64 and abs(math.hypot(*short) - 1) < 1e-4
     scale = math.hypot(*whole[:64])
-    assert all(abs(a - b / scale) < 1e-4 for a, b in zip(short, whole))
+    assert all(abs(a - b / scale) < 1e-4 for a, b in zip(short, whole[:64], strict=True))
     _, _, tokenized = post(base_url + "/v1/tokenize",
                            {"model": EMBEDDING_MODEL, "content": "hello world"})
     from_tokens = client.embeddings.create(model=EMBEDDING_MODEL, input=[tokenized["tokens"]])
-    assert all(abs(a - b) < 1e-5 for a, b in zip(from_tokens.data[0].embedding, whole))
+    assert all(abs(a - b) < 1e-5 for a, b in zip(from_tokens.data[0].embedding, whole, strict=True))
     status, _, error = post(base_url + "/v1/embeddings",
                             {"model": EMBEDDING_MODEL, "input": ["x"] * 2049})
     assert_error(status, error, 400, param="input")

@@ -4,7 +4,8 @@ import math
 
 import openai
 import pytest
-from conftest import CHAT_MODEL, EMBEDDING_MODEL
+
+from support.models import CHAT_MODEL, EMBEDDING_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_embeddings(client):
     as_float = client.embeddings.create(model=EMBEDDING_MODEL, input="hello",
                                         encoding_format="float")
     assert max(abs(a - b) for a, b in zip(as_float.data[0].embedding,
-                                          response.data[0].embedding)) < 1e-6
+                                          response.data[0].embedding, strict=True)) < 1e-6
 
 
 def test_models(client):

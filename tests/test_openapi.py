@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CHAT_MODEL, get, request
-from hubmock import HubMock
-from multiuser import start_multi_user
 
 from offgrid.server.app import ROUTES
+from support.http import get, request
+from support.hubmock import HubMock
+from support.models import CHAT_MODEL
+from support.multiuser import start_multi_user
 
 
 def test_the_document_lists_every_route_and_nothing_else(base_url):

@@ -9,24 +9,26 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import (CHAT_MODEL, EMBEDDING_MODEL, ROOT, _fetch_models_module, chat_body,
-                      free_port)
 
 from offgrid import _zipapp
+from support import ROOT
+from support.http import chat_body
+from support.models import CHAT_MODEL, EMBEDDING_MODEL, fetch_models
+from support.servers import free_port
+from support.waiting import wait_until
 
 UNPACKING = "unpacking native libraries"
-# Runs inside a server's network namespace: calls one of conftest's HTTP helpers, prints the
+# Runs inside a server's network namespace: calls one of support.http's helpers, prints the
 # result as JSON. argv: helper name, JSON list of arguments.
 CLIENT = """
 import json, sys
-import conftest
+from support import http
 name, args = sys.argv[1], json.loads(sys.argv[2])
-result = getattr(conftest, name)(*args)
+result = getattr(http, name)(*args)
 print(json.dumps(result if name == "stream" else [result[0], result[2]]))
 """
 
@@ -92,7 +94,7 @@ class PyzServer:
                                             stderr=subprocess.STDOUT, env=env)
 
     def call(self, helper: str, *args):
-        """conftest.<helper>(url + path, ...) from inside the server's namespace."""
+        """support.http.<helper>(url + path, ...) from inside the server's namespace."""
         enter = ["nsenter", f"--net=/proc/{self.process.pid}/ns/net"] if OFFLINE else []
         client = subprocess.run([*enter, sys.executable, "-c", CLIENT, helper, json.dumps(args)],
                                 cwd=ROOT / "tests", capture_output=True, text=True, timeout=120)
@@ -109,21 +111,18 @@ class PyzServer:
     def stream(self, path: str, body: dict):
         return self.call("stream", self.url + path, body)
 
-    def wait_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_healthy(self, timeout: float = 120) -> None:
+        def healthy() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"offgrid.pyz exited with {self.process.returncode}:\n"
                                    f"{self.log()}")
             # Until unshare has run, the process is still in this namespace.
-            if self.in_own_namespace():
-                try:
-                    if self.get("/health")[0] == 200:
-                        return
-                except ConnectionError:
-                    pass
-            time.sleep(0.1)
-        raise RuntimeError(f"offgrid.pyz did not become healthy:\n{self.log()}")
+            return self.in_own_namespace() and self.get("/health")[0] == 200
+
+        try:
+            wait_until(healthy, timeout, every=0.1, ignoring=(ConnectionError,))
+        except AssertionError:
+            raise RuntimeError(f"offgrid.pyz did not become healthy:\n{self.log()}") from None
 
     def in_own_namespace(self) -> bool:
         namespace = os.readlink(f"/proc/{self.process.pid}/ns/net")
@@ -225,14 +224,14 @@ def test_two_processes_starting_at_once_both_come_up(start_pyz, tmp_path):
 def test_converts_an_embedding_model_the_same_as_the_checkout_does(pyz, bare_python, tmp_path):
     """offgrid convert from the .pyz: gguf and PyYAML come vendored, numpy native. Its own HOME,
     so that the servers' first start above still unpacks."""
-    fetch_models = _fetch_models_module()
+    fetched = fetch_models()
     output = tmp_path / "minilm.gguf"
-    result = subprocess.run([bare_python, pyz, "convert", fetch_models.embedding_source(),
+    result = subprocess.run([bare_python, pyz, "convert", fetched.embedding_source(),
                              "--output", output], capture_output=True, text=True, timeout=300,
                             env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     digest = hashlib.sha256(output.read_bytes()).hexdigest()
-    assert digest == fetch_models.MODELS["embedding"].sha256
+    assert digest == fetched.MODELS["embedding"].sha256
 
 
 def test_offgrid_data_is_the_home_unless_offgrid_home_is_set(tmp_path, monkeypatch):

@@ -1,20 +1,15 @@
 """Requests per minute and tokens per day: used up, refused with 429 and the headers that say
 when to retry, and recovered."""
 
-import http.client
-import json
-import socket
 import time
 
 import pytest
-from conftest import CHAT_MODEL, assert_error, chat_body, stream
-from multiuser import offgrid_users, start_multi_user
-from prometheus_client.parser import text_string_to_metric_families
-from test_engine import _wait_until as wait_until
 
-from offgrid.server.errors import TooManyRequests
-from offgrid.server.limits import Limits, LoginThrottle, SlidingWindow, Subject
-from offgrid.store.db import Database
+from support.http import assert_error, chat_body, hang_up, open_stream, stream
+from support.metrics import scrape, total
+from support.models import CHAT_MODEL
+from support.multiuser import bearer, offgrid_users, start_multi_user
+from support.waiting import wait_until
 
 CHAT = "/v1/chat/completions"
 
@@ -105,117 +100,10 @@ def test_anonymous_guests_are_limited_per_address(start_server):
     open_site.server.stop()
 
 
-# -- the counters, with a clock the test moves ------------------------------------------------
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_a_full_minute_window_frees_up_as_its_requests_age():
-    clock = Clock()
-    window = SlidingWindow(60, clock)
-    assert window.take({"user:1": 2}) is None
-    clock.now += 30
-    assert window.take({"user:1": 2}) is None
-    assert window.take({"user:1": 2, "key:1": 5}) == "user:1"
-    assert window.count("key:1") == 0, "a refused request counts against nothing"
-    assert window.reset_in("user:1") == 30
-    clock.now += 30
-    assert window.take({"user:1": 2}) is None
-
-
-def test_token_use_starts_again_at_midnight_utc(tmp_path):
-    clock = Clock(86400 * 20_000 - 10)  # ten seconds before a UTC midnight
-    limits = Limits(Database(tmp_path / "offgrid.db"), clock)
-    subject = [Subject("user:1", 0, 100)]
-    limits.charge(subject, 150)
-    with pytest.raises(TooManyRequests) as refused:
-        limits.admit(subject, counts_tokens=True)
-    assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "10"
-    clock.now += 10
-    headers = limits.admit(subject, counts_tokens=True)
-    assert headers["x-ratelimit-remaining-tokens"] == "100"
-
-
-def _refused(throttle: LoginThrottle, username: str, address: str) -> int:
-    """The Retry-After of a refused attempt; fails the test if it is let through."""
-    with pytest.raises(TooManyRequests) as refused:
-        throttle.reserve(username, address)
-    assert refused.value.code == "too_many_login_attempts"
-    return int(refused.value.headers["Retry-After"])
-
-
-def _fail(throttle: LoginThrottle, username: str, address: str) -> None:
-    throttle.reserve(username, address)
-    throttle.failed(username, address)
-
-
-def test_failed_logins_pause_a_username_at_an_address_and_an_address():
-    clock = Clock()
-    throttle = LoginThrottle(attempts=2, clock=clock)
-    for _ in range(2):
-        _fail(throttle, "alice", "10.0.0.1")
-    assert _refused(throttle, "alice", "10.0.0.1") == 1
-    throttle.reserve("alice", "10.0.0.2")  # the owner, elsewhere, is not paused
-    throttle.succeeded("alice", "10.0.0.2")
-    for name in ("bob", "carol", "dave"):  # the address's 8th failure: 4 times the limit
-        for _ in range(2):
-            _fail(throttle, name, "10.0.0.1")
-    assert _refused(throttle, "frank", "10.0.0.1") == 1, "one address, many usernames"
-    throttle.reserve("frank", "10.0.0.3")
-
-
-def test_the_pause_doubles_with_each_failure_past_the_limit_up_to_15_minutes():
-    clock = Clock()
-    throttle = LoginThrottle(attempts=2, clock=clock)
-    for _ in range(2):
-        _fail(throttle, "alice", "10.0.0.1")
-    pauses = []
-    while len(pauses) < 12:
-        pauses.append(_refused(throttle, "alice", "10.0.0.1"))
-        clock.now += pauses[-1] - 0.5
-        assert _refused(throttle, "alice", "10.0.0.1") == 1, "the real wait, not the pause"
-        clock.now += 0.5
-        _fail(throttle, "alice", "10.0.0.1")
-    assert pauses == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]
-    clock.now += 900 + 15 * 60  # the last pause, then the window: all forgotten
-    _fail(throttle, "alice", "10.0.0.1")
-    throttle.reserve("alice", "10.0.0.1")
-
-
-def test_a_login_is_counted_before_its_password_is_checked():
-    clock = Clock()
-    throttle = LoginThrottle(attempts=2, clock=clock)
-    throttle.reserve("alice", "10.0.0.1")
-    throttle.reserve("alice", "10.0.0.1")
-    _refused(throttle, "alice", "10.0.0.1")  # two checks still running: no third
-    throttle.succeeded("alice", "10.0.0.1")
-    throttle.reserve("alice", "10.0.0.1")
-
-
-def test_a_success_clears_its_username_but_not_its_address():
-    clock = Clock()
-    throttle = LoginThrottle(attempts=1, clock=clock)
-    for name in ("bob", "carol", "dave"):
-        _fail(throttle, name, "10.0.0.1")
-    for _ in range(3):  # the owner's own successes do not use up the address
-        throttle.reserve("alice", "10.0.0.1")
-        throttle.succeeded("alice", "10.0.0.1")
-    _fail(throttle, "alice", "10.0.0.1")  # the address's 4th failure
-    assert _refused(throttle, "erin", "10.0.0.1") == 1
-
-
 def _generated_so_far(site) -> float:
     """Prompt and generated tokens of every generation the server ended, by /metrics."""
-    status, _, text = site.call("GET", "/metrics", token=site.admin_token)
-    assert status == 200
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               for sample in family.samples
-               if sample.name in ("offgrid_prompt_tokens_total", "offgrid_generated_tokens_total"))
+    return total(scrape(site.url, headers=bearer(site.admin_token)),
+                 "offgrid_prompt_tokens_total", "offgrid_generated_tokens_total")
 
 
 def test_a_stream_cut_short_is_charged_every_token_it_generated(site):
@@ -223,16 +111,13 @@ def test_a_stream_cut_short_is_charged_every_token_it_generated(site):
     offgrid_users(site.server.home, "quota", user["username"], "--tokens-per-day", "20",
                   "--requests-per-minute", "0")
     before = _generated_so_far(site)
-    connection = http.client.HTTPConnection("127.0.0.1", site.server.port, timeout=60)
-    connection.request("POST", "/v1/completions", json.dumps(
-        {"model": CHAT_MODEL, "prompt": "1, 2, 3, 4,", "temperature": 0, "max_tokens": 400,
-         "stream": True}), {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    response = connection.getresponse()
+    connection, response = open_stream(site.url, "/v1/completions", {
+        "model": CHAT_MODEL, "prompt": "1, 2, 3, 4,", "temperature": 0, "max_tokens": 400},
+        headers=bearer(token))
     events = 0
     while events < 20:  # well past the quota, and far from the end
         events += response.readline().startswith(b"data: ")
-    connection.sock.shutdown(socket.SHUT_RDWR)
-    connection.close()
+    hang_up(connection)
 
     def charged() -> int:
         return site.call("GET", "/v1/users/me", token=token)[2]["tokens_used_today"]

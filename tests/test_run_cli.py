@@ -8,7 +8,13 @@ import sys
 import time
 
 import pytest
-from conftest import CHAT_MODEL, ROOT, free_port, get
+
+from support import ROOT
+from support.cli import child_env
+from support.http import get
+from support.models import CHAT_MODEL
+from support.servers import free_port
+from support.waiting import wait_until
 
 
 class Terminal:
@@ -37,7 +43,8 @@ class Terminal:
                 try:
                     self.screen += os.read(self.fd, 4096).decode(errors="replace")
                 except OSError:
-                    raise AssertionError(f"the program ended; screen:\n{self.screen[-2000:]}")
+                    raise AssertionError(
+                        f"the program ended; screen:\n{self.screen[-2000:]}") from None
         self.cursor = self.screen.index(text, start) + len(text)
         return self.screen[start:self.cursor]
 
@@ -58,9 +65,8 @@ class Terminal:
 @pytest.fixture
 def chat(models_dir, tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFGRID_")}
-    env.update({"OFFGRID_PORT": str(port), "OFFGRID_MODELS_DIR": str(models_dir),
-                "OFFGRID_HOME": str(tmp_path), "OFFGRID_PARALLEL": "2", "TERM": "dumb"})
+    env = child_env(tmp_path, OFFGRID_PORT=str(port), OFFGRID_MODELS_DIR=str(models_dir),
+                    OFFGRID_PARALLEL="2", TERM="dumb")
     # Greedy and bounded, so that no answer rambles on past the test's patience.
     terminal = Terminal([sys.executable, "-m", "offgrid", "run", CHAT_MODEL, "--temperature",
                          "0", "--max-tokens", "300"], env)
@@ -97,10 +103,8 @@ def test_a_chat_session(chat):
     chat.expect(" ")  # the answer has begun
     chat.type("\x03")  # Ctrl-C stops the answer...
     assert "[stopped]" in chat.expect(">>> ", timeout=10)
-    deadline = time.monotonic() + 5
-    while stats(chat.url)["active_sessions"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert stats(chat.url)["active_sessions"] == 0, "the server stopped generating"
+    wait_until(lambda: stats(chat.url)["active_sessions"] == 0,
+               message="the server stopping generating")
 
     chat.type('"""\r')  # ...but not the chat; a message of several lines:
     chat.expect("... ")

@@ -6,14 +6,21 @@ import threading
 import time
 
 import pytest
-from conftest import CHAT_MODEL, assert_error, chat_body, get
-from multiuser import (ADMIN_PASSWORD, multi_user_env, offgrid_users, password_of,
-                       start_multi_user, unique)
 
 import offgrid
 from offgrid.client import OffGridError
 from offgrid.store import users
 from offgrid.store.db import Database
+from support.http import assert_error, chat_body, get
+from support.models import CHAT_MODEL
+from support.multiuser import (
+    ADMIN_PASSWORD,
+    multi_user_env,
+    offgrid_users,
+    password_of,
+    start_multi_user,
+    unique,
+)
 
 CHAT = "/v1/chat/completions"
 
@@ -234,37 +241,6 @@ def test_a_too_short_admin_password_stops_the_server(start_server):
 
 
 # -- the store under it -----------------------------------------------------------------------
-
-def test_migrations_run_once_each_and_are_recorded(tmp_path):
-    ran = []
-
-    def m001_first(connection):
-        ran.append(1)
-        connection.execute("CREATE TABLE things (name TEXT)")
-
-    def m002_second(connection):
-        ran.append(2)
-        connection.execute("ALTER TABLE things ADD COLUMN size INTEGER")
-
-    Database(tmp_path / "test.db", [m001_first])
-    Database(tmp_path / "test.db", [m001_first])
-    db = Database(tmp_path / "test.db", [m001_first, m002_second])
-    assert ran == [1, 2]
-    assert [row["name"] for row in db.read("SELECT name FROM migrations ORDER BY rowid")] == [
-        "m001_first", "m002_second"]
-    assert db.read_one("PRAGMA journal_mode")[0] == "wal"
-
-
-def test_a_failed_migration_leaves_nothing_behind(tmp_path):
-    def m001_broken(connection):
-        connection.execute("CREATE TABLE half (name TEXT)")
-        raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError):
-        Database(tmp_path / "test.db", [m001_broken])
-    with sqlite3.connect(tmp_path / "test.db") as db:
-        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
-
 
 def test_many_threads_write_at_once_without_losing_anything(tmp_path):
     db = Database(tmp_path / "offgrid.db")

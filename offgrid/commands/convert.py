@@ -35,7 +35,8 @@ def _convert(args, settings: Settings) -> int:
     try:
         from ..models import convert
     except ImportError as error:
-        return terminal.fail(f"convert needs the {error.name} package: pip install 'offgrid[server]'")
+        return terminal.fail(f"convert needs the {error.name} package: "
+                             "pip install 'offgrid[server]'")
     source = Path(args.path)
     try:
         output = args.output or convert.default_output(source, args.outtype, settings.models_dir)

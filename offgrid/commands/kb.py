@@ -69,8 +69,8 @@ def _add(client: Client, args) -> int:
     for number, path in enumerate(files, start=1):
         label = f"[{number}/{len(files)}] {path.name}"
         try:
-            document = client.kb.add(path, progress=lambda done, total: terminal.progress(
-                label, done, total or None, f"{done}/{total} chunks"))
+            document = client.kb.add(path, progress=lambda done, total, label=label: (
+                terminal.progress(label, done, total or None, f"{done}/{total} chunks")))
         except OffGridError as error:
             print(f"\r{label}: {error.message}", file=sys.stderr)
             failed += 1
@@ -86,7 +86,8 @@ def _list(client: Client, args) -> int:
         (str(d["id"]), str(d["chunks"]), str(d["size"]), d["name"]) for d in client.kb.list()]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+        cells = (cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        print("  ".join(cells) + "  " + row[3])
     return 0
 
 

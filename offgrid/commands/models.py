@@ -70,7 +70,8 @@ def list_models(settings: Settings) -> int:
         rows.append((model.id, _size(model.size), quantization or "?", state))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
     if loaded is None:
         print("(no server running: LOADED is unknown)", file=sys.stderr)
     return 0

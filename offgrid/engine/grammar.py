@@ -62,6 +62,7 @@ _FORMATS = ("date", "time", "date-time", "uuid")
 _VALUES = ("const", "enum", "default", "examples")  # keywords whose values are data, not schemas
 _RULE_NAME = re.compile(r"[^A-Za-z0-9-]+")
 _ROOT_RULE = re.compile(r"^root ::=", re.M)
+_PLAIN_TEXT = "plain-text ::= [^{ \\t\\n] [^\\x00]*\n"
 
 
 class SchemaError(InvalidGrammar):
@@ -83,13 +84,37 @@ def json_schema(schema, property_order: list[str] | None = None) -> str:
     return _Converter(schema, property_order).grammar()
 
 
+def text_only() -> str:
+    """Plain text that does not start with `{` (the tool-call form's first character)."""
+    return "root ::= plain-text\n" + _PLAIN_TEXT
+
+
 def json_or_text(json_grammar: str) -> str:
     """Either JSON matching `json_grammar` (which must start with `{`) or plain text that does
     not start with `{`: lets a model answer in words or in the structured form, never in
     broken JSON."""
     return (_ROOT_RULE.sub("structured ::=", json_grammar, count=1)
-            + '\nroot ::= structured | plain-text\n'
-            + 'plain-text ::= [^{ \\t\\n] [^\\x00]*\n')
+            + "\nroot ::= structured | plain-text\n" + _PLAIN_TEXT)
+
+
+class GrammarBuilder:
+    """A grammar put together from GBNF rules of one's own and JSON Schemas, each schema's
+    rules kept apart from the others' (its $refs resolve within it)."""
+
+    def __init__(self):
+        self._converter = _Converter({})
+        self._converter._primitive("space")
+
+    def json(self, schema, name: str) -> str:
+        """A rule matching JSON valid against `schema`; its name (near `name`)."""
+        return self._converter.embedded(schema, name)
+
+    def rule(self, name: str, body: str) -> str:
+        return self._converter._add(name, body)
+
+    def build(self, root: str) -> str:
+        self._converter.rules["root"] = root
+        return self._converter._finish()
 
 
 def rebased(schema, base: str):
@@ -125,6 +150,16 @@ class _Converter:
         if expression != "root":
             self.rules["root"] = expression
         return self._finish()
+
+    def embedded(self, schema, name: str) -> str:
+        """A rule for `schema` among the rules already here, with its $refs resolved within
+        it."""
+        outer, self.root, self._refs = (self.root, self._refs), schema, {}
+        try:
+            expression = self._visit(schema, name, "", 0, frozenset())
+        finally:
+            self.root, self._refs = outer
+        return expression if expression in self.rules else self._add(name, expression)
 
     def grammar_for_primitive(self, name: str) -> str:
         self._add("root", self._primitive(name))

@@ -52,7 +52,8 @@ def init_backend() -> None:
 
 def _forward_log(level: int, text: bytes, _user_data) -> None:
     if text:
-        log.log(_GGML_LOG_LEVELS.get(level, logging.DEBUG), text.decode("utf-8", "replace").rstrip())
+        log.log(_GGML_LOG_LEVELS.get(level, logging.DEBUG),
+                text.decode("utf-8", "replace").rstrip())
 
 
 def package_version() -> str:

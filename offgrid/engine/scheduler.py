@@ -20,9 +20,17 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from .errors import (DecodeFailed, EmptyPrompt, EngineClosed, EngineError,
-                     FillInTheMiddleUnsupported, PromptTooLong, QueueFull, RequestFailed,
-                     SchedulerFailed)
+from .errors import (
+    DecodeFailed,
+    EmptyPrompt,
+    EngineClosed,
+    EngineError,
+    FillInTheMiddleUnsupported,
+    PromptTooLong,
+    QueueFull,
+    RequestFailed,
+    SchedulerFailed,
+)
 from .llama import Batch, Context, LlamaError, Model
 from .sampling import OutputText, SamplingParams, TokenLogprob, build_sampler, token_logprob
 
@@ -129,7 +137,7 @@ class _Slot:
 
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # they may differ in length
         if x != y:
             break
         n += 1

@@ -42,7 +42,7 @@ class ToolCall:
     arguments: object  # as the model wrote them: a JSON object, usually
 
 
-# -- prompt and grammar -----------------------------------------------------------------------------
+# -- prompt and grammar ----------------------------------------------------------------------------
 
 def instructions(use: ToolUse) -> str:
     listed = "\n".join(json.dumps({"name": t.name, "description": t.description,

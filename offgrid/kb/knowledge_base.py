@@ -31,6 +31,7 @@ OVERLAP_TOKENS = 40
 EMBED_BATCH = 64  # chunks per call to the embedder
 CANDIDATES = 50  # from each of keyword and vector search, before fusing
 CHAT_MIN_SIMILARITY = 0.3  # cosine below which a passage is not worth citing
+INGESTS_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class KnowledgeBase:
         self.jobs = Jobs()
         self._lock = threading.Lock()
         self._index: VectorIndex | None = None
+        self._ingesting = threading.BoundedSemaphore(INGESTS_AT_ONCE)
 
     # -- state --------------------------------------------------------------------------------
 
@@ -152,15 +154,16 @@ class KnowledgeBase:
         known = store.find_by_content(self._db, reader.owner, digest)
         if known is not None:
             return known, False
-        extracted = ingest.extract(data, name, content_type)
-        tokenizer = self._registry.get(model).model
-        pieces = chunking.chunks(extracted, lambda text: len(tokenizer.tokenize(
-            text, add_special=False, parse_special=False)), CHUNK_TOKENS, OVERLAP_TOKENS)
-        title = extracted.title or name
-        if job is not None:
-            job.total = len(pieces)
-        vectors = self._embed(model, [chunking.embedding_text(title, p) for p in pieces], job,
-                              meter)
+        with self._ingesting:  # extraction is CPU work: a few at a time leave room for chat
+            extracted = ingest.extract(data, name, content_type)
+            tokenizer = self._registry.get(model).model
+            pieces = chunking.chunks(extracted, lambda text: len(tokenizer.tokenize(
+                text, add_special=False, parse_special=False)), CHUNK_TOKENS, OVERLAP_TOKENS)
+            title = extracted.title or name
+            if job is not None:
+                job.total = len(pieces)
+            vectors = self._embed(model, [chunking.embedding_text(title, p) for p in pieces],
+                                  job, meter)
         document = store.add_document(
             self._db, owner_id=reader.owner, name=name, content_type=extracted.content_type,
             size=len(data), sha256=digest, title=extracted.title, metadata=metadata or {},
@@ -256,7 +259,7 @@ class KnowledgeBase:
             vectors = self._use(model).vectors_of([h.chunk_id for h in hits])
             hits = [_with_similarity(hit, vectors, query_vector) for hit in hits]
             if diversity:
-                hits = diversified(hits, vectors, query_vector, top_k, diversity)
+                hits = diversified(hits, vectors, top_k, diversity)
         passages = self._passages(hits[:top_k])
         if self._on_search is not None:
             self._on_search(time.perf_counter() - started)
@@ -290,7 +293,7 @@ class KnowledgeBase:
             vectors = self._embed(model, [chunking.embedding_text(title, _as_piece(chunk))
                                           for chunk, title in batch], None)
             store.add_vectors(self._db, model, [(chunk.id, vector) for (chunk, _), vector
-                                                in zip(batch, vectors)])
+                                                in zip(batch, vectors, strict=True)])
             job.done += len(batch)
         store.set_state(self._db, embedding_model=model, reembedding_to=None)
         store.drop_vectors_except(self._db, model)

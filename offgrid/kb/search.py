@@ -165,18 +165,19 @@ def fuse(keyword: list[tuple[int, float]], vector: list[tuple[int, float]]) -> l
                    for chunk_id, score in scores.items()), key=lambda hit: -hit.score)
 
 
-def diversified(hits: list[Hit], vectors: dict[int, np.ndarray], query: np.ndarray,
-                limit: int, diversity: float) -> list[Hit]:
-    """Maximal marginal relevance: each next hit is the one most similar to the query and least
-    similar to those already chosen; `diversity` 0 keeps the ranking, 1 cares only for
-    novelty."""
+def diversified(hits: list[Hit], vectors: dict[int, np.ndarray], limit: int,
+                diversity: float) -> list[Hit]:
+    """Maximal marginal relevance: each next hit is the one that ranked best (its score, scaled
+    to the best one's) and is least like those already chosen (cosine of their vectors);
+    `diversity` 0 keeps the ranking, 1 cares only for novelty."""
     pool = [hit for hit in hits if hit.chunk_id in vectors]
+    best_score = max((hit.score for hit in pool), default=1.0) or 1.0
     chosen: list[Hit] = []
     while pool and len(chosen) < limit:
         def value(hit: Hit) -> float:
-            novelty = max((float(vectors[hit.chunk_id] @ vectors[c.chunk_id]) for c in chosen),
-                          default=0.0)
-            return (1 - diversity) * float(vectors[hit.chunk_id] @ query) - diversity * novelty
+            likeness = max((float(vectors[hit.chunk_id] @ vectors[c.chunk_id]) for c in chosen),
+                           default=0.0)
+            return (1 - diversity) * hit.score / best_score - diversity * likeness
         best = max(pool, key=value)
         pool.remove(best)
         chosen.append(best)

@@ -21,17 +21,24 @@ from .. import __version__
 from ..config import Settings
 from ..engine.registry import Registry
 from ..kb.knowledge_base import KnowledgeBase
-from ..models.hub import Downloads
 from ..metrics import Metrics, labelled
+from ..models.hub import Downloads
 from ..store.db import Database
-from .gate import Gate
-from .policy import Group
 from .connection import GuardedHandler, GuardedServer
 from .cors import Cors
-from .errors import (REFUSALS, ApiError, InternalError, MethodNotAllowed, NotFound,
-                     ServiceUnavailable, translate)
+from .errors import (
+    REFUSALS,
+    ApiError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    translate,
+)
+from .gate import Gate
 from .hosts import HostPolicy
 from .http import ClientGone, Request, Response
+from .policy import Group
 from .routes import account, kb, models, openai, system, tokenizer, users
 from .startup import prepare_users
 
@@ -68,8 +75,6 @@ ROUTES = [
     ("POST", "/v1/tokenize", tokenizer.tokenize, Group.GENERATE),
     ("POST", "/v1/detokenize", tokenizer.detokenize, Group.GENERATE),
     ("GET", "/v1/rag/status", kb.status, Group.MODELS),
-    ("POST", "/v1/rag/enable", kb.enable, Group.ADMIN),
-    ("POST", "/v1/rag/disable", kb.disable, Group.ADMIN),
     ("GET", "/v1/documents", kb.list_documents, Group.KNOWLEDGE),
     ("POST", "/v1/documents/ingest", kb.ingest, Group.DOCUMENTS),
     ("GET", "/v1/documents/jobs/{job_id}", kb.job, Group.DOCUMENTS),
@@ -79,6 +84,8 @@ ROUTES = [
     ("PATCH", "/v1/documents/{document_id}", kb.share_document, Group.ADMIN),
     ("DELETE", "/v1/documents/{document_id}", kb.delete_document, Group.DOCUMENTS),
     ("GET", "/v1/documents/{document_id}/chunks/{position}", kb.get_chunk, Group.KNOWLEDGE),
+    ("POST", "/v1/rag/disable", kb.disable, Group.ADMIN),
+    ("POST", "/v1/rag/enable", kb.enable, Group.ADMIN),
     ("POST", "/v1/auth/login", account.login, Group.LOGIN),
     ("POST", "/v1/auth/logout", account.logout, Group.ACCOUNT),
     ("GET", "/v1/users/me", account.me, Group.ACCOUNT),

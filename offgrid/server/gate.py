@@ -14,10 +14,10 @@ from ..store.credentials import Identity
 from ..store.db import Database
 from ..store.errors import Expired
 from . import policy
-from .policy import Group, Mode
 from .errors import Forbidden, NotFound, Unauthorized
 from .http import Request
 from .limits import Limits, LoginThrottle, Meter, Subject
+from .policy import Group, Mode
 
 BEARER = re.compile(r"Bearer +(\S{1,512})", re.IGNORECASE)
 SECRET = re.compile(r"ogt?_[A-Za-z0-9_-]{20,200}")

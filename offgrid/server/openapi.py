@@ -265,8 +265,11 @@ def _operation(summary: str, response: dict, request: str | None = None,
 
 
 def _with_upload(operation: dict, schema: str) -> dict:
-    """`operation` taking a multipart/form-data body as well as JSON."""
+    """The ingest operation: a multipart/form-data body as well as JSON, and its answers: 201
+    a new document, 200 the same one again, 202 a job."""
     operation["requestBody"]["content"]["multipart/form-data"] = {"schema": _ref(schema)}
+    for status in ("200", "202"):
+        operation["responses"][status] = operation["responses"]["201"]
     return operation
 
 
@@ -328,7 +331,8 @@ OPERATIONS = {
         "Copy a model and its sha256 manifest to a folder on this machine", _ref("CopyReport"),
         "ExportRequest", (400, 404, 413, 500, *_AUTH_ERRORS)),
     ("GET", "/v1/search"): _operation(
-        "Search the hub for GGUF models", _list_of("SearchResult"), errors=(400, 502, 503, *_AUTH_ERRORS),
+        "Search the hub for GGUF models", _list_of("SearchResult"),
+        errors=(400, 502, 503, *_AUTH_ERRORS),
         parameters=[{"name": "query", "in": "query", "required": True, "schema": STR}]),
     ("POST", "/v1/chat/completions"): _operation(
         "Chat completion", _ref("ChatCompletion"), "ChatCompletionRequest", _BODY_ERRORS, True),

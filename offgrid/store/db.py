@@ -10,6 +10,7 @@ in its own transaction, and is recorded by name in the `migrations` table.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -28,6 +29,8 @@ class Database:
     def __init__(self, path: Path, migrations: list[Migration] = MIGRATIONS):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Only the server's user reads it (sqlite gives its -wal and -shm files the same mode).
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._write_lock = threading.Lock()
         self._local = threading.local()
         with self._write_lock:

@@ -110,7 +110,7 @@ def add_document(db: Database, *, owner_id: int | None, name: str, content_type:
         except sqlite3.IntegrityError:  # the same content, added by another request meanwhile
             return None
         document_id = cursor.lastrowid
-        for position, (chunk, vector) in enumerate(zip(chunks, vectors)):
+        for position, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
             chunk_id = connection.execute(
                 "INSERT INTO chunks (document_id, position, text, start_char, end_char, section) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

@@ -87,7 +87,8 @@ def m002_knowledge_base(connection: sqlite3.Connection) -> None:
             text TEXT NOT NULL,  -- the extracted text, which chunk offsets point into
             created_at REAL NOT NULL
         );
-        CREATE UNIQUE INDEX documents_by_owner_and_content ON documents (IFNULL(owner_id, 0), sha256);
+        CREATE UNIQUE INDEX documents_by_owner_and_content
+            ON documents (IFNULL(owner_id, 0), sha256);
         CREATE TABLE chunks (
             id INTEGER PRIMARY KEY,
             document_id INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
@@ -124,4 +125,27 @@ def m002_knowledge_base(connection: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS = [m001_users_keys_tokens_quotas_audit, m002_knowledge_base]
+def m003_agent_tools_and_mcp_servers(connection: sqlite3.Connection) -> None:
+    run_script(connection, """
+        CREATE TABLE tool_settings (
+            name TEXT PRIMARY KEY,  -- a built-in tool's, or an MCP server's as server__tool
+            enabled INTEGER NOT NULL,
+            changed_at REAL NOT NULL,
+            changed_by TEXT NOT NULL
+        );
+        CREATE TABLE mcp_servers (
+            name TEXT PRIMARY KEY,
+            command TEXT,  -- stdio: the program, run as an argv list, never through a shell
+            args TEXT NOT NULL DEFAULT '[]',  -- JSON array of strings
+            env TEXT NOT NULL DEFAULT '{}',  -- JSON object: variables added for the program
+            cwd TEXT,
+            url TEXT,  -- streamable HTTP
+            headers TEXT NOT NULL DEFAULT '{}',  -- JSON object, sent with every request
+            created_at REAL NOT NULL,
+            CHECK ((command IS NULL) != (url IS NULL))
+        )
+    """)
+
+
+MIGRATIONS = [m001_users_keys_tokens_quotas_audit, m002_knowledge_base,
+              m003_agent_tools_and_mcp_servers]

@@ -5,6 +5,7 @@ at sentences, lines or words), overlap within a section and never across one."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,7 @@ def check(doc: Extracted, found: list[Chunk], count, max_tokens: int = MAX,
     for chunk in found:
         assert chunk.text == doc.text[chunk.start:chunk.end] and chunk.text.strip()
         assert count(chunk.text) <= max_tokens, chunk
-    for before, after in zip(found, found[1:]):
+    for before, after in itertools.pairwise(found):
         assert before.start < after.start and before.end < after.end
         if after.start < before.end:  # an overlap: same section, a word boundary, not too long
             assert after.heading_path == before.heading_path
@@ -94,7 +95,7 @@ def check(doc: Extracted, found: list[Chunk], count, max_tokens: int = MAX,
     for block in content(doc):  # every block's text is in a chunk
         inside = [c for c in found if c.start < block.end and c.end > block.start]
         assert inside and inside[0].start <= block.start and inside[-1].end >= block.end, block
-        assert all(doc.text[a.end:b.start].strip() == "" for a, b in zip(inside, inside[1:]))
+        assert all(doc.text[a.end:b.start].strip() == "" for a, b in itertools.pairwise(inside))
     for chunk in found:
         first = next(b for b in content(doc) if b.end > chunk.start)
         assert chunk.heading_path == heading_path_at(doc, max(first.start, chunk.start))
@@ -128,13 +129,13 @@ def test_small_blocks_merge_and_code_that_fits_stays_whole(tokens, real_document
 
 def test_each_section_overlaps_only_within_itself(tokens, real_documents):
     found = chunks(real_documents["txt"], tokens, MAX, OVERLAP)
-    same = [(a, b) for a, b in zip(found, found[1:]) if a.heading_path == b.heading_path]
-    across = [(a, b) for a, b in zip(found, found[1:]) if a.heading_path != b.heading_path]
+    same = [(a, b) for a, b in itertools.pairwise(found) if a.heading_path == b.heading_path]
+    across = [(a, b) for a, b in itertools.pairwise(found) if a.heading_path != b.heading_path]
     assert same and across
     assert sum(b.start < a.end for a, b in same) >= 0.8 * len(same)
     assert all(b.start >= a.end for a, b in across)
     without = chunks(real_documents["txt"], tokens, MAX, 0)
-    assert all(b.start >= a.end for a, b in zip(without, without[1:]))
+    assert all(b.start >= a.end for a, b in itertools.pairwise(without))
 
 
 def one_block(text: str, kind: str = "paragraph", heading: str = "Section") -> Extracted:

@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 
 from offgrid.kb import ingest
-from offgrid.kb.errors import (DocumentTooLarge, EmptyDocument, KbError, UnreadableDocument,
-                               UnsupportedType)
+from offgrid.kb.errors import (
+    DocumentTooLarge,
+    EmptyDocument,
+    KbError,
+    UnreadableDocument,
+    UnsupportedType,
+)
 from offgrid.kb.formats import docx
 from offgrid.kb.ingest import DOCX, extract
 
@@ -368,7 +373,7 @@ def test_text_encodings():
         "line one\nline two\nline three"
 
 
-# -- refusals ------------------------------------------------------------------------------------------
+# -- refusals --------------------------------------------------------------------------------------
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8
 
@@ -456,7 +461,7 @@ def test_a_password_protected_pdf_is_unreadable(reference_pages):
         extract(out.getvalue(), "locked.pdf")
 
 
-# -- hostile files ------------------------------------------------------------------------------------
+# -- hostile files ---------------------------------------------------------------------------------
 
 def zip_bomb(unpacked: int) -> bytes:
     """A .docx whose document.xml unpacks to `unpacked` bytes of whitespace from ~100 kB."""

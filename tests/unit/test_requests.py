@@ -9,8 +9,12 @@ import pytest
 from offgrid.engine import toolcalling
 from offgrid.engine.toolcalling import ToolCall
 from offgrid.server.errors import BadRequest
-from offgrid.server.openai.requests import (ChatCompletionRequest, CompletionRequest,
-                                            DetokenizeRequest, EmbeddingRequest)
+from offgrid.server.openai.requests import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    EmbeddingRequest,
+)
 
 MODEL = SimpleNamespace(n_vocab=100, n_embd=8)  # what check_against reads of a model
 USER = [{"role": "user", "content": "hi"}]

@@ -17,8 +17,23 @@ SCHEMA = {
     "login_tokens": ["id", "user_id", "prefix", "token_hash", "created_at", "expires_at"],
     "token_usage": ["subject", "day", "tokens"],
     "audit": ["id", "at", "actor", "action", "target", "detail"],
+    "documents": ["id", "owner_id", "shared", "name", "content_type", "size", "sha256", "title",
+                  "metadata", "text", "created_at"],
+    "chunks": ["id", "document_id", "position", "text", "start_char", "end_char", "section"],
+    "vectors": ["chunk_id", "model", "vector"],
+    "kb_state": ["id", "enabled", "embedding_model", "reembedding_to"],
+    "tool_settings": ["name", "enabled", "changed_at", "changed_by"],
+    "mcp_servers": ["name", "command", "args", "env", "cwd", "url", "headers", "created_at"],
+    # the FTS5 index over chunks, and the tables FTS5 keeps it in
+    "chunks_fts": ["section", "text"],
+    "chunks_fts_data": ["id", "block"],
+    "chunks_fts_idx": ["segid", "term", "pgno"],
+    "chunks_fts_docsize": ["id", "sz"],
+    "chunks_fts_config": ["k", "v"],
 }
-INDEXES = {"api_keys_by_prefix", "api_keys_by_user", "login_tokens_by_prefix"}
+INDEXES = {"api_keys_by_prefix", "api_keys_by_user", "login_tokens_by_prefix",
+           "documents_by_owner_and_content"}
+TRIGGERS = {"chunks_fts_after_insert", "chunks_fts_after_delete"}
 
 
 def test_a_new_database_has_the_whole_schema(tmp_path):
@@ -31,9 +46,12 @@ def test_a_new_database_has_the_whole_schema(tmp_path):
     indexes = {row["name"] for row in db.read(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
     assert indexes == INDEXES
+    assert {row["name"] for row in db.read(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger'")} == TRIGGERS
     assert [row["name"] for row in db.read("SELECT name FROM migrations ORDER BY rowid")] == [
         m.__name__ for m in MIGRATIONS]
     assert db.read_one("PRAGMA foreign_keys")[0] == 1
+    assert (tmp_path / "offgrid.db").stat().st_mode & 0o777 == 0o600  # it may hold credentials
 
 
 def test_a_script_keeps_a_triggers_semicolons_inside_it(tmp_path):
@@ -68,6 +86,6 @@ def test_a_database_whose_migrations_were_numbered_carries_on(tmp_path):
         ran.append("m002")
 
     db = Database(path, [*MIGRATIONS, m002_later])
-    assert ran == ["m002"]
+    assert ran == ["m002"]  # and the shipped ones after the first
     assert [row["name"] for row in db.read("SELECT name FROM migrations ORDER BY rowid")] == [
-        MIGRATIONS[0].__name__, "m002_later"]
+        *(m.__name__ for m in MIGRATIONS), "m002_later"]

@@ -39,7 +39,7 @@ CHAT_UNSUPPORTED = {"modalities": ["text"], "audio": {}, "prediction": {}, "func
 COMPLETION_UNSUPPORTED = {"best_of": 1}
 
 
-# -- what chat and completions share ----------------------------------------------------------------
+# -- what chat and completions share ---------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Generating:
@@ -130,7 +130,7 @@ def _streaming(body: dict) -> tuple[bool, bool]:
     return stream, fields.boolean(options, "include_usage", False)
 
 
-# -- chat -------------------------------------------------------------------------------------------
+# -- chat ------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class KnowledgeOptions:
@@ -356,7 +356,7 @@ def _forced_name(choice) -> str:
     return function["name"]
 
 
-# -- completions ------------------------------------------------------------------------------------
+# -- completions -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class CompletionRequest(Generating):
@@ -422,7 +422,7 @@ def _within_vocabulary(name: str, items, model: Model) -> None:
                       highest)
 
 
-# -- embeddings and the tokenizer -------------------------------------------------------------------
+# -- embeddings and the tokenizer ------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class EmbeddingRequest:

@@ -223,7 +223,7 @@ def _tool_call(call: ToolCall) -> dict:
             "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}
 
 
-# -- rendering a run --------------------------------------------------------------------------------
+# -- rendering a run -------------------------------------------------------------------------------
 
 def render(run: Run, reply: Reply, n: int, stream: bool, include_usage: bool) -> Response:
     """The answer to a run of `n` choices: one JSON response, or a stream of chunks."""
@@ -269,7 +269,7 @@ def _chunks(run: Run, reply: Reply, n: int, include_usage: bool):
         run.close()
 
 
-# -- embeddings -------------------------------------------------------------------------------------
+# -- embeddings ------------------------------------------------------------------------------------
 
 def embedding_list(model: str, vectors: list[np.ndarray], prompt_tokens: int, encoding: str,
                    dimensions: int | None) -> dict:

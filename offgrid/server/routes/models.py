@@ -81,7 +81,7 @@ def search(app, request: Request) -> Response:
     return Response({"object": "list", "data": hub.search(query)})
 
 
-# -- folders on this machine (USB) ------------------------------------------------------------------
+# -- folders on this machine (USB) -----------------------------------------------------------------
 
 def import_models(app, request: Request) -> Response:
     body = request.json()

@@ -6,9 +6,9 @@ import time
 
 from ... import __version__
 from .. import openapi, policy
-from ..policy import Group
 from ..errors import ServiceUnavailable
 from ..http import Request, Response
+from ..policy import Group
 
 
 def root(app, request: Request) -> Response:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
-import sys
-
-from conftest import CHAT_MODEL, ROOT, request
 
 from offgrid.config import LIMITS, ROLES
+from support.cli import offgrid
+from support.http import request
+from support.models import CHAT_MODEL
 
 ADMIN_PASSWORD = "admin-password"
 NO_LIMITS = {f"OFFGRID_{role}_{limit}".upper(): "0" for role in ROLES for limit in LIMITS}
@@ -80,7 +79,4 @@ def password_of(username: str) -> str:
 
 def offgrid_users(home, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     """`offgrid users …` on the database in `home`."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OFFGRID_")},
-           "OFFGRID_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "offgrid", "users", *args], input=stdin,
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    return offgrid("users", *args, home=home, stdin=stdin)

@@ -1,0 +1,80 @@
+"""Real OffGrid servers, `python -m offgrid serve` in child processes on free loopback ports."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from support import ROOT
+from support.cli import child_env
+from support.http import get
+from support.waiting import wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m offgrid serve` in a child process, on a free loopback port."""
+
+    def __init__(self, tmp_path: Path, models_dir: Path, *args: str, env: dict | None = None,
+                 wait: bool = True):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / f"server-{self.port}.log"
+        child = child_env(tmp_path / "home", **(env or {}))
+        self.home = Path(child["OFFGRID_HOME"])
+        command = [sys.executable, "-m", "offgrid", "serve", "--port", str(self.port),
+                   "--models-dir", str(models_dir), *args]
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(command, cwd=ROOT, env=child, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 120) -> None:
+        def healthy() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            return get(self.url + "/health")[0] == 200
+
+        try:
+            wait_until(healthy, timeout, ignoring=(OSError,))
+        except AssertionError:
+            raise RuntimeError(f"server did not become healthy:\n{self.log()}") from None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+def starter(models_dir: Path, tmp_path_factory):
+    """Yields a function that starts servers with their own flags; stops them all after."""
+    started = []
+
+    def start(*args: str, env: dict | None = None, wait: bool = True,
+              models: Path | None = None) -> ServerProcess:
+        server = ServerProcess(tmp_path_factory.mktemp("server"), models or models_dir, *args,
+                               env=env, wait=wait)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -1,0 +1,110 @@
+"""The rate-limit counters under the end-to-end quota tests (tests/test_quotas.py), with a clock
+the test moves: the sliding minute window, the daily token count, and the login throttle."""
+
+import pytest
+
+from offgrid.server.errors import TooManyRequests
+from offgrid.server.limits import Limits, LoginThrottle, SlidingWindow, Subject
+from offgrid.store.db import Database
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_full_minute_window_frees_up_as_its_requests_age():
+    clock = Clock()
+    window = SlidingWindow(60, clock)
+    assert window.take({"user:1": 2}) is None
+    clock.now += 30
+    assert window.take({"user:1": 2}) is None
+    assert window.take({"user:1": 2, "key:1": 5}) == "user:1"
+    assert window.count("key:1") == 0, "a refused request counts against nothing"
+    assert window.reset_in("user:1") == 30
+    clock.now += 30
+    assert window.take({"user:1": 2}) is None
+
+
+def test_token_use_starts_again_at_midnight_utc(tmp_path):
+    clock = Clock(86400 * 20_000 - 10)  # ten seconds before a UTC midnight
+    limits = Limits(Database(tmp_path / "offgrid.db"), clock)
+    subject = [Subject("user:1", 0, 100)]
+    limits.charge(subject, 150)
+    with pytest.raises(TooManyRequests) as refused:
+        limits.admit(subject, counts_tokens=True)
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "10"
+    clock.now += 10
+    headers = limits.admit(subject, counts_tokens=True)
+    assert headers["x-ratelimit-remaining-tokens"] == "100"
+
+
+def _refused(throttle: LoginThrottle, username: str, address: str) -> int:
+    """The Retry-After of a refused attempt; fails the test if it is let through."""
+    with pytest.raises(TooManyRequests) as refused:
+        throttle.reserve(username, address)
+    assert refused.value.code == "too_many_login_attempts"
+    return int(refused.value.headers["Retry-After"])
+
+
+def _fail(throttle: LoginThrottle, username: str, address: str) -> None:
+    throttle.reserve(username, address)
+    throttle.failed(username, address)
+
+
+def test_failed_logins_pause_a_username_at_an_address_and_an_address():
+    clock = Clock()
+    throttle = LoginThrottle(attempts=2, clock=clock)
+    for _ in range(2):
+        _fail(throttle, "alice", "10.0.0.1")
+    assert _refused(throttle, "alice", "10.0.0.1") == 1
+    throttle.reserve("alice", "10.0.0.2")  # the owner, elsewhere, is not paused
+    throttle.succeeded("alice", "10.0.0.2")
+    for name in ("bob", "carol", "dave"):  # the address's 8th failure: 4 times the limit
+        for _ in range(2):
+            _fail(throttle, name, "10.0.0.1")
+    assert _refused(throttle, "frank", "10.0.0.1") == 1, "one address, many usernames"
+    throttle.reserve("frank", "10.0.0.3")
+
+
+def test_the_pause_doubles_with_each_failure_past_the_limit_up_to_15_minutes():
+    clock = Clock()
+    throttle = LoginThrottle(attempts=2, clock=clock)
+    for _ in range(2):
+        _fail(throttle, "alice", "10.0.0.1")
+    pauses = []
+    while len(pauses) < 12:
+        pauses.append(_refused(throttle, "alice", "10.0.0.1"))
+        clock.now += pauses[-1] - 0.5
+        assert _refused(throttle, "alice", "10.0.0.1") == 1, "the real wait, not the pause"
+        clock.now += 0.5
+        _fail(throttle, "alice", "10.0.0.1")
+    assert pauses == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]
+    clock.now += 900 + 15 * 60  # the last pause, then the window: all forgotten
+    _fail(throttle, "alice", "10.0.0.1")
+    throttle.reserve("alice", "10.0.0.1")
+
+
+def test_a_login_is_counted_before_its_password_is_checked():
+    clock = Clock()
+    throttle = LoginThrottle(attempts=2, clock=clock)
+    throttle.reserve("alice", "10.0.0.1")
+    throttle.reserve("alice", "10.0.0.1")
+    _refused(throttle, "alice", "10.0.0.1")  # two checks still running: no third
+    throttle.succeeded("alice", "10.0.0.1")
+    throttle.reserve("alice", "10.0.0.1")
+
+
+def test_a_success_clears_its_username_but_not_its_address():
+    clock = Clock()
+    throttle = LoginThrottle(attempts=1, clock=clock)
+    for name in ("bob", "carol", "dave"):
+        _fail(throttle, name, "10.0.0.1")
+    for _ in range(3):  # the owner's own successes do not use up the address
+        throttle.reserve("alice", "10.0.0.1")
+        throttle.succeeded("alice", "10.0.0.1")
+    _fail(throttle, "alice", "10.0.0.1")  # the address's 4th failure
+    assert _refused(throttle, "erin", "10.0.0.1") == 1
