@@ -78,7 +78,7 @@ class EvalError(RuntimeError):
     """The corpus, the questions or the server cannot be used for the run."""
 
 
-# -- questions --------------------------------------------------------------------------------------
+# -- questions -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Answer:
@@ -104,7 +104,7 @@ def load_questions(path: Path) -> tuple[dict, list[Question]]:
     return data["corpus"], questions
 
 
-# -- relevance and the measures ---------------------------------------------------------------------
+# -- relevance and the measures --------------------------------------------------------------------
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -202,7 +202,7 @@ def _kind_order(kind: str) -> int:
     return KINDS.index(kind) if kind in KINDS else len(KINDS)
 
 
-# -- the corpus -------------------------------------------------------------------------------------
+# -- the corpus ------------------------------------------------------------------------------------
 
 def corpus_root(corpus: dict, folder: Path | None = None) -> tuple[Path, str]:
     """(the folder holding the corpus's documents, where they came from): `folder` if given,
@@ -242,7 +242,7 @@ def corpus_documents(root: Path, include: str = "**/*") -> list[str]:
                   if path.is_file() and not path.is_symlink())
 
 
-# -- HTTP -------------------------------------------------------------------------------------------
+# -- HTTP ------------------------------------------------------------------------------------------
 
 class Api:
     """The server's knowledge-base and embedding routes. A fresh connection per request, so a
@@ -302,7 +302,7 @@ def start_server(models: Path, home: Path) -> Server:
                   port, "/health", env={"OFFGRID_HOME": str(home), "PYTHONPATH": str(ROOT)})
 
 
-# -- the quality run --------------------------------------------------------------------------------
+# -- the quality run -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Ingested:
@@ -336,7 +336,7 @@ def ingest_corpus(api: Api, root: Path, documents: list[str], levels: "Levels",
                       "chunks_per_second": round(chunks / seconds, 1), "refused": refused}
 
 
-# -- the speed run ----------------------------------------------------------------------------------
+# -- the speed run ---------------------------------------------------------------------------------
 
 class Levels:
     """Search latency, resident memory and the ingest rate, measured each time the store first
@@ -473,7 +473,7 @@ def speed(api: Api, texts: list[str], chunks: int, levels: Levels,
             "rss_mb_per_100k_chunks": levels.per_100k_chunks_mb()}
 
 
-# -- the run ----------------------------------------------------------------------------------------
+# -- the run ---------------------------------------------------------------------------------------
 
 def run(questions_path: Path, folder: Path | None, levels: tuple[int, ...]) -> dict:
     """The whole evaluation; `levels` empty: quality only."""
