@@ -119,6 +119,7 @@ class Client:
         self.system = System(self)
         self.users = Users(self)
         self.kb = KnowledgeBase(self)
+        self.agents = Agents(self)
 
     def __repr__(self) -> str:
         return f"offgrid.Client({self.host!r})"
@@ -478,3 +479,97 @@ class KnowledgeBase:
 
     def disable(self) -> dict:
         return self._client.request("POST", "/v1/rag/disable")
+
+
+class Agents:
+    """Tasks worked through by a model with tools; the tools, and (admins) the MCP servers
+    whose tools join them."""
+
+    def __init__(self, client: Client):
+        self._client = client
+        self.mcp = McpServers(client)
+
+    def run(self, task: str, model: str | None = None, stream: bool = False, **options):
+        """The run: {"output", "steps", "usage", "finish_reason", "task_id"}; or, streaming, an
+        AgentEvents of its events as they happen. Options: style ("native" or "react"),
+        max_steps, tools (names), system_prompt, timeout_s, tool_choice ("auto" or
+        "required"), temperature, seed."""
+        body = {"prompt": task, **({"model": model} if model else {}), **options}
+        if stream:
+            return AgentEvents(self._client._open("POST", "/v1/agents/run",
+                                                  {**body, "stream": True}))
+        return self._client.request("POST", "/v1/agents/run", body)
+
+    def tools(self, all: bool = False) -> list[dict]:
+        """The tools that are on; with all=True the others too."""
+        query = {"all": "true"} if all else None
+        return self._client.request("GET", "/v1/agents/tools", query=query)["tools"]
+
+    def set_tool(self, name: str, enabled: bool) -> dict:
+        """Turn a tool on or off for every run from now on (an admin's right)."""
+        return self._client.request("PATCH", "/v1/agents/tools",
+                                    {"name": name, "enabled": enabled})
+
+    def call_tool(self, name: str, arguments: dict | None = None) -> dict:
+        """Call one tool as an agent would, without a model: {"result", "is_error", ...}."""
+        return self._client.request("POST", "/v1/agents/tools/call",
+                                    {"name": name, "arguments": arguments or {}})
+
+
+class AgentEvents:
+    """A run's events as they happen: dicts whose "type" is status, token (a piece of the
+    answer), step, error or done (the last, with the output). Closing it hangs up, and the
+    server stops the run, its generation and its running tool call."""
+
+    def __init__(self, response):
+        self._response = response
+        self._events = _events(response)
+        self.done: dict | None = None  # the done event, once it has come
+
+    def __iter__(self) -> "AgentEvents":
+        return self
+
+    def __next__(self) -> dict:
+        event = next(self._events)
+        if event.get("type") == "done":
+            self.done = event
+        return event
+
+    def close(self) -> None:
+        self._events.close()
+        self._response.close()
+
+
+class McpServers:
+    """The MCP servers whose tools agents may use (admins only in multi-user mode)."""
+
+    def __init__(self, client: Client):
+        self._client = client
+
+    def list(self) -> list[dict]:
+        return self._client.request("GET", "/v1/agents/mcp")["servers"]
+
+    def add(self, name: str, command: str | None = None, args: list[str] | None = None, *,
+            env: dict | None = None, cwd: str | None = None, url: str | None = None,
+            headers: dict | None = None) -> dict:
+        """Add a server run as a program (`command`, `args`) or reached at `url`; it is kept
+        and connected from now on."""
+        return self._client.request("POST", "/v1/agents/mcp", _mcp_body(
+            name, command, args, env, cwd, url, headers))
+
+    def test(self, command: str | None = None, args: list[str] | None = None, *,
+             name: str | None = None, env: dict | None = None, cwd: str | None = None,
+             url: str | None = None, headers: dict | None = None) -> dict:
+        """Connect to a server without keeping it (or, by `name` alone, to one that is kept):
+        whether it answers, and its tools."""
+        return self._client.request("POST", "/v1/agents/mcp/test", _mcp_body(
+            name, command, args, env, cwd, url, headers))
+
+    def remove(self, name: str) -> dict:
+        return self._client.request("DELETE", f"/v1/agents/mcp/{urllib.parse.quote(name)}")
+
+
+def _mcp_body(name, command, args, env, cwd, url, headers) -> dict:
+    given = {"name": name, "command": command, "args": args, "env": env, "cwd": cwd,
+             "url": url, "headers": headers}
+    return {key: value for key, value in given.items() if value is not None}

@@ -30,7 +30,7 @@ from ..engine.scheduler import Failed, Finished, GenerationRequest, Scheduler, T
 from .tools import Tool, ToolContext, ToolResult, call_tool
 
 STEP_TOKENS = 384  # the most one model step may write
-THOUGHT_CHARS = 400  # a react step's thought, at most
+THOUGHT_CHARS = 200  # a react step's thought, at most: with a call, a step fits STEP_TOKENS
 REPEATED_FAILURES = 2  # the same call failing this many times in a row ends the run
 RESULT_CHARS = 4000  # of a tool's result, what the model reads back
 STYLES = ("native", "react")

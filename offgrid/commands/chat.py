@@ -15,7 +15,7 @@ import time
 
 from ..client import Client, OffGridError
 from ..config import Settings
-from .models import server_url
+from .remote import server_url
 
 PROMPT, MORE = ">>> ", "... "
 QUOTES = '"""'

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 from ..client import Client, OffGridError
-from ..config import Settings
 from . import terminal
-from .models import server_url
+from .remote import on_server
 
 
 def register(commands, common: argparse.ArgumentParser) -> None:
@@ -23,30 +22,19 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(title="actions")
     add = actions.add_parser("add", help="add files, and the files in folders")
     add.add_argument("paths", nargs="+", metavar="PATH")
-    add.set_defaults(command=_on_server(_add))
+    add.set_defaults(command=on_server(_add))
     actions.add_parser("list", help="list the documents").set_defaults(
-        command=_on_server(_list))
+        command=on_server(_list))
     search = actions.add_parser("search", help="the passages that best match a question")
     search.add_argument("query")
     search.add_argument("--top-k", dest="top_k", type=int, default=5)
     search.add_argument("--mode", choices=("hybrid", "keyword", "vector"), default="hybrid")
-    search.set_defaults(command=_on_server(_search))
+    search.set_defaults(command=on_server(_search))
     remove = actions.add_parser("rm", help="remove documents")
     remove.add_argument("ids", nargs="+", type=int, metavar="ID")
-    remove.set_defaults(command=_on_server(_remove))
+    remove.set_defaults(command=on_server(_remove))
     actions.add_parser("status", help="on or off, the embedding model, what it holds"
-                       ).set_defaults(command=_on_server(_status))
-
-
-def _on_server(action):
-    def command(args, settings: Settings) -> int:
-        try:
-            return action(Client(server_url(settings), retries=1), args)
-        except OffGridError as error:
-            if error.status == 0:
-                return terminal.fail(f"{error.message} (start it with `offgrid serve`)")
-            return terminal.fail(error.message)
-    return command
+                       ).set_defaults(command=on_server(_status))
 
 
 def _files(paths: list[str]) -> list[Path]:

@@ -15,6 +15,7 @@ from ..config import Settings
 from ..models import hub, transfer
 from ..models.folder import ModelError, ModelFolder
 from . import terminal
+from .remote import server_url
 
 
 def register(commands, common: argparse.ArgumentParser) -> None:
@@ -83,11 +84,6 @@ def _loaded_on_server(settings: Settings) -> set[str] | None:
     except OffGridError:
         return None
     return {m["id"] for m in models if m.get("loaded")}
-
-
-def server_url(settings: Settings) -> str:
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    return os.environ.get("OFFGRID_URL") or f"http://{host}:{settings.port}"
 
 
 def remove(settings: Settings, model_id: str) -> int:
