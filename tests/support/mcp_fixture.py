@@ -1,12 +1,16 @@
 """An MCP server for the MCP client's tests, built on the official SDK (the PyPI `mcp` package),
 run as a program over stdio or over streamable HTTP:
 
-    python tests/support/mcp_fixture.py [--http PORT [--json-response]] [--journal FILE]
-                                        [--page-size N] [--flood-stderr LINES] [--mute]
+    python -I tests/support/mcp_fixture.py [--http PORT [--json-response]] [--journal FILE]
+                                           [--page-size N] [--flood-stderr LINES] [--mute]
+
+(-I: otherwise its own folder comes first on the import path, and support/http.py hides the
+standard library's http from the SDK.)
 
 Its tools answer with each kind of content (text, image, resources, structuredContent, isError)
 and misbehave on request: one sleeps until cancelled, one kills the process mid-call, one floods
-stderr, one asks the client for something it never offered. tools/list always comes in pages.
+stderr, one asks the client for something it never offered, one adds a tool to the list.
+tools/list always comes in pages.
 `--journal` appends each cancellation it receives, and each cancelled call, as a JSON line;
 `--flood-stderr` writes that many lines (and one very long line) to stderr before it serves;
 `--mute` reads stdin and never answers anything. Every FIXTURE_* variable of its environment is
@@ -69,6 +73,8 @@ TOOLS = [
                input_schema=schema(text="string")),
     types.Tool(name=LONG_NAME, description="Echo, under a long name.",
                input_schema=schema(text="string")),
+    types.Tool(name="grow", description="Add a tool, and say the list changed.",
+               input_schema=schema()),
 ]
 
 
@@ -149,6 +155,14 @@ class Fixture:
                 return text(os.getcwd())
             case "header":
                 return text(ctx.request.headers.get(arguments["name"], ""))
+            case "grow":
+                TOOLS.append(types.Tool(name=f"grown_{len(TOOLS)}", description="Grown.",
+                                        input_schema=schema()))
+                await ctx.session.send_notification(types.ToolListChangedNotification(),
+                                                    related_request_id=ctx.request_id)
+                return text("grown")
+            case name if name.startswith("grown_"):
+                return text(name)
         raise ValueError(f"no tool {params.name}")
 
     async def ask(self, ctx, request) -> None:
