@@ -17,6 +17,7 @@ from offgrid.agents.mcp.http import HttpTransport
 from offgrid.agents.mcp.manager import McpManager
 from offgrid.agents.mcp.session import McpSession
 from offgrid.agents.mcp.stdio import STDERR_LINE_BYTES, STDERR_LINES, StdioTransport
+from offgrid.agents.tools import Tool, Toolbox, ToolResult
 from offgrid.store import agents as agents_store
 from offgrid.store.db import Database
 from offgrid.store.errors import Conflict, InvalidValue, Missing
@@ -289,7 +290,8 @@ def test_servers_are_stored_and_connected_at_startup_without_waiting_on_each_oth
         assert call(again, "fx__echo", tmp_path, text="up").text == "up"
     finally:
         again.close()  # stops the one still connecting, too
-    assert again.statuses() == []
+    assert {status["status"] for status in again.statuses()} == {"stopped"}
+    assert again.tools() == []
 
 
 def test_adding_refuses_bad_servers(manager):
@@ -327,6 +329,23 @@ def test_testing_a_server_keeps_nothing(manager, db):
         "import sys; print('bad token', file=sys.stderr); sys.exit(2)"))))
     assert broken["ok"] is False and broken["error"] == "the server exited with code 2"
     assert broken["stderr"] == ["bad token"]
+
+
+class Clock(Tool):
+    """A built-in that happens to take an MCP tool's name."""
+    name, description, parameters = "fx__echo", "The time.", {"type": "object"}
+
+    def call(self, arguments, context):
+        return ToolResult("noon")
+
+
+def test_mcp_tools_join_the_toolbox_beside_the_built_ins(manager, db, tmp_path):
+    manager.add(fixture_server("fx"))
+    wait_for(manager, "fx")
+    toolbox = Toolbox(db, [Clock()], mcp=manager)
+    assert toolbox.get("fx__echo").call({}, context(tmp_path)).text == "noon"
+    assert toolbox.get("fx__add").admins_only and toolbox.is_enabled(toolbox.get("fx__add"))
+    assert len(toolbox.tools()) == 17  # the built-in, and the fixture's 16 others
 
 
 def test_a_changed_tool_list_is_listed_again(manager, tmp_path):

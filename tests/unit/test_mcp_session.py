@@ -169,8 +169,9 @@ def test_logs_are_kept_few_and_short_and_other_notifications_skipped():
                        "params": {"progressToken": 1, "progress": 1}})
     wire.peer.receive({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
     wire.peer.receive("not a message")
-    assert len(session.logs) == 10 and session.logs[0]["data"].startswith('{"n": 5,')
-    assert all(len(log["data"]) == 500 for log in session.logs)
+    logs = session.recent_logs()
+    assert len(logs) == 10 and logs[0]["data"].startswith('{"n": 5,')
+    assert all(len(log["data"]) == 500 for log in logs)
     assert changed == [True]
 
 

@@ -104,8 +104,8 @@ class HttpTransport(Transport):
                 connection.request("DELETE", self._path, headers=self._request_headers(False))
                 connection.getresponse().read(MAX_BODY_BYTES)
                 connection.close()
-            except (OSError, http.client.HTTPException):
-                pass
+            except (McpError, OSError, http.client.HTTPException):
+                pass  # gone already
 
     # -- one POST -----------------------------------------------------------------------------
 

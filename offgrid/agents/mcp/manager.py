@@ -14,6 +14,7 @@ back as a ToolResult with is_error, for the model to read, never as an exception
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -39,10 +40,15 @@ STABLE_S = 60.0  # connected this long, a server that crashes is restarted at on
 MIN_MASKED_CHARS = 4  # shorter env and header values are too common to mask
 MASK = "***"
 
+log = logging.getLogger("offgrid.mcp")
+
 
 class McpManager:
-    def __init__(self, db):
+    """The stored MCP servers' connections, and the face the API and the toolbox use."""
+
+    def __init__(self, db, *, connect_timeout_s: float = CONNECT_TIMEOUT_S):
         self._db = db
+        self._connect_timeout_s = connect_timeout_s
         self._servers: dict[str, ServerConnection] = {}
         self._lock = threading.Lock()
 
@@ -52,7 +58,7 @@ class McpManager:
             with self._lock:
                 if server.name in self._servers:
                     continue
-                self._servers[server.name] = connection = ServerConnection(server)
+                connection = self._keep(server)
             connection.start()
 
     def add(self, server: agents_store.McpServer) -> dict:
@@ -63,9 +69,14 @@ class McpManager:
                 raise Conflict(f"There is already an MCP server named {server.name!r}",
                                "mcp_server_exists")
             agents_store.add_mcp_server(self._db, server)  # Conflict if another process did
-            self._servers[server.name] = connection = ServerConnection(server)
+            connection = self._keep(server)
         connection.start()
         return connection.status()
+
+    def _keep(self, server: agents_store.McpServer) -> ServerConnection:
+        """(Under the lock.) The server's connection, not started yet."""
+        self._servers[server.name] = ServerConnection(server, self._connect_timeout_s)
+        return self._servers[server.name]
 
     def remove(self, name: str) -> None:
         """Forget the server and stop it."""
@@ -76,9 +87,10 @@ class McpManager:
         if connection is not None:
             connection.stop()
 
-    def test(self, server: agents_store.McpServer, timeout: float = CONNECT_TIMEOUT_S) -> dict:
+    def test(self, server: agents_store.McpServer, timeout: float | None = None) -> dict:
         """Connect, list the tools and disconnect, keeping nothing: whether it works."""
         check(server)
+        timeout = self._connect_timeout_s if timeout is None else timeout
         stderr = Tail()
         session = McpSession(transport(server, stderr), client_version=__version__)
         mask = Mask(server)
@@ -115,10 +127,9 @@ class McpManager:
         return [tool for connection in connections for tool in connection.tools()]
 
     def close(self) -> None:
-        """Stop every server, all at once."""
+        """Stop every server, all at once; their statuses stay, as stopped."""
         with self._lock:
             connections = list(self._servers.values())
-            self._servers.clear()
         stopping = [threading.Thread(target=connection.stop) for connection in connections]
         for thread in stopping:
             thread.start()
@@ -129,8 +140,9 @@ class McpManager:
 class ServerConnection:
     """One server: its connection, restarted when lost, until stopped."""
 
-    def __init__(self, server: agents_store.McpServer):
+    def __init__(self, server: agents_store.McpServer, connect_timeout_s: float):
         self.server = server
+        self._connect_timeout_s = connect_timeout_s
         self._mask = Mask(server)
         self._stderr = Tail()  # kept across restarts: the crash's last words stay readable
         self._lock = threading.Lock()
@@ -181,7 +193,7 @@ class ServerConnection:
         status["server"] = dict(session.server_info) if session else {}
         status["protocol_version"] = session.protocol_version if session else None
         status["logs"] = [{**log, "data": self._mask(log["data"])}
-                          for log in (list(session.logs) if session else [])]
+                          for log in (session.recent_logs() if session else [])]
         return status
 
     def call(self, tool: str, arguments: dict, timeout: float,
@@ -198,7 +210,7 @@ class ServerConnection:
             return session.call_tool(tool, arguments, timeout, cancelled)
         except McpTimeout:
             return ToolResult(f"The tool {tool!r} of MCP server {name!r} did not answer within "
-                              f"{timeout:g} s; the call was cancelled.", is_error=True)
+                              f"{timeout:.3g} s; the call was cancelled.", is_error=True)
         except McpCancelled:
             return ToolResult("The call was cancelled.", is_error=True)
         except McpError as error:
@@ -241,15 +253,17 @@ class ServerConnection:
             self._state, self._attempts = "connecting", self._attempts + 1
             self._session, self._transport = session, carrier
         try:
-            session.open(CONNECT_TIMEOUT_S)
-            tools = _tools(self, session.list_tools(CONNECT_TIMEOUT_S))
+            session.open(self._connect_timeout_s)
+            tools = _tools(self, session.list_tools(self._connect_timeout_s))
         except McpError as error:
             session.close()
             with self._lock:
                 self._state, self._last_error = "failed", self._mask(str(error))
+            log.warning("MCP server %r failed: %s", self.server.name, self._last_error)
             return
         with self._lock:
             self._state, self._tools = "connected", tools
+        log.info("MCP server %r connected: %d tools", self.server.name, len(tools))
         self._ended.wait()
         session.close()
 
@@ -260,6 +274,7 @@ class ServerConnection:
                 return
             if self._state == "connected":
                 self._state = "crashed"
+                log.warning("MCP server %r crashed: %s", self.server.name, self._mask(str(error)))
             self._last_error = self._mask(str(error))
         self._ended.set()
 
@@ -272,7 +287,7 @@ class ServerConnection:
         with self._lock:
             session = self._session
         try:
-            tools = _tools(self, session.list_tools(CONNECT_TIMEOUT_S))
+            tools = _tools(self, session.list_tools(self._connect_timeout_s))
         except McpError:
             return  # a lost connection is reported on its own; the old list stays till then
         with self._lock:
@@ -363,15 +378,17 @@ class Mask:
 def tool_names(server: str, remote_tools: list[dict]) -> list[tuple[str, dict]]:
     """Each tool's OffGrid name, `server__tool`, in the characters OffGrid's tool names allow;
     one too long, or taken already, ends in a hash of the tool's own name instead."""
-    named, taken = [], set()
+    named, taken, seen = [], set(), set()
     for remote in remote_tools:
+        if remote["name"] in seen:  # listed twice by the server: the first counts
+            continue
+        seen.add(remote["name"])
         name = f"{server}{MCP_SEPARATOR}{NOT_IN_TOOL_NAMES.sub('_', remote['name'])}"
         if len(name) > TOOL_NAME_CHARS or name in taken:
             digest = hashlib.sha256(remote["name"].encode()).hexdigest()[:8]
             name = f"{name[:TOOL_NAME_CHARS - len(digest) - 1]}-{digest}"
-        if name not in taken:  # the same name twice from the server: the first counts
-            taken.add(name)
-            named.append((name, remote))
+        taken.add(name)
+        named.append((name, remote))
     return named
 
 

@@ -116,7 +116,7 @@ class McpSession(Peer):
         self._lock = threading.Lock()
         self._initializing = threading.Lock()
         self._ended: McpError | None = None
-        self.logs: deque[dict] = deque(maxlen=LOGS_KEPT)  # the server's last log messages
+        self._logs: deque[dict] = deque(maxlen=LOGS_KEPT)
         self.protocol_version: str | None = None
         self.server_info: dict = {}
         self.capabilities: dict = {}
@@ -153,6 +153,11 @@ class McpSession(Peer):
     def close(self) -> None:
         self._end(McpClosed("the session was closed"), report=False)
         self._transport.close()
+
+    def recent_logs(self) -> list[dict]:
+        """The server's last log messages: level, logger, data (cut short)."""
+        with self._lock:
+            return list(self._logs)
 
     @property
     def ended(self) -> McpError | None:
@@ -294,10 +299,11 @@ class McpSession(Peer):
         params = _object(params)
         if method == "notifications/message":
             data = params.get("data")
-            self.logs.append({"level": str(params.get("level", "")),
-                              "logger": str(params.get("logger") or ""),
-                              "data": (data if isinstance(data, str)
-                                       else json.dumps(data))[:LOG_CHARS]})
+            with self._lock:
+                self._logs.append({"level": str(params.get("level", "")),
+                                   "logger": str(params.get("logger") or ""),
+                                   "data": (data if isinstance(data, str)
+                                            else json.dumps(data))[:LOG_CHARS]})
         elif method == "notifications/tools/list_changed" and self._on_tools_changed:
             self._on_tools_changed()
 
@@ -357,7 +363,9 @@ def _describe(item: dict) -> str:
 
 def _size(data: object) -> str:
     try:
-        return f"{len(base64.b64decode(data))} bytes" if isinstance(data, str) else "no data"
+        if not isinstance(data, str):
+            return "no data"
+        return f"{len(base64.b64decode(''.join(data.split()), validate=True))} bytes"
     except (binascii.Error, ValueError):
         return "undecodable data"
 
