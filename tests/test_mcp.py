@@ -358,8 +358,8 @@ def test_a_changed_tool_list_is_listed_again(manager, tmp_path):
 
 # -- streamable HTTP ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("http_fixture", [(), ("--json-response",)], indirect=True,
-                         ids=["sse", "json"])
+@pytest.mark.parametrize("http_fixture", [(), ("--json-response",), ("--resumable",)],
+                         indirect=True, ids=["sse", "json", "resumable-sse"])
 def test_http_server_tools_are_listed_and_called(manager, http_fixture, tmp_path):
     manager.add(http_fixture.server("web", headers={"X-Fixture-Token": "hello there"}))
     status = wait_for(manager, "web")

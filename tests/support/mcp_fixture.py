@@ -1,8 +1,9 @@
 """An MCP server for the MCP client's tests, built on the official SDK (the PyPI `mcp` package),
 run as a program over stdio or over streamable HTTP:
 
-    python -I tests/support/mcp_fixture.py [--http PORT [--json-response]] [--journal FILE]
-                                           [--page-size N] [--flood-stderr LINES] [--mute]
+    python -I tests/support/mcp_fixture.py [--http PORT [--json-response | --resumable]]
+                                           [--journal FILE] [--page-size N]
+                                           [--flood-stderr LINES] [--mute]
 
 (-I: otherwise its own folder comes first on the import path, and support/http.py hides the
 standard library's http from the SDK.)
@@ -13,8 +14,9 @@ stderr, one asks the client for something it never offered, one adds a tool to t
 tools/list always comes in pages.
 `--journal` appends each cancellation it receives, and each cancelled call, as a JSON line;
 `--flood-stderr` writes that many lines (and one very long line) to stderr before it serves;
-`--mute` reads stdin and never answers anything. Every FIXTURE_* variable of its environment is
-printed to stderr at start, so a test can check that statuses keep them out.
+`--mute` reads stdin and never answers anything; `--resumable` keeps SSE events for
+resumption, and so opens each stream with an empty priming event. Every FIXTURE_* variable of
+its environment is printed to stderr at start, so a test can check that statuses keep them out.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import anyio
 import mcp_types as types
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
+from mcp.server.streamable_http import EventStore
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.shared.message import ServerMessageMetadata
 
@@ -185,6 +188,20 @@ class Fixture:
                                   self.server.create_initialization_options())
 
 
+class Events(EventStore):
+    """SSE events kept in memory, for resumption (which the tests never ask for)."""
+
+    def __init__(self):
+        self.events: list[tuple[str, object]] = []
+
+    async def store_event(self, stream_id, message):
+        self.events.append((stream_id, message))
+        return str(len(self.events))
+
+    async def replay_events_after(self, last_event_id, send_callback):
+        return None
+
+
 def flood_stderr(lines: int) -> None:
     for number in range(lines):
         sys.stderr.write(f"startup flood {number} " + "y" * 100 + "\n")
@@ -197,6 +214,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--http", type=int, metavar="PORT")
     parser.add_argument("--json-response", action="store_true")
+    parser.add_argument("--resumable", action="store_true")
     parser.add_argument("--journal", type=Path)
     parser.add_argument("--page-size", type=int, default=5)
     parser.add_argument("--flood-stderr", type=int, default=0, metavar="LINES")
@@ -221,7 +239,8 @@ def main() -> None:
         anyio.run(fixture.serve_stdio)
         return
     import uvicorn
-    app = fixture.server.streamable_http_app(json_response=args.json_response)
+    app = fixture.server.streamable_http_app(json_response=args.json_response,
+                                             event_store=Events() if args.resumable else None)
     uvicorn.run(app, host="127.0.0.1", port=args.http, log_level="warning")
 
 

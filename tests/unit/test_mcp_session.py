@@ -205,6 +205,14 @@ def test_tools_are_listed_across_pages_until_the_cursor_ends_or_repeats():
     assert len(wire.requests("tools/list")) == 3
 
 
+def test_a_server_without_the_tools_capability_is_not_asked_for_tools():
+    wire = Wire(lambda message: {"jsonrpc": "2.0", "id": message.get("id"), "result": {
+        "protocolVersion": "2025-11-25", "capabilities": {"resources": {}},
+        "serverInfo": {"name": "resources only"}}})
+    assert opened(wire).list_tools(5) == []
+    assert wire.requests("tools/list") == []
+
+
 def test_a_forgotten_session_is_initialized_again_once_and_the_request_retried():
     forgotten = []
 

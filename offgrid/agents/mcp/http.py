@@ -106,6 +106,7 @@ class HttpTransport(Transport):
                 connection.close()
             except (McpError, OSError, http.client.HTTPException):
                 pass  # gone already
+            self.session_id = None
 
     # -- one POST -----------------------------------------------------------------------------
 
@@ -197,7 +198,7 @@ class HttpTransport(Transport):
         body = response.read(MAX_ERROR_BYTES)
         try:
             message = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             message = None
         if _answers(message, request_id):
             self._peer.receive(message)
@@ -220,8 +221,9 @@ class HttpTransport(Transport):
             if line.startswith(b"data:"):
                 data.append(line[5:].removeprefix(b" "))
             elif not line:  # an event ends: its data lines together are one message
-                if data:
-                    message = _json(b"\n".join(data))
+                payload = b"\n".join(data)
+                if payload.strip():  # not a resumable stream's empty priming event
+                    message = _json(payload)
                     self._peer.receive(message)
                     if _answers(message, request_id):
                         return True
@@ -232,7 +234,7 @@ class HttpTransport(Transport):
 def _json(body: bytes) -> object:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise McpProtocolError("a reply that is not JSON") from None
 
 

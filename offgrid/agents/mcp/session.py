@@ -104,6 +104,8 @@ class _Pending:
 
 
 class McpSession(Peer):
+    """One connection's JSON-RPC traffic; thread-safe, requests may be made from any thread."""
+
     def __init__(self, transport: Transport, *, client_version: str,
                  on_lost: Callable[[McpError], None] | None = None,
                  on_tools_changed: Callable[[], None] | None = None):
@@ -120,7 +122,6 @@ class McpSession(Peer):
         self.protocol_version: str | None = None
         self.server_info: dict = {}
         self.capabilities: dict = {}
-        self.instructions: str | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -145,8 +146,6 @@ class McpSession(Peer):
         self.protocol_version = version
         self.server_info = _object(result.get("serverInfo"))
         self.capabilities = _object(result.get("capabilities"))
-        instructions = result.get("instructions")
-        self.instructions = instructions if isinstance(instructions, str) else None
         self._transport.negotiated(version)
         self.notify("notifications/initialized")
 
@@ -181,7 +180,10 @@ class McpSession(Peer):
         self._transport.send(_message(method=method, params=params))
 
     def list_tools(self, timeout: float) -> list[dict]:
-        """Every tool of the server, following `nextCursor`; entries without a name dropped."""
+        """Every tool of the server, following `nextCursor`; entries without a name dropped.
+        A server that offers no tools capability (only resources, say) is not asked."""
+        if "tools" not in self.capabilities:
+            return []
         deadline = time.monotonic() + timeout
         tools, cursor, seen = [], None, set()
         for _ in range(MAX_PAGES):

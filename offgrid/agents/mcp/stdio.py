@@ -116,9 +116,11 @@ class StdioTransport(Transport):
         except subprocess.TimeoutExpired:
             pass
         self._stop_group()
-        for reader in self._readers:
+        for reader, pipe in zip(self._readers, (process.stderr, process.stdout), strict=True):
             if reader is not threading.current_thread():
                 reader.join(STOP_WAIT_S)
+            if not reader.is_alive():  # closing a pipe mid-read would wait for the read
+                pipe.close()
 
     # -- the reader threads -------------------------------------------------------------------
 
@@ -142,7 +144,7 @@ class StdioTransport(Transport):
     def _deliver(self, peer: Peer, line: bytes) -> None:
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             # Not MCP; the specification forbids it, some servers print banners all the same.
             self.stderr.add("[stdout] " + _cut(line))
             return
