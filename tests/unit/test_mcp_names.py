@@ -1,12 +1,12 @@
-"""How the MCP manager names servers' tools and masks their credentials; tests/test_mcp.py
-sees the same through real servers."""
+"""How the MCP manager names servers' tools, masks their credentials and waits to restart them;
+tests/test_mcp.py sees the same through real servers."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 
-from offgrid.agents.mcp.manager import Mask, tool_names
+from offgrid.agents.mcp.manager import Backoff, Mask, tool_names
 from offgrid.store.agents import McpServer
 
 
@@ -41,3 +41,9 @@ def test_masks_hide_env_and_header_values_and_their_words():
                           headers={"Authorization": "Bearer xyz-9876"}))
     assert mask("token abcd1234, auth Bearer xyz-9876, or just xyz-9876, debug 1") == \
         "token ***, auth ***, or just ***, debug 1"
+
+
+def test_restarts_back_off_to_a_minute_and_start_over_after_a_stable_minute():
+    backoff = Backoff()
+    assert [backoff.after(0.5) for _ in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert backoff.after(60) == 1 and backoff.after(3) == 2

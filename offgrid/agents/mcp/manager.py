@@ -226,19 +226,17 @@ class ServerConnection:
             with self._lock:
                 self._state, self._last_error = "failed", str(error)
             return
-        delay = FIRST_RESTART_DELAY_S
+        backoff = Backoff()
         while not self._stopping.is_set():
             started = time.monotonic()
             self._connect_and_wait()
             if self._stopping.is_set():
                 break
-            if time.monotonic() - started >= STABLE_S:
-                delay = FIRST_RESTART_DELAY_S
+            delay = backoff.after(time.monotonic() - started)
             if self._state == "crashed":
                 self._stderr.add(f"[offgrid] the server crashed; starting it again in {delay:g} s")
             if self._stopping.wait(delay):
                 break
-            delay = min(delay * 2, MAX_RESTART_DELAY_S)
 
     def _connect_and_wait(self) -> None:
         """One connection, from start to loss (or stop)."""
@@ -293,6 +291,20 @@ class ServerConnection:
         with self._lock:
             if self._session is session and self._state == "connected":
                 self._tools = tools
+
+
+class Backoff:
+    """How long to wait before connecting again: 1 s, 2 s, 4 s ... at most a minute, and 1 s
+    again after a connection that lasted a minute."""
+
+    def __init__(self):
+        self._next = FIRST_RESTART_DELAY_S
+
+    def after(self, lasted_s: float) -> float:
+        if lasted_s >= STABLE_S:
+            self._next = FIRST_RESTART_DELAY_S
+        delay, self._next = self._next, min(self._next * 2, MAX_RESTART_DELAY_S)
+        return delay
 
 
 class McpTool(Tool):
