@@ -27,6 +27,13 @@ def documents() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def npm_mcp_servers() -> dict[str, list[str]]:
+    """The MCP project's reference servers, memory and filesystem: each one's launch command,
+    node and its script, installed once from npm (scripts/fetch_mcp_servers.py)."""
+    return script("fetch_mcp_servers").ensure_all()
+
+
+@pytest.fixture(scope="session")
 def models_dir(model_files, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     for path in model_files.values():
