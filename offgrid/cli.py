@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .commands import chat, convert, kb, models, serve, users
+from .commands import agents, chat, convert, kb, models, serve, users
 from .config import ConfigError, Settings
 
-COMMANDS = (serve, chat, models, kb, users, convert)
+COMMANDS = (serve, chat, models, kb, agents, users, convert)
 
 
 def main(argv: list[str] | None = None) -> int:

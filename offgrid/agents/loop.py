@@ -29,7 +29,12 @@ from ..engine.sampling import SamplingParams
 from ..engine.scheduler import Failed, Finished, GenerationRequest, Scheduler, Text
 from .tools import Tool, ToolContext, ToolResult, call_tool
 
-STEP_TOKENS = 384  # the most one model step may write
+STEP_TOKENS = 512  # the most one model step may write
+# In a call, the most items of an array and characters of a string the grammar lets a model
+# write (fewer where the tool's schema says so): a small model that starts repeating itself
+# must close the value, so its step still ends as a whole call. The tool checks the rest.
+CALL_ITEMS = 5
+CALL_CHARS = 1000
 THOUGHT_CHARS = 200  # a react step's thought, at most: with a call, a step fits STEP_TOKENS
 REPEATED_FAILURES = 2  # the same call failing this many times in a row ends the run
 RESULT_CHARS = 4000  # of a tool's result, what the model reads back
@@ -229,6 +234,45 @@ class AgentRun:
 
 # -- the styles ------------------------------------------------------------------------------------
 
+def _described(tools: list[Tool]) -> tuple[toolcalling.Tool, ...]:
+    """The tools as the engine's tool calling takes them, with their arguments bounded."""
+    return tuple(toolcalling.Tool(t.name, t.description, bounded(t.parameters)) for t in tools)
+
+
+_SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+
+
+def bounded(schema):
+    """`schema` with each array at most CALL_ITEMS long and each free string (no pattern,
+    format, enum or const) at most CALL_CHARS, where it allowed more."""
+    if not isinstance(schema, dict):
+        return schema
+    tightened = {key: bounded(value) if key in _SUBSCHEMAS else value
+                 for key, value in schema.items()}
+    for key in _SCHEMA_LISTS:
+        if isinstance(schema.get(key), list):
+            tightened[key] = [bounded(option) for option in schema[key]]
+    for key in _SCHEMA_MAPS:
+        if isinstance(schema.get(key), dict):
+            tightened[key] = {name: bounded(value) for name, value in schema[key].items()}
+    kinds = schema.get("type") if isinstance(schema.get("type"), list) else [schema.get("type")]
+    if "array" in kinds or "items" in schema:
+        tightened["maxItems"] = _at_most(schema, "maxItems", "minItems", CALL_ITEMS)
+    if "string" in kinds and not any(k in schema for k in ("pattern", "format", "enum",
+                                                           "const")):
+        tightened["maxLength"] = _at_most(schema, "maxLength", "minLength", CALL_CHARS)
+    return tightened
+
+
+def _at_most(schema: dict, bound: str, least: str, limit: int) -> int:
+    given, minimum = schema.get(bound), schema.get(least)
+    limit = min(given, limit) if isinstance(given, int) and not isinstance(given, bool) else limit
+    return max(limit, minimum) if isinstance(minimum, int) and not isinstance(minimum, bool) \
+        else limit
+
+
 @dataclass(frozen=True)
 class Turn:
     """What one model step said."""
@@ -242,9 +286,8 @@ class _Native:
     stop = ()
 
     def __init__(self, tools: list[Tool]):
-        self._use = toolcalling.ToolUse(
-            tuple(toolcalling.Tool(t.name, t.description, t.parameters) for t in tools),
-            required=False, forced=None, parallel=False)
+        self._use = toolcalling.ToolUse(_described(tools), required=False, forced=None,
+                                        parallel=False)
         self.grammars = {"answer": grammar.text_only()}
         if tools:
             self.grammars.update({None: toolcalling.call_grammar(self._use),
@@ -286,8 +329,8 @@ class _React:
         builder = grammar.GrammarBuilder()
         thought = builder.rule("thought", f"[^\\n]{{1,{THOUGHT_CHARS}}}")
         actions = [f"{grammar.literal(chr(10) + 'Action: ' + t.name + chr(10))} "
-                   f"{grammar.literal('Action Input: ')} {builder.json(t.parameters, 'input')}"
-                   for t in tools]
+                   f"{grammar.literal('Action Input: ')} "
+                   f"{builder.json(bounded(t.parameters), 'input')}" for t in tools]
         answer = f"{grammar.literal(chr(10) + self.ANSWER + ' ')} [^\\x00]+"
         start = f'"Thought: " {thought} '
         self.grammars = {"answer": builder.build(start + answer)}
@@ -297,7 +340,7 @@ class _React:
                 "call": builder.build(start + f'({" | ".join(actions)})')})
 
     def opening(self, task: AgentTask) -> list[tuple[str, str]]:
-        listed = "\n".join(json.dumps(t.describe()) for t in self._tools)
+        listed = "\n".join(map(toolcalling.signature, _described(self._tools)))
         instructions = (
             "You can use these tools:\n" + listed + "\nAnswer in this format:\n"
             "Thought: what to do next\nAction: the tool's name\nAction Input: its arguments as "

@@ -369,6 +369,11 @@ class _Converter:
             return self._add(name, '"[" space ' + ' "," space '.join(parts) + ' "]" space')
         item = self._visit(schema["items"], f"{name}-item", _at(where, "items"), depth,
                            frozenset())
+        if item not in self.rules:
+            # llama.cpp refuses a repetition whose group expands to over 2000 rules, and
+            # counts those of an inline item (a string of maxLength 500, five times over) but
+            # a named rule as one.
+            item = self._add(f"{name}-item", item)
         low, high = self._bounds(schema, "minItems", "maxItems", where)
         if high == 0:
             return self._add(name, '"[" space "]" space')

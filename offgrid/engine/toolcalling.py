@@ -45,8 +45,7 @@ class ToolCall:
 # -- prompt and grammar ----------------------------------------------------------------------------
 
 def instructions(use: ToolUse) -> str:
-    listed = "\n".join(json.dumps({"name": t.name, "description": t.description,
-                                   "parameters": t.parameters}) for t in use.callable)
+    listed = "\n".join(signature(t) for t in use.callable)
     rules = ['To call tools, answer with only a JSON object of this form: '
              '{"tool_calls": [{"name": "<tool name>", "arguments": {<its arguments>}}]}.']
     if use.forced:
@@ -84,6 +83,59 @@ def call_grammar(use: ToolUse) -> str:
                   "items": calls[0] if len(calls) == 1 else {"anyOf": calls}}}}
     json_grammar = grammar.json_schema(schema, ["tool_calls", "name", "arguments"])
     return json_grammar if use.required else grammar.json_or_text(json_grammar)
+
+
+SHAPE_DEPTH = 4  # how deep a signature spells out nested arguments
+ARGUMENT_NOTE_CHARS = 160  # of an argument's description, what a signature keeps
+
+
+def signature(tool: Tool) -> str:
+    """A tool as the prompt lists it: its name, what it does, and the shape of its arguments
+    with a note on each. Short, so that many tools fit a small context: the grammar, not the
+    prompt, holds the model to the whole schema."""
+    lines = [f"- {tool.name}: {tool.description}".rstrip(": "),
+             f"  arguments: {_shape(tool.parameters, 0)}"]
+    for name, schema in _properties(tool.parameters).items():
+        note = schema.get("description") if isinstance(schema, dict) else None
+        if isinstance(note, str) and note.strip():
+            lines.append(f"  {name}: {_cut(note.strip(), ARGUMENT_NOTE_CHARS)}")
+    return "\n".join(lines)
+
+
+def _properties(schema) -> dict:
+    found = schema.get("properties") if isinstance(schema, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def _shape(schema, depth: int) -> str:
+    """A JSON Schema written the way its JSON looks: {"a": string, "b"?: [number]}."""
+    if not isinstance(schema, dict):
+        return "any"
+    if depth >= SHAPE_DEPTH:
+        return "..."
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    if isinstance(schema.get("enum"), list):
+        return " | ".join(json.dumps(value) for value in schema["enum"][:20])
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            return " | ".join(_shape(option, depth + 1) for option in schema[key][:8])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return " | ".join(_shape({**schema, "type": k}, depth) for k in kind[:8])
+    if kind == "array" or "items" in schema:
+        return f"[{_shape(schema.get('items'), depth + 1)}]"
+    properties = _properties(schema)
+    if kind == "object" or properties:
+        required = schema.get("required") if isinstance(schema.get("required"), list) else []
+        return "{" + ", ".join(f"{json.dumps(name)}{'' if name in required else '?'}: "
+                               f"{_shape(value, depth + 1)}"
+                               for name, value in properties.items()) + "}"
+    return kind if isinstance(kind, str) else "any"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 # -- the conversation ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import psutil
 
 from .. import __version__
 from ..agents.builtin import builtin_tools
+from ..agents.mcp.manager import McpManager
 from ..agents.tools import Toolbox
 from ..config import Settings
 from ..engine.registry import Registry
@@ -93,6 +94,10 @@ ROUTES = [
     ("GET", "/v1/agents/tools", agents.list_tools, Group.AGENTS),
     ("PATCH", "/v1/agents/tools", agents.set_tool, Group.TOOLS),
     ("POST", "/v1/agents/tools/call", agents.call, Group.TOOLS),
+    ("GET", "/v1/agents/mcp", agents.list_mcp_servers, Group.TOOLS),
+    ("POST", "/v1/agents/mcp", agents.add_mcp_server, Group.TOOLS),
+    ("POST", "/v1/agents/mcp/test", agents.test_mcp_server, Group.TOOLS),
+    ("DELETE", "/v1/agents/mcp/{name}", agents.remove_mcp_server, Group.TOOLS),
     ("POST", "/v1/auth/login", account.login, Group.LOGIN),
     ("POST", "/v1/auth/logout", account.logout, Group.ACCOUNT),
     ("GET", "/v1/users/me", account.me, Group.ACCOUNT),
@@ -156,7 +161,8 @@ class App:
         self.db = Database(settings.home / "offgrid.db")
         self.kb = KnowledgeBase(self.db, self.registry,
                                 on_search=self.metrics.kb_search_seconds.observe)
-        self.toolbox = Toolbox(self.db, builtin_tools(settings, self.kb))
+        self.mcp = McpManager(self.db)
+        self.toolbox = Toolbox(self.db, builtin_tools(settings, self.kb), self.mcp)
         prepare_users(settings, self.db)
         self.gate = Gate(settings, self.db)
         self.hosts = HostPolicy(settings.allowed_hosts, settings.host)
@@ -243,7 +249,14 @@ class App:
             self.model_error = str(error)
             self.model_state = "failed"
 
+    def start_background_work(self) -> None:
+        """What starts with the server and must not hold it up: the default model's load and
+        the MCP servers' connections."""
+        self.load_default_model()
+        self.mcp.start()
+
     def close(self) -> None:
+        self.mcp.close()
         self.registry.close()
 
 
@@ -387,7 +400,7 @@ def serve(settings: Settings) -> int:
     host, port = server.server_address[:2]
     log.info("OffGrid %s listening on http://%s:%d (models in %s)", __version__, host, port,
              settings.models_dir)
-    app.load_default_model()
+    app.start_background_work()
     server.serve_forever(poll_interval=0.2)
     server.server_close()  # stop accepting connections
     app.closing = True

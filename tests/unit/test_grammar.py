@@ -189,3 +189,11 @@ def test_a_bounded_grammar_is_parsed_by_llama_cpp(model):
                    {"type": "array", "items": {"type": "integer"}, "maxItems": 10_000},
                    {"enum": [f"v{i}" for i in range(1000)]}):
         Grammar(model, grammar.json_schema(schema)).close()
+
+
+def test_repeated_long_items_are_parsed_by_llama_cpp(model):
+    """llama.cpp refuses a repetition of a group that expands to 2000 rules or more: an array
+    of five strings of up to 1000 characters (as the agents bound them) is one only inline."""
+    strings = {"type": "array", "maxItems": 5, "items": {"type": "string", "maxLength": 1000}}
+    Grammar(model, grammar.json_schema(strings)).close()
+    assert schema_accepts(model, strings, '["shed 3", "the generator"]')

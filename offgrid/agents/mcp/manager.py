@@ -20,6 +20,8 @@ import threading
 import time
 
 from ... import __version__
+from ...engine import grammar
+from ...engine.errors import InvalidGrammar
 from ...store import agents as agents_store
 from ...store.errors import Conflict, InvalidValue, Missing
 from ..tools import MCP_SEPARATOR, Tool, ToolContext, ToolResult
@@ -417,5 +419,15 @@ def _description(remote: dict) -> str:
 
 
 def _parameters(remote: dict) -> dict:
+    """The tool's inputSchema; any JSON object where there is none, or where it is one the
+    agent's grammar cannot be made from (the server still checks the arguments it gets)."""
     schema = remote.get("inputSchema")
-    return schema if isinstance(schema, dict) else {"type": "object", "properties": {}}
+    if not isinstance(schema, dict):
+        return {"type": "object", "properties": {}}
+    try:
+        grammar.json_schema(schema)
+    except InvalidGrammar as error:
+        log.warning("the input schema of MCP tool %r is taken as any object: %s",
+                    remote.get("name"), error)
+        return {"type": "object"}
+    return schema

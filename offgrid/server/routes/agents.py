@@ -1,9 +1,11 @@
 """Agents over HTTP: a task run with tools (one answer, or its steps as they happen), the tools
-and whether each is on, and one tool called directly to try it without a model."""
+and whether each is on, one tool called directly to try it without a model, and the MCP servers
+whose tools join the built-in ones."""
 
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from dataclasses import dataclass
 
@@ -11,8 +13,10 @@ from ...agents.builtin import workspace_folder
 from ...agents.loop import STYLES, AgentRun, AgentTask, Done, Status, StepTaken, Token
 from ...agents.tools import Tool, ToolContext, call_tool
 from ...engine.sampling import SamplingParams
+from ...store import agents as agents_store
+from ...store.agents import McpServer
 from .. import fields
-from ..errors import ApiError, translate
+from ..errors import ApiError, NotFound, translate
 from ..fields import invalid
 from ..http import ClientGone, EventStream, Request, Response
 
@@ -161,3 +165,72 @@ def tool_json(app, tool: Tool) -> dict:
     return {**tool.describe(), "enabled": app.toolbox.is_enabled(tool),
             "source": "builtin" if tool.server is None else "mcp", "server": tool.server,
             "admins_only": tool.admins_only, "timeout_s": tool.timeout_s}
+
+
+# -- MCP servers ----------------------------------------------------------------------------------
+
+def list_mcp_servers(app, request: Request) -> Response:
+    return Response({"object": "list", "servers": app.mcp.statuses()})
+
+
+def add_mcp_server(app, request: Request) -> Response:
+    """POST {"name", "command", "args", "env", "cwd"} or {"name", "url", "headers"}: kept, and
+    connected in the background from now on."""
+    server = mcp_server(request.json())
+    status = app.mcp.add(server)
+    log.info("%s added the MCP server %s", request.caller.actor, server.name)
+    return Response(status, status=201)
+
+
+def test_mcp_server(app, request: Request) -> Response:
+    """POST a server as for adding it (or {"name"} of one kept): connect, list its tools,
+    disconnect; nothing is kept."""
+    body = request.json()
+    if set(body) == {"name"}:
+        server = next((s for s in agents_store.mcp_servers(app.db) if s.name == body["name"]),
+                      None)
+        if server is None:
+            raise NotFound(f"There is no MCP server named {body['name']!r}",
+                           code="mcp_server_not_found")
+    else:
+        server = mcp_server({"name": "test", **body})
+    return Response(app.mcp.test(server))
+
+
+def remove_mcp_server(app, request: Request, name: str) -> Response:
+    app.mcp.remove(name)
+    log.info("%s removed the MCP server %s", request.caller.actor, name)
+    return Response({"name": name, "object": "mcp_server", "deleted": True})
+
+
+def mcp_server(body: dict) -> McpServer:
+    """The server a body describes. As the seed system takes it, a `url` that is not an
+    http(s) URL is a command line ("npx -y @modelcontextprotocol/server-memory"): split into
+    its words like a shell would, but never run by one."""
+    url, command = fields.optional_string(body, "url"), fields.optional_string(body, "command")
+    args = _strings(body, "args")
+    if url is not None and command is None and "://" not in url:
+        try:
+            command, *args = shlex.split(url) or [""]
+        except ValueError as error:
+            raise invalid("url", f"a URL or a command line ({error})", url) from None
+        url = None
+    return McpServer(fields.string(body, "name"), command, tuple(args),
+                     _string_map(body, "env"), fields.optional_string(body, "cwd"), url,
+                     _string_map(body, "headers"))
+
+
+def _strings(body: dict, name: str) -> list[str]:
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise invalid(name, "an array of strings", value)
+    return value
+
+
+def _string_map(body: dict, name: str) -> dict[str, str]:
+    value = fields.obj(body, name)
+    if not all(isinstance(item, str) for item in value.values()):
+        raise invalid(name, "an object of string values", value)
+    return value
