@@ -128,6 +128,20 @@ SAMPLES = {
     ("POST", "/v1/rag/disable"): lambda a, role, uid: Call("/v1/rag/disable"),
     ("POST", "/v1/rag/enable"): lambda a, role, uid: Call(
         "/v1/rag/enable", {"embedding_model": EMBEDDING_MODEL}),
+    ("POST", "/v1/agents/run"): lambda a, role, uid: Call(
+        "/v1/agents/run", {"prompt": "Hi", "tools": ["no-such-tool"]}, allowed=404),
+    ("GET", "/v1/agents/tools"): lambda a, role, uid: Call("/v1/agents/tools"),
+    ("PATCH", "/v1/agents/tools"): lambda a, role, uid: Call(
+        "/v1/agents/tools", {"name": "no-such-tool", "enabled": True}, allowed=404),
+    ("POST", "/v1/agents/tools/call"): lambda a, role, uid: Call(
+        "/v1/agents/tools/call", {"name": "calculator", "arguments": {"expression": "1 + 1"}}),
+    ("GET", "/v1/agents/mcp"): lambda a, role, uid: Call("/v1/agents/mcp"),
+    ("POST", "/v1/agents/mcp"): lambda a, role, uid: Call(
+        "/v1/agents/mcp", {"name": "not a name", "command": "true"}, allowed=400),
+    ("POST", "/v1/agents/mcp/test"): lambda a, role, uid: Call(
+        "/v1/agents/mcp/test", {"name": "no-such-server"}, allowed=404),
+    ("DELETE", "/v1/agents/mcp/{name}"): lambda a, role, uid: Call(
+        "/v1/agents/mcp/no-such-server", allowed=404),
     ("POST", "/v1/auth/login"): lambda a, role, uid: Call(
         "/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD}),
     ("POST", "/v1/auth/logout"): lambda a, role, uid: Call("/v1/auth/logout",

@@ -78,7 +78,7 @@ def test_stdio_server_tools_are_listed_across_pages_and_called(manager, tmp_path
     assert status["transport"] == "stdio" and status["protocol_version"] == "2025-11-25"
     assert status["server"]["name"] == "offgrid-mcp-fixture"
     found = tools(manager)
-    assert status["tools"] == len(found) == 17  # six pages of three
+    assert status["tools"] == len(found) == 18  # six pages of three
     assert {"fx__echo", "fx__add", "fx__image", "fx__dotted_name_tool"} <= set(found)
     long_name = next(name for name in found if name.startswith("fx__a_tool_whose"))
     assert len(long_name) == 64
@@ -345,15 +345,15 @@ def test_mcp_tools_join_the_toolbox_beside_the_built_ins(manager, db, tmp_path):
     toolbox = Toolbox(db, [Clock()], mcp=manager)
     assert toolbox.get("fx__echo").call({}, context(tmp_path)).text == "noon"
     assert toolbox.get("fx__add").admins_only and toolbox.is_enabled(toolbox.get("fx__add"))
-    assert len(toolbox.tools()) == 17  # the built-in, and the fixture's 16 others
+    assert len(toolbox.tools()) == 18  # the built-in, and the fixture's 17 others
 
 
 def test_a_changed_tool_list_is_listed_again(manager, tmp_path):
     manager.add(fixture_server("fx"))
     wait_for(manager, "fx")
     assert call(manager, "fx__grow", tmp_path).text == "grown"
-    wait_until(lambda: "fx__grown_17" in tools(manager))
-    assert call(manager, "fx__grown_17", tmp_path).text == "grown_17"
+    wait_until(lambda: "fx__grown_18" in tools(manager))
+    assert call(manager, "fx__grown_18", tmp_path).text == "grown_18"
 
 
 # -- streamable HTTP ----------------------------------------------------------------------------
@@ -364,7 +364,7 @@ def test_http_server_tools_are_listed_and_called(manager, http_fixture, tmp_path
     manager.add(http_fixture.server("web", headers={"X-Fixture-Token": "hello there"}))
     status = wait_for(manager, "web")
     assert status["transport"] == "http" and status["url"] == http_fixture.url
-    assert status["tools"] == 17
+    assert status["tools"] == 18
     assert call(manager, "web__echo", tmp_path, text="over http").text == "over http"
     assert call(manager, "web__add", tmp_path, a=1, b=1).structured == {"sum": 2}
     assert call(manager, "web__header", tmp_path, name="x-fixture-token").text == "hello there"

@@ -61,13 +61,22 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 def _server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name")
-    parser.add_argument("launch", nargs="*", metavar="COMMAND",
-                        help="after --: the program that serves MCP over stdio, and its "
-                             "arguments")
+    # What follows the name, as it is: its options, then `--` and the program, whose own
+    # options (npx -y) argparse must not read.
+    parser.add_argument("rest", nargs=argparse.REMAINDER, metavar="[OPTIONS] -- COMMAND ...",
+                        help="the program that serves MCP over stdio, and its arguments")
+    _server_options(parser)
+
+
+def _server_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--url", help="a streamable-HTTP MCP server's URL")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--header", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--cwd", help="the folder the program runs in")
+    return parser
+
+
+_AFTER_THE_NAME = _server_options(argparse.ArgumentParser(prog="offgrid mcp", add_help=False))
 
 
 # -- agent ----------------------------------------------------------------------------------------
@@ -177,9 +186,16 @@ def _mcp_remove(client: Client, args) -> int:
 
 def _described(args) -> dict:
     """The server the arguments describe, as the client takes it."""
-    launch = args.launch
-    described = {"env": _pairs(args.env, "--env"), "headers": _pairs(args.header, "--header"),
-                 "cwd": args.cwd, "url": args.url}
+    rest = args.rest  # argparse drops a `--` that comes right after the name
+    if "--" in rest:
+        split = rest.index("--")
+        options, launch = rest[:split], rest[split + 1:]
+    else:
+        options, launch = (rest, []) if rest[:1] and rest[0].startswith("-") else ([], rest)
+    later = _AFTER_THE_NAME.parse_args(options)
+    described = {"env": _pairs(args.env + later.env, "--env"),
+                 "headers": _pairs(args.header + later.header, "--header"),
+                 "cwd": later.cwd or args.cwd, "url": later.url or args.url}
     if launch:
         described.update(command=launch[0], args=launch[1:])
     return {key: value for key, value in described.items() if value}

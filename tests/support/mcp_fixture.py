@@ -59,6 +59,7 @@ TOOLS = [
                input_schema=schema()),
     types.Tool(name="slow", description="Sleep, until cancelled.",
                input_schema=schema(seconds="number")),
+    types.Tool(name="wait", description="Wait, until cancelled.", input_schema=schema()),
     types.Tool(name="crash", description="Kill the server mid-call.", input_schema=schema()),
     types.Tool(name="fail", description="Report a failure.", input_schema=schema()),
     types.Tool(name="log", description="Log a message, then answer.", input_schema=schema()),
@@ -128,6 +129,8 @@ class Fixture:
                                        mime_type="application/octet-stream")])
             case "slow":
                 return await self.slow(ctx, arguments["seconds"])
+            case "wait":  # whatever arguments a model gives it
+                return await self.slow(ctx, 3600)
             case "crash":
                 print("fixture: crashing on purpose", file=sys.stderr, flush=True)
                 os._exit(3)
