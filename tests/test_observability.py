@@ -16,7 +16,7 @@ def test_system_config_tells_what_is_on(base_url):
     assert status == 200
     assert config == {"multi_user_mode": False, "require_auth": False, "guest_access": True,
                       "version": __version__, "default_model": CHAT_MODEL,
-                      "features": {"users": False, "metrics": True, "agent": False,
+                      "features": {"users": False, "metrics": True, "agent": True,
                                    "lora": False}}
 
 
