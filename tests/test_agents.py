@@ -8,11 +8,13 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shlex
 import socket
 
 import pytest
 
 from offgrid.agents.builtin.calculator import Calculator
+from support import ROOT
 from support.cli import offgrid
 from support.http import assert_error, get, post, request, stream
 from support.mcp import FIXTURE_ARGV, journal
@@ -297,39 +299,70 @@ def test_config_reports_agents(site):
 
 # -- as a new user would ----------------------------------------------------------------------
 
-def test_offgrid_mcp_and_agent_then_a_restart_keeps_servers_and_settings(
-        start_server, npm_mcp_servers, tmp_path):
-    """`offgrid mcp add memory -- node …/server-memory`, `offgrid agent "remember …"` shows the
-    calls and their results; after a restart the server and the tool settings are there."""
-    home = {"OFFGRID_HOME": str(tmp_path / "home")}
-    first = start_server("--model", CHAT_MODEL, env=home)
-    env = {"OFFGRID_URL": first.url, "MEMORY_FILE_PATH": str(tmp_path / "memory.jsonl")}
-    added = offgrid("mcp", "add", "memory", "--env", f"MEMORY_FILE_PATH={tmp_path}/memory.jsonl",
-                    "--", *npm_mcp_servers["memory"], env=env)
-    assert added.returncode == 0 and "added memory" in added.stdout, added.stderr
-    wait_connected(first.url, "memory")
-    listed = offgrid("mcp", "list", env=env)
-    assert re.search(r"memory\s+connected\s+9 tools", listed.stdout), listed.stdout
-    assert offgrid("tools", "on", "shell", env=env).stdout.strip() == "shell is on"
-    assert offgrid("tools", "off", "current_time", env=env).returncode == 0
+WALKTHROUGH = "### From nothing to an agent that remembers"
+NPX_MEMORY = ["npx", "-y", "@modelcontextprotocol/server-memory"]
 
-    ran = offgrid("agent", "remember that the generator is in shed 3, then tell me where it is",
-                  env=env, timeout=300)
-    assert re.search(r"^call memory__\w+ \{", ran.stderr, re.M), ran.stderr
-    assert re.search(r"^  (->|!!) ", ran.stderr, re.M), ran.stderr
-    assert re.search(r"^\[\w+: \d+ steps, \d+ tokens\]$", ran.stderr, re.M), ran.stderr
+
+def walkthrough() -> list[list[list[str]]]:
+    """docs/agents.md's walkthrough: its `sh` blocks (before and after the restart), each a list
+    of `offgrid ...` commands as argv lists."""
+    section = (ROOT / "docs" / "agents.md").read_text().split(WALKTHROUGH, 1)[1]
+    section = section.split("\n#", 1)[0]
+    return [[shlex.split(line) for line in block.splitlines()]
+            for block in re.findall(r"^```sh\n(.*?)^```", section, re.S | re.M)]
+
+
+def run_as_written(argv: list[str], memory_server: list[str], env: dict) -> tuple[str, str]:
+    """One command of the walkthrough, npx's download replaced by the installed package: its
+    stdout and stderr, once it has succeeded (for `offgrid agent`: once it has ended a run, which
+    the starter model may end at max_steps, exit status 1)."""
+    assert argv[0] == "offgrid", argv
+    if argv[-3:] == NPX_MEMORY:
+        argv = argv[:-3] + memory_server
+    done = offgrid(*argv[1:], env=env, timeout=300)
+    assert done.returncode in ((0, 1) if argv[1] == "agent" else (0,)), (argv, done.stderr)
+    return done.stdout, done.stderr
+
+
+def test_the_docs_walkthrough_then_a_restart_keeps_servers_and_settings(
+        start_server, npm_mcp_servers, tmp_path):
+    """docs/agents.md, as written: `offgrid mcp add memory -- npx ...`, `offgrid agent
+    "remember ..."` shows the calls and their results; after a restart the server and the tool
+    settings are there, and the second block runs."""
+    before, after = walkthrough()
+    assert [argv[:3] for argv in before] == [["offgrid", "mcp", "add"], ["offgrid", "mcp", "list"],
+                                             ["offgrid", "tools", "off"], ["offgrid", "agent",
+                                             "remember that the generator is in shed 3, then "
+                                             "tell me where it is"]]
+    home = {"OFFGRID_HOME": str(tmp_path / "home"),
+            "MEMORY_FILE_PATH": str(tmp_path / "memory.jsonl")}  # the server's, so its MCP's
+    first = start_server("--model", CHAT_MODEL, env=home)
+    env = {"OFFGRID_URL": first.url}
+    memory = npm_mcp_servers["memory"]
+    added, _ = run_as_written(before[0], memory, env)
+    assert "added memory" in added
+    wait_connected(first.url, "memory")
+    listed, _ = run_as_written(before[1], memory, env)
+    assert re.search(r"memory\s+connected\s+9 tools", listed), listed
+    assert run_as_written(before[2], memory, env)[0].strip() == "current_time is off"
+    _, steps = run_as_written(before[3], memory, env)
+    assert re.search(r"^call memory__\w+ \{", steps, re.M), steps
+    assert re.search(r"^  (->|!!) ", steps, re.M), steps
+    assert re.search(r"^\[\w+: \d+ tool calls, \d+ tokens\]$", steps, re.M), steps
 
     first.stop()
     second = start_server("--model", CHAT_MODEL, env=home)
+    env = {"OFFGRID_URL": second.url}
     wait_connected(second.url, "memory")
     every = {t["name"]: t["enabled"] for t in get(second.url + TOOLS + "?all=true")[2]["tools"]}
-    assert every["shell"] is True and every["current_time"] is False
-    assert every["memory__read_graph"] is True
-    tools = offgrid("tools", env={"OFFGRID_URL": second.url}).stdout
-    assert re.search(r"^on  shell ", tools, re.M) and re.search(r"^off current_time ", tools,
-                                                                 re.M)
-    tested = offgrid("mcp", "test", "memory", env={"OFFGRID_URL": second.url})
-    assert tested.returncode == 0 and tested.stdout.startswith("ok: 9 tools")
-    removed = offgrid("mcp", "rm", "memory", env={"OFFGRID_URL": second.url})
-    assert removed.stdout.strip() == "removed memory"
+    assert every["current_time"] is False and every["memory__read_graph"] is True
+    outputs = [run_as_written(argv, memory, env)[0] for argv in after]
+    assert [argv[1:3] for argv in after] == [["mcp", "list"], ["tools"], ["tools", "on"],
+                                             ["mcp", "test"], ["mcp", "rm"]]
+    assert re.search(r"memory\s+connected\s+9 tools", outputs[0]), outputs[0]
+    assert re.search(r"^off current_time ", outputs[1], re.M), outputs[1]
+    assert re.search(r"^on  memory__read_graph ", outputs[1], re.M), outputs[1]
+    assert outputs[2].strip() == "current_time is on"
+    assert outputs[3].startswith("ok: 9 tools")
+    assert outputs[4].strip() == "removed memory"
     assert get(second.url + MCP)[2]["servers"] == []

@@ -223,7 +223,13 @@ def test_env_and_header_values_never_appear_in_statuses(manager, http_fixture, t
     assert manager.status("web")["headers"] == ["Authorization", "X-Fixture-Token"]
 
 
+def children() -> list[psutil.Process]:
+    """This process's descendants."""
+    return psutil.Process().children(recursive=True)
+
+
 def test_closing_leaves_no_process_behind(manager, tmp_path):
+    others = set(children())  # servers other tests' fixtures keep running
     # Like npx: a launcher whose child is the server.
     launcher = ("import subprocess, sys; "
                 f"sys.exit(subprocess.call({list(FIXTURE_ARGV)!r}))")
@@ -231,7 +237,7 @@ def test_closing_leaves_no_process_behind(manager, tmp_path):
     manager.add(fixture_server("direct"))
     wait_for(manager, "launched")
     wait_for(manager, "direct")
-    ours = psutil.Process().children(recursive=True)
+    ours = [process for process in children() if process not in others]
     assert len(ours) >= 3
     manager.close()
     assert gone(ours), [process for process in ours if process.is_running()]
@@ -261,9 +267,10 @@ def test_a_line_over_the_limit_ends_the_connection(tmp_path):
 
 
 def test_removing_a_server_stops_it_and_drops_its_tools(manager, db):
+    others = set(children())
     manager.add(fixture_server("fx"))
     wait_for(manager, "fx")
-    processes = psutil.Process().children(recursive=True)
+    processes = [process for process in children() if process not in others]
     manager.remove("fx")
     assert gone(processes) and tools(manager) == {} and manager.statuses() == []
     assert agents_store.mcp_servers(db) == []

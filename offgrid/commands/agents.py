@@ -104,8 +104,9 @@ def _agent(client: Client, args) -> int:
         print()
     done = events.done or {}
     usage = done.get("usage", {})
-    print(f"[{done.get('finish_reason')}: {len(done.get('steps', []))} steps, "
-          f"{usage.get('total_tokens', 0)} tokens]", file=sys.stderr)
+    calls = sum(step["type"] == "tool_call" for step in done.get("steps", []))
+    print(f"[{done.get('finish_reason')}: {calls} tool calls, {usage.get('total_tokens', 0)} "
+          "tokens]", file=sys.stderr)
     return 0 if done.get("finish_reason") == "stop" else 1
 
 
