@@ -142,6 +142,21 @@ SAMPLES = {
         "/v1/agents/mcp/test", {"name": "no-such-server"}, allowed=404),
     ("DELETE", "/v1/agents/mcp/{name}"): lambda a, role, uid: Call(
         "/v1/agents/mcp/no-such-server", allowed=404),
+    ("GET", "/v1/sessions"): lambda a, role, uid: Call("/v1/sessions"),
+    ("POST", "/v1/sessions"): lambda a, role, uid: Call(
+        "/v1/sessions", {"name": unique("probe-")}, allowed=201),
+    ("GET", "/v1/sessions/{name}"): lambda a, role, uid: Call(
+        "/v1/sessions/no-such-session", allowed=404),
+    ("PATCH", "/v1/sessions/{name}"): lambda a, role, uid: Call(
+        "/v1/sessions/no-such-session", {"name": "other"}, allowed=404),
+    ("DELETE", "/v1/sessions/{name}"): lambda a, role, uid: Call(
+        "/v1/sessions/no-such-session", allowed=404),
+    ("GET", "/v1/sessions/{name}/messages"): lambda a, role, uid: Call(
+        "/v1/sessions/no-such-session/messages", allowed=404),
+    ("POST", "/v1/sessions/{name}/generate"): lambda a, role, uid: Call(
+        "/v1/sessions/no-such-session/generate", {"content": "Hi"}, allowed=404),
+    ("GET", "/v1/sessions/{name}/export"): lambda a, role, uid: Call(
+        "/v1/sessions/no-such-session/export", allowed=404),
     ("POST", "/v1/auth/login"): lambda a, role, uid: Call(
         "/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD}),
     ("POST", "/v1/auth/logout"): lambda a, role, uid: Call("/v1/auth/logout",

@@ -38,13 +38,22 @@ def choices(request: GenerationRequest, n: int) -> list[GenerationRequest]:
 def prompt_room(scheduler: Scheduler, messages: list[tuple[str, str]], max_tokens: int | None
                 ) -> int:
     """About how many more tokens a prompt of `messages` could take and still fit a slot with
-    its answer (a quarter of the slot, unless max_tokens says); counted on the vocabulary, as
-    the chat template adds a few tokens per message."""
-    model = scheduler.model
-    used = sum(len(model.tokenize(text, add_special=False, parse_special=False)) + 8
-               for _, text in messages)
+    its answer (a quarter of the slot, unless max_tokens says)."""
+    return max(0, prompt_budget(scheduler, max_tokens) - sum(
+        message_cost(scheduler, text) for _, text in messages))
+
+
+def prompt_budget(scheduler: Scheduler, max_tokens: int | None) -> int:
+    """About how many tokens of messages a slot takes beside an answer of max_tokens (a
+    quarter of the slot when None)."""
     answer = max_tokens if max_tokens is not None else scheduler.ctx_per_slot // 4
-    return max(0, scheduler.ctx_per_slot - used - answer - 16)
+    return scheduler.ctx_per_slot - answer - 16
+
+
+def message_cost(scheduler: Scheduler, text: str) -> int:
+    """A message's tokens in a prompt: counted on the vocabulary, with the few the chat
+    template adds around each message."""
+    return len(scheduler.model.tokenize(text, add_special=False, parse_special=False)) + 8
 
 
 class Run:

@@ -43,7 +43,7 @@ from .gate import Gate
 from .hosts import HostPolicy
 from .http import ClientGone, Request, Response
 from .policy import Group
-from .routes import account, agents, kb, models, openai, system, tokenizer, users
+from .routes import account, agents, kb, models, openai, sessions, system, tokenizer, users
 from .startup import prepare_users
 
 log = logging.getLogger("offgrid.server")
@@ -98,6 +98,14 @@ ROUTES = [
     ("POST", "/v1/agents/mcp", agents.add_mcp_server, Group.TOOLS),
     ("POST", "/v1/agents/mcp/test", agents.test_mcp_server, Group.TOOLS),
     ("DELETE", "/v1/agents/mcp/{name}", agents.remove_mcp_server, Group.TOOLS),
+    ("GET", "/v1/sessions", sessions.list_sessions, Group.SESSIONS),
+    ("POST", "/v1/sessions", sessions.create_session, Group.SESSIONS),
+    ("GET", "/v1/sessions/{name}", sessions.get_session, Group.SESSIONS),
+    ("PATCH", "/v1/sessions/{name}", sessions.update_session, Group.SESSIONS),
+    ("DELETE", "/v1/sessions/{name}", sessions.delete_session, Group.SESSIONS),
+    ("GET", "/v1/sessions/{name}/messages", sessions.list_messages, Group.SESSIONS),
+    ("POST", "/v1/sessions/{name}/generate", sessions.generate_turn, Group.SESSIONS, "content"),
+    ("GET", "/v1/sessions/{name}/export", sessions.export_session, Group.SESSIONS),
     ("POST", "/v1/auth/login", account.login, Group.LOGIN),
     ("POST", "/v1/auth/logout", account.logout, Group.ACCOUNT),
     ("GET", "/v1/users/me", account.me, Group.ACCOUNT),

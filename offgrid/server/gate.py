@@ -22,7 +22,7 @@ from .policy import Group, Mode
 BEARER = re.compile(r"Bearer +(\S{1,512})", re.IGNORECASE)
 SECRET = re.compile(r"ogt?_[A-Za-z0-9_-]{20,200}")
 # the routes that spend tokens
-TOKEN_GROUPS = {Group.CHAT, Group.GENERATE, Group.DOCUMENTS, Group.AGENTS}
+TOKEN_GROUPS = {Group.CHAT, Group.GENERATE, Group.DOCUMENTS, Group.AGENTS, Group.SESSIONS}
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ _logit_bias = {"type": "object", "additionalProperties": _number(-100, 100),
                "propertyNames": {"pattern": "^[0-9]+$"}}
 
 MODEL = _ref("ModelId")
+SESSION_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
 
 _sampling = {
     "model": MODEL, "temperature": _number(0, 2), "top_p": _number(0, 1),
@@ -276,6 +277,27 @@ SCHEMAS = {
     "CreateKeyRequest": _obj({"name": STR, "requests_per_minute": {"type": "integer",
                                                                    "minimum": 0},
                               "tokens_per_day": {"type": "integer", "minimum": 0}}),
+    "SessionRequest": _obj({"name": SESSION_NAME, "model": MODEL, "system_prompt": STR},
+                           ("name",)),
+    "SessionChange": _obj({"name": SESSION_NAME, "model": MODEL, "system_prompt": STR}),
+    "Session": _obj({"name": STR, "model": NULLABLE_STR, "system_prompt": STR,
+                     "created_at": INT, "updated_at": INT, "message_count": INT},
+                    ("name", "model", "system_prompt", "message_count")),
+    "SessionList": _obj({"sessions": _array(_ref("Session")), "count": INT},
+                        ("sessions", "count")),
+    "SessionMessage": _obj({"id": INT, "role": {"enum": ["user", "assistant"]},
+                            "content": STR, "created_at": INT,
+                            "citations": _array(_ref("Citation")), "usage": _ref("Usage")},
+                           ("id", "role", "content")),
+    "SessionMessages": _obj({"session": STR, "messages": _array(_ref("SessionMessage")),
+                             "count": INT}, ("messages", "count")),
+    "TurnRequest": _obj({
+        "content": {"type": "string", "minLength": 1}, "stream": BOOL,
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "temperature": _number(0, 2), "top_p": _number(0, 1), "seed": INT,
+        "use_knowledge_base": BOOL}, ("content",)),
+    "Turn": _obj({"message": _ref("SessionMessage"), "usage": _ref("Usage"),
+                  "finish_reason": STR}, ("message", "usage", "finish_reason")),
 }
 
 
@@ -284,7 +306,7 @@ def _json(schema: dict, description: str = "OK") -> dict:
 
 
 _ERROR = _ref("Error")
-_GENERATION_RESPONSES = {"text/event-stream": {"schema": STR}}
+_SSE_EVENT = _obj({"data": STR, "event": STR, "id": STR}, ("data",))
 
 
 def _list_of(name: str) -> dict:
@@ -296,8 +318,8 @@ def _operation(summary: str, response: dict, request: str | None = None,
                parameters: list | None = None, status: str = "200",
                body_required: bool = True) -> dict:
     ok = _json(response)
-    if streams:
-        ok["content"].update(_GENERATION_RESPONSES)
+    if streams:  # it may answer with SSE: events of JSON data, which the docs describe
+        ok["content"]["text/event-stream"] = {"schema": _SSE_EVENT}
     operation = {"summary": summary,
                  "responses": {status: ok, **{str(s): _json(_ERROR, "Error") for s in errors}}}
     if request:
@@ -329,6 +351,7 @@ def _path_ids(*names: str) -> list[dict]:
 
 
 _MODEL_ID = _path_ids("model_id")
+_SESSION = _path_ids("name")
 
 OPERATIONS = {
     ("GET", "/"): _operation("Server name, version and status", _obj(
@@ -455,6 +478,34 @@ OPERATIONS = {
         "Stop and remove an MCP server", _obj({"name": STR, "object": {"const": "mcp_server"},
                                                "deleted": BOOL}, ("name", "deleted")),
         errors=(404, *_AUTH_ERRORS), parameters=_path_ids("name")),
+    ("GET", "/v1/sessions"): _operation(
+        "The caller's sessions, the latest used first (search: in names and messages)",
+        _ref("SessionList"), errors=_AUTH_ERRORS,
+        parameters=[{"name": "search", "in": "query", "required": False, "schema": STR}]),
+    ("POST", "/v1/sessions"): _operation(
+        "Start a session", _ref("Session"), "SessionRequest", (400, 404, 409, 413,
+                                                               *_AUTH_ERRORS), status="201"),
+    ("GET", "/v1/sessions/{name}"): _operation(
+        "A session", _ref("Session"), errors=(404, *_AUTH_ERRORS), parameters=_SESSION),
+    ("PATCH", "/v1/sessions/{name}"): _operation(
+        "Rename a session, or change its model or system prompt", _ref("Session"),
+        "SessionChange", (400, 404, 409, 413, *_AUTH_ERRORS), parameters=_SESSION),
+    ("DELETE", "/v1/sessions/{name}"): _operation(
+        "Delete a session and its messages", _obj({"name": STR, "deleted": BOOL},
+                                                  ("name", "deleted")),
+        errors=(404, *_AUTH_ERRORS), parameters=_SESSION),
+    ("GET", "/v1/sessions/{name}/messages"): _operation(
+        "A session's messages, in order", _ref("SessionMessages"),
+        errors=(404, *_AUTH_ERRORS), parameters=_SESSION),
+    ("POST", "/v1/sessions/{name}/generate"): _operation(
+        "Say the next message and get the answer (stream: SSE delta events, then done); the "
+        "turn is kept whole or not at all", _ref("Turn"), "TurnRequest",
+        (400, 404, 409, 413, 500, 503, *_AUTH_ERRORS), True, _SESSION),
+    ("GET", "/v1/sessions/{name}/export"): _operation(
+        "A session with its messages, as JSON or (format=md) Markdown", _ref("Session"),
+        errors=(400, 404, *_AUTH_ERRORS), parameters=[*_SESSION, {
+            "name": "format", "in": "query", "required": False,
+            "schema": {"enum": ["json", "md"]}}]),
     ("POST", "/v1/auth/login"): _operation(
         "A login token for a username and password", _ref("Login"), "LoginRequest",
         (400, 401, 404, 413, 429)),

@@ -19,6 +19,7 @@ class Group(str, Enum):
     GENERATE = "generate"  # completions, embeddings, tokenizer
     DOCUMENTS = "documents"  # adding and removing documents of one's own
     AGENTS = "agents"  # running agents with the tools that are on
+    SESSIONS = "sessions"  # chat sessions kept on the server, each its owner's
     TOOLS = "tools"  # the agents' tools and MCP servers: turning them on, adding, testing
     ACCOUNT = "account"  # the caller's own account: who am I, log out
     OWN = "own"  # a user's record and API keys: their own, or anyone's for an admin
@@ -32,6 +33,7 @@ CALLERS = (None, "guest", "user", "admin")  # None: anonymous, no credentials
 RANK = {None: 0, "guest": 1, "user": 2, "admin": 3}
 LEAST_ROLE = {Group.MODELS: "guest", Group.CHAT: "guest", Group.KNOWLEDGE: "guest",
               Group.GENERATE: "user", Group.DOCUMENTS: "user", Group.AGENTS: "user",
+              Group.SESSIONS: "user",
               Group.ACCOUNT: "guest", Group.OWN: "user", Group.USERS: "admin",
               Group.TOOLS: "admin", Group.ADMIN: "admin"}
 # What may run tools or start processes: with no accounts to stop it, a web page of another

@@ -147,5 +147,31 @@ def m003_agent_tools_and_mcp_servers(connection: sqlite3.Connection) -> None:
     """)
 
 
+def m004_chat_sessions(connection: sqlite3.Connection) -> None:
+    run_script(connection, """
+        CREATE TABLE chat_sessions (
+            id INTEGER PRIMARY KEY,
+            owner_id INTEGER REFERENCES users (id) ON DELETE CASCADE,  -- NULL: single-user mode
+            name TEXT NOT NULL,
+            model TEXT,  -- NULL: the server's default model
+            system_prompt TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX chat_sessions_by_owner_and_name
+            ON chat_sessions (IFNULL(owner_id, 0), name);
+        CREATE TABLE chat_messages (
+            id INTEGER PRIMARY KEY,  -- in the order they were said
+            session_id INTEGER NOT NULL REFERENCES chat_sessions (id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL,
+            citations TEXT,  -- JSON array: the knowledge-base passages an answer had
+            usage TEXT,  -- JSON object: an answer's tokens
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX chat_messages_by_session ON chat_messages (session_id, id)
+    """)
+
+
 MIGRATIONS = [m001_users_keys_tokens_quotas_audit, m002_knowledge_base,
-              m003_agent_tools_and_mcp_servers]
+              m003_agent_tools_and_mcp_servers, m004_chat_sessions]

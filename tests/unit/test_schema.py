@@ -24,6 +24,10 @@ SCHEMA = {
     "kb_state": ["id", "enabled", "embedding_model", "reembedding_to"],
     "tool_settings": ["name", "enabled", "changed_at", "changed_by"],
     "mcp_servers": ["name", "command", "args", "env", "cwd", "url", "headers", "created_at"],
+    "chat_sessions": ["id", "owner_id", "name", "model", "system_prompt", "created_at",
+                      "updated_at"],
+    "chat_messages": ["id", "session_id", "role", "content", "citations", "usage",
+                      "created_at"],
     # the FTS5 index over chunks, and the tables FTS5 keeps it in
     "chunks_fts": ["section", "text"],
     "chunks_fts_data": ["id", "block"],
@@ -32,7 +36,8 @@ SCHEMA = {
     "chunks_fts_config": ["k", "v"],
 }
 INDEXES = {"api_keys_by_prefix", "api_keys_by_user", "login_tokens_by_prefix",
-           "documents_by_owner_and_content"}
+           "documents_by_owner_and_content", "chat_sessions_by_owner_and_name",
+           "chat_messages_by_session"}
 TRIGGERS = {"chunks_fts_after_insert", "chunks_fts_after_delete"}
 
 
