@@ -25,10 +25,11 @@ def test_system_stats_count_for_real(base_url):
     for key in ("cpu_percent", "memory_bytes", "models_loaded", "active_sessions",
                 "requests_total", "tokens_generated", "uptime_seconds"):
         assert isinstance(before[key], (int, float)), key
-    assert before["memory_bytes"] > 50_000_000 and before["models_loaded"] >= 1
+    assert before["memory_bytes"] > 50_000_000
     post(base_url + "/v1/completions", {"model": CHAT_MODEL, "prompt": "1, 2,", "max_tokens": 5,
                                         "temperature": 0})
     after = get(base_url + "/v1/system/stats")[2]
+    assert after["models_loaded"] >= 1  # before, it may have been unloaded after idling
     assert after["requests_total"] == before["requests_total"] + 2
     assert after["tokens_generated"] == before["tokens_generated"] + 5
 
