@@ -120,6 +120,7 @@ class Client:
         self.users = Users(self)
         self.kb = KnowledgeBase(self)
         self.agents = Agents(self)
+        self.sessions = Sessions(self)
 
     def __repr__(self) -> str:
         return f"offgrid.Client({self.host!r})"
@@ -235,15 +236,35 @@ class Answer(str):
         return answer
 
 
-class TextStream:
-    """An answer's text as it streams, piece by piece; `citations` is set (where the request
-    asked for the knowledge base) before the first piece. Closing it hangs up, and the server
-    stops generating."""
+class _Pieces:
+    """Text that streams in from a response, piece by piece (what `_read` yields); closing it
+    hangs up, and the server stops generating."""
+
+    def __init__(self, response, *args):
+        self._response = response
+        self._pieces = self._read(*args)
+
+    def _read(self, *args) -> Iterator[str]:
+        raise NotImplementedError
+
+    def __iter__(self) -> "_Pieces":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        self._pieces.close()
+        self._response.close()
+
+
+class TextStream(_Pieces):
+    """An answer's text as it streams; `citations` is set (where the request asked for the
+    knowledge base) before the first piece."""
 
     def __init__(self, response, text_of: Callable):
         self.citations: list[dict] | None = None
-        self._response = response
-        self._pieces = self._read(text_of)
+        super().__init__(response, text_of)
 
     def _read(self, text_of: Callable) -> Iterator[str]:
         with self._response:
@@ -257,15 +278,24 @@ class TextStream:
                     if text:
                         yield text
 
-    def __iter__(self) -> "TextStream":
-        return self
 
-    def __next__(self) -> str:
-        return next(self._pieces)
+class TurnStream(_Pieces):
+    """A session turn's answer as it streams; once it has ended, `done` holds the kept
+    message, the usage and the finish reason. Closed before that, nothing is kept."""
 
-    def close(self) -> None:
-        self._pieces.close()
-        self._response.close()
+    def __init__(self, response):
+        self.done: dict | None = None
+        super().__init__(response)
+
+    def _read(self) -> Iterator[str]:
+        with self._response:
+            for event in _events(self._response):
+                if event["type"] == "error":
+                    raise _error(500, event["error"], None)
+                if event["type"] == "done":
+                    self.done = event
+                elif event["type"] == "delta":
+                    yield event["content"]
 
 
 def _multipart(fields: dict, files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
@@ -282,6 +312,11 @@ def _multipart(fields: dict, files: dict[str, tuple[str, bytes]]) -> tuple[bytes
                      .encode() + data + b"\r\n")
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), \
         f"multipart/form-data; boundary={boundary}"
+
+
+def _quoted(name: str) -> str:
+    """A name as one segment of a URL path."""
+    return urllib.parse.quote(name, safe="")
 
 
 def _events(response) -> Iterator[dict]:
@@ -368,11 +403,11 @@ class Models:
         return self._client.request("GET", "/v1/models")["data"]
 
     def get(self, model: str) -> dict:
-        return self._client.request("GET", f"/v1/models/{urllib.parse.quote(model, safe='')}")
+        return self._client.request("GET", f"/v1/models/{_quoted(model)}")
 
     def delete(self, model: str) -> dict:
         return self._client.request("DELETE",
-                                    f"/v1/models/{urllib.parse.quote(model, safe='')}")
+                                    f"/v1/models/{_quoted(model)}")
 
     def search(self, query: str) -> list[dict]:
         return self._client.request("GET", "/v1/search", query={"query": query})["data"]
@@ -481,6 +516,53 @@ class KnowledgeBase:
         return self._client.request("POST", "/v1/rag/disable")
 
 
+class Sessions:
+    """Conversations kept on the server (in multi-user mode, the caller's own): each turn is
+    kept with its answer, and the next one continues it."""
+
+    def __init__(self, client: Client):
+        self._client = client
+
+    def create(self, name: str, model: str | None = None, system_prompt: str = "") -> dict:
+        return self._client.request("POST", "/v1/sessions", {
+            "name": name, "model": model, "system_prompt": system_prompt})
+
+    def list(self, search: str | None = None) -> list[dict]:
+        """The sessions, the latest used first; `search` keeps those whose name or messages
+        hold it."""
+        query = {"search": search} if search else None
+        return self._client.request("GET", "/v1/sessions", query=query)["sessions"]
+
+    def get(self, name: str) -> dict:
+        return self._client.request("GET", f"/v1/sessions/{_quoted(name)}")
+
+    def update(self, name: str, **changes) -> dict:
+        """Change its `name`, `model` or `system_prompt`."""
+        return self._client.request("PATCH", f"/v1/sessions/{_quoted(name)}", changes)
+
+    def delete(self, name: str) -> dict:
+        return self._client.request("DELETE", f"/v1/sessions/{_quoted(name)}")
+
+    def messages(self, name: str) -> list[dict]:
+        return self._client.request("GET", f"/v1/sessions/{_quoted(name)}/messages")["messages"]
+
+    def say(self, name: str, content: str, stream: bool = False, **params):
+        """The next turn: {"message", "usage", "finish_reason"}; or, streaming, a TurnStream of
+        the answer's text. `params`: max_tokens, temperature, top_p, seed, stop,
+        use_knowledge_base, ..."""
+        path, body = f"/v1/sessions/{_quoted(name)}/generate", {"content": content, **params}
+        if stream:
+            return TurnStream(self._client._open("POST", path, {**body, "stream": True}))
+        return self._client.request("POST", path, body)
+
+    def export(self, name: str, format: str = "json"):
+        """The session with its messages: a dict, or with format="md" Markdown text."""
+        with self._client._open("GET", f"/v1/sessions/{_quoted(name)}/export", None,
+                                {"format": format}) as response:
+            raw = response.read()
+        return raw.decode("utf-8") if format == "md" else json.loads(raw)
+
+
 class Agents:
     """Tasks worked through by a model with tools; the tools, and (admins) the MCP servers
     whose tools join them."""
@@ -566,7 +648,7 @@ class McpServers:
             name, command, args, env, cwd, url, headers))
 
     def remove(self, name: str) -> dict:
-        return self._client.request("DELETE", f"/v1/agents/mcp/{urllib.parse.quote(name)}")
+        return self._client.request("DELETE", f"/v1/agents/mcp/{_quoted(name)}")
 
 
 def _mcp_body(name, command, args, env, cwd, url, headers) -> dict:

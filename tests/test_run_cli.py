@@ -127,3 +127,51 @@ def test_ctrl_d_leaves(chat):
     chat.expect(">>> ", timeout=180)
     chat.type("\x04")
     assert chat.wait() == 0
+
+
+def run_in_terminal(tmp_path, port: int, *args: str) -> Terminal:
+    """`offgrid run ...` with no OFFGRID_MODELS_DIR: the flags say everything."""
+    env = child_env(tmp_path / "home", OFFGRID_PORT=str(port), TERM="dumb")
+    return Terminal([sys.executable, "-m", "offgrid", "run", *args], env)
+
+
+def test_a_session_continues_in_a_later_chat_and_a_closed_terminal_stops_its_server(
+        models_dir, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    first = run_in_terminal(tmp_path, port, CHAT_MODEL, "--models-dir", str(models_dir),
+                            "--session", "trip", "--temperature", "0", "--max-tokens", "20")
+    first.expect("(session trip: new)", timeout=180)
+    first.expect(">>> ")
+    first.type("The generator is in shed 3.\r")
+    first.expect(">>> ")
+    assert get(url + "/v1/sessions/trip")[2]["message_count"] == 2
+    os.close(first.fd)  # the terminal closes: SIGHUP
+    assert first.wait() == 128 + signal.SIGHUP
+    wait_until(lambda: _unreachable(url), message="the server it started stopping")
+
+    second = run_in_terminal(tmp_path, port, CHAT_MODEL, "--models-dir", str(models_dir),
+                             "--session", "trip", "--max-tokens", "20")
+    second.expect("(session trip: 2 messages; the last ones:)", timeout=180)
+    second.expect(">>> The generator is in shed 3.")  # the last turn, shown again
+    second.expect("\n>>> ")
+    second.type("/bye\r")
+    assert second.wait() == 0
+
+
+def _unreachable(url: str) -> bool:
+    try:
+        get(url + "/health", timeout=2)
+        return False
+    except OSError:
+        return True
+
+
+def test_a_model_that_cannot_load_is_said_at_once(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "broken.gguf").write_bytes(b"GGUF" + b"\x00" * 64)
+    terminal = run_in_terminal(tmp_path, free_port(), "broken", "--models-dir", str(models))
+    terminal.expect("offgrid: ", timeout=60)
+    assert terminal.wait() == 1
+    assert "broken" in terminal.screen and ">>> " not in terminal.screen
