@@ -18,14 +18,14 @@ def chat_completions(app, request: Request) -> Response:
     chat.check_against(loaded.model)
     messages, citations = list(chat.messages), None
     if chat.knowledge is not None:
-        messages, citations = _with_knowledge(app, request, loaded, chat)
-    run = _start(request, loaded, chat.generation_requests(messages), chat.n)
+        messages, citations = with_knowledge(app, request, loaded, chat)
+    run = start(request, loaded, chat.generation_requests(messages), chat.n)
     reply = responses.ChatReply(chat.model, chat.n, chat.tool_use, citations)
     return responses.render(run, reply, chat.n, chat.stream, chat.include_usage)
 
 
-def _with_knowledge(app, request: Request, loaded: LoadedModel, chat: ChatCompletionRequest
-                    ) -> tuple[list[tuple[str, str]], list[dict]]:
+def with_knowledge(app, request: Request, loaded: LoadedModel, chat: ChatCompletionRequest
+                   ) -> tuple[list[tuple[str, str]], list[dict]]:
     """The chat's messages with the passages its question finds as numbered sources, as many
     as the slot has room for; and their citations."""
     options, messages = chat.knowledge, list(chat.messages)
@@ -43,15 +43,15 @@ def completions(app, request: Request) -> Response:
     loaded = app.registry.get(completion.model, completion.keep_alive)
     completion.check_against(loaded.model)
     generation_requests = completion.generation_requests()
-    run = _start(request, loaded, generation_requests, completion.n)
+    run = start(request, loaded, generation_requests, completion.n)
     echoes = [(p if isinstance(p, str) else loaded.model.detokenize(list(p)))
               if completion.echo else "" for p in completion.prompts]
     return responses.render(run, responses.CompletionReply(completion.model, completion.n, echoes),
                             len(generation_requests), completion.stream, completion.include_usage)
 
 
-def _start(request: Request, loaded: LoadedModel, generation_requests, per_prompt: int
-           ) -> generate.Run:
+def start(request: Request, loaded: LoadedModel, generation_requests, per_prompt: int
+          ) -> generate.Run:
     """The requests running, once each has read its prompt (a prompt the model refuses is
     refused before any answer begins)."""
     run = generate.Run(loaded.generator(), generation_requests, per_prompt=per_prompt,
