@@ -91,11 +91,11 @@ def test_format_holds_the_answer_to_a_schema(client):
     schema = {"type": "object", "required": ["name", "age"],
               "properties": {"name": {"type": "string", "maxLength": 12},
                              "age": {"type": "integer", "minimum": 0, "maximum": 120}}}
-    answer = client.chat(model=CHAT, format=schema, options={"temperature": 0},
+    answer = client.chat(model=CHAT, format=schema, options={"temperature": 0, "num_predict": 40},
                          messages=[{"role": "user", "content": "Describe Ada, aged 36."}])
     assert set(json.loads(answer.message.content)) == {"name", "age"}
     as_json = client.generate(model=CHAT, prompt="A JSON object about a cat:", format="json",
-                              options={"temperature": 0, "num_predict": 60})
+                              options={"temperature": 0, "num_predict": 8})
     assert as_json.response.lstrip().startswith("{")
 
 
@@ -117,7 +117,7 @@ ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 def test_tools_answer_in_words_or_with_a_call(client):
     for question in ("What is the weather in Berlin?", "Write a poem about the sea."):
-        answer = client.chat(model=CHAT, tools=[get_weather], options={"temperature": 0},
+        answer = client.chat(model=CHAT, tools=[get_weather], options=GREEDY,
                              messages=[{"role": "user", "content": question}])
         if answer.message.tool_calls:
             assert answer.message.tool_calls[0].function.name == "get_weather"
@@ -128,7 +128,8 @@ def test_tools_answer_in_words_or_with_a_call(client):
 def test_calls_carry_their_arguments_as_objects_and_their_results_are_read(base_url, client):
     """The starter model calls no tool unless told to: `tool_choice`, an extra field."""
     body = {"model": CHAT, "messages": ASK_WEATHER, "tools": [WEATHER],
-            "tool_choice": "required", "stream": False, "options": {"temperature": 0}}
+            "tool_choice": "required", "stream": False,
+            "options": {"temperature": 0, "num_predict": 40}}
     status, _, whole = post(base_url + "/api/chat", body)
     answer = ollama.ChatResponse(**whole)
     (call,) = answer.message.tool_calls
@@ -229,7 +230,7 @@ REPO = "test-org/SmolLM2-GGUF"
 @pytest.fixture(scope="module")
 def hub(model_files):
     mock = HubMock()
-    mock.host(REPO, CHAT_MODEL + ".gguf", model_files["starter"])
+    mock.host(REPO, CHAT_MODEL + ".gguf", model_files["starter"], bytes_per_second=50_000_000)
     mock.host(REPO, "SmolLM2-135M-Instruct.Q4_K_M.gguf", model_files["starter"])
     yield mock
     mock.close()

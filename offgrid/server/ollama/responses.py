@@ -263,18 +263,29 @@ def pull(job: Download, stream: bool, caller_gone: Callable[[], bool]) -> Respon
 def _progress(job: Download, caller_gone: Callable[[], bool]) -> Iterator[dict]:
     yield {"status": "pulling manifest"}
     said = None
-    while not job.finished and not caller_gone():
-        line = {"status": f"pulling {job.file_name}", "total": job.bytes_total,
-                "completed": job.bytes_done}
-        if job.sha256:
-            line["digest"] = "sha256:" + job.sha256
-        if job.status == "verifying":
-            line = {"status": "verifying sha256 digest"}
-        if line != said and job.status in ("downloading", "verifying"):
+    while not caller_gone():
+        finished = job.finished  # read first, so that the last state read is the final one
+        line = _state(job)
+        if line is not None and line != said:
             said = line
             yield line
+        if finished:
+            break
         time.sleep(PROGRESS_SECONDS)
     if job.status == "completed":
         yield {"status": "success"}
     elif job.finished:
         yield {"error": job.error or f"The download was {job.status}"}
+
+
+def _state(job: Download) -> dict | None:
+    """How far the download is, as a progress line; None before its bytes start."""
+    if job.status == "verifying":
+        return {"status": "verifying sha256 digest"}
+    if job.status not in ("downloading", "completed"):
+        return None
+    line = {"status": f"pulling {job.file_name}", "total": job.bytes_total,
+            "completed": job.bytes_done}
+    if job.sha256:
+        line["digest"] = "sha256:" + job.sha256
+    return line
