@@ -51,9 +51,11 @@ def test_ps_lists_the_loaded_models_with_their_context_and_expiry(client):
     assert len(running[CHAT].digest) == 64 and running[CHAT].size > 98_362_432
 
 
-def test_version_is_numeric_semver(base_url):
+def test_version_is_numeric_semver_and_the_root_answers_a_probe(base_url):
     status, _, body = get(base_url + "/api/version")
     assert status == 200 and [part.isdigit() for part in body["version"].split(".")] == [True] * 3
+    status, headers, body = request("HEAD", base_url + "/")  # Ollama's CLI probes it so
+    assert status == 200 and body == "" and int(headers["Content-Length"]) > 0
 
 
 # -- generation --------------------------------------------------------------------------------
