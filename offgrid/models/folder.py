@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,21 @@ class ModelFolder:
         for path in model_file.paths:
             path.unlink()
         return model_file
+
+    def copy(self, model_id: str, new_id: str) -> ModelFile:
+        """The model under a second id as well: its files hard-linked under the new name, or
+        copied where the file system cannot link them."""
+        source = self.find(model_id)
+        check_name(new_id)
+        targets = [self.folder / (new_id + path.name[len(source.id):]) for path in source.paths]
+        if any(target.exists() for target in targets) or new_id in {f.id for f in self.files()}:
+            raise Conflict(f"A model named {new_id} exists already")
+        for path, target in zip(source.paths, targets, strict=True):
+            try:
+                os.link(path, target)
+            except OSError:  # another file system, or one without hard links
+                shutil.copyfile(path, target)
+        return self.find(new_id)
 
     def partial_path(self, file_name: str) -> Path:
         """Where a file being written goes until it is complete: hidden, so never listed."""

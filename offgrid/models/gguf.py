@@ -7,7 +7,7 @@ one record per tensor (name, shape, type, offset). Everything little-endian.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MAGIC = b"GGUF"
@@ -43,6 +43,8 @@ class GgufInfo:
     embedding_length: int
     heads: int
     kv_heads: int
+    # every key with a string, number or boolean value (arrays are skipped), as the file has it
+    metadata: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def is_gguf(path: Path) -> bool:
@@ -92,7 +94,8 @@ def _read(reader: "_Reader") -> GgufInfo:
         is_embedding=f"{arch}.pooling_type" in metadata,
         layers=int(metadata.get(f"{arch}.block_count", 0)),
         embedding_length=int(metadata.get(f"{arch}.embedding_length", 0)),
-        heads=heads, kv_heads=int(metadata.get(f"{arch}.attention.head_count_kv", heads) or 0))
+        heads=heads, kv_heads=int(metadata.get(f"{arch}.attention.head_count_kv", heads) or 0),
+        metadata={key: value for key, value in metadata.items() if value is not None})
 
 
 class _Reader:

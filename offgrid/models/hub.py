@@ -105,11 +105,17 @@ def gguf_files(repository: str) -> list[str]:
     return sorted(f for f in files if f.endswith(".gguf") and "/" not in f)
 
 
-def choose_file(repository: str) -> str:
-    """The repository's Q4_K_M file when it has one (a good default), else its first GGUF."""
+def choose_file(repository: str, tag: str | None = None) -> str:
+    """The repository's first GGUF file with `tag` (a quantization, say) in its name; without
+    a tag its Q4_K_M file when it has one (a good default), else its first GGUF."""
     files = gguf_files(repository)
     if not files:
         raise HubError(f"{repository} has no GGUF files")
+    if tag is not None:
+        tagged = [f for f in files if tag.lower() in f.lower()]
+        if not tagged:
+            raise NotOnHub(f"{repository} has no GGUF file with {tag!r} in its name")
+        return tagged[0]
     preferred = [f for f in files if PREFERRED_QUANTIZATION in f.lower()]
     return (preferred or files)[0]
 
@@ -123,6 +129,7 @@ class Download:
     status: str = "starting"  # starting, downloading, verifying, completed, failed, cancelled
     bytes_done: int = 0
     bytes_total: int | None = None
+    sha256: str | None = None  # the file's, when the hub says (it does for LFS files, as GGUFs)
     error: str | None = None
     started: float = field(default_factory=time.time)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -176,6 +183,7 @@ def download(folder: ModelFolder, job: Download) -> Path:
     meta = _reach(lambda: hub.get_hf_file_metadata(url, timeout=TIMEOUT),
                   f"{job.repository}/{job.file_name}")
     job.bytes_total = meta.size
+    job.sha256 = meta.etag if meta.etag and _SHA256.match(meta.etag) else None
     partial = folder.partial_path(job.file_name)
     if meta.size is not None and partial.exists() and partial.stat().st_size > meta.size:
         partial.unlink()  # left by another version of the file: nothing to resume from

@@ -42,8 +42,9 @@ from .errors import (
 from .gate import Gate
 from .hosts import HostPolicy
 from .http import ClientGone, Request, Response
+from .ollama.responses import error_body as ollama_error
 from .policy import Group
-from .routes import account, agents, kb, models, openai, sessions, system, tokenizer, users
+from .routes import account, agents, kb, models, ollama, openai, sessions, system, tokenizer, users
 from .startup import prepare_users
 
 log = logging.getLogger("offgrid.server")
@@ -55,6 +56,7 @@ class Route(NamedTuple):
     handler: Callable
     group: Group = Group.ADMIN  # who may call it (see policy.py); undeclared: admins only
     prompt: str | None = None  # the body field holding the prompt, for errors about it
+    error_body: Callable[[ApiError], dict] = ApiError.body  # the wire format's error shape
 
 
 ROUTES = [
@@ -117,6 +119,18 @@ ROUTES = [
     ("GET", "/v1/users/{user_id}/api-keys", users.list_keys, Group.OWN),
     ("POST", "/v1/users/{user_id}/api-keys", users.create_key, Group.OWN),
     ("DELETE", "/v1/users/{user_id}/api-keys/{key_id}", users.revoke_key, Group.OWN),
+    # Ollama's API, with its errors in its own shape
+    ("GET", "/api/version", ollama.version, Group.PUBLIC, None, ollama_error),
+    ("GET", "/api/tags", ollama.tags, Group.MODELS, None, ollama_error),
+    ("POST", "/api/show", ollama.show, Group.MODELS, None, ollama_error),
+    ("GET", "/api/ps", ollama.ps, Group.MODELS, None, ollama_error),
+    ("POST", "/api/chat", ollama.chat, Group.CHAT, "messages", ollama_error),
+    ("POST", "/api/generate", ollama.generate, Group.GENERATE, "prompt", ollama_error),
+    ("POST", "/api/embed", ollama.embed, Group.GENERATE, "input", ollama_error),
+    ("POST", "/api/embeddings", ollama.embeddings, Group.GENERATE, "prompt", ollama_error),
+    ("POST", "/api/pull", ollama.pull, Group.ADMIN, None, ollama_error),
+    ("DELETE", "/api/delete", ollama.delete, Group.ADMIN, None, ollama_error),
+    ("POST", "/api/copy", ollama.copy, Group.ADMIN, None, ollama_error),
 ]
 
 
@@ -127,12 +141,12 @@ class Router:
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """(route, path parameters); 404 for an unknown path, 405 for a known path and the
-        wrong method."""
+        wrong method. HEAD is GET without the body, as HTTP has it."""
         allowed = []
         for pattern, route in self._routes:
             found = pattern.fullmatch(path)
             if found:
-                if route.method == method:
+                if method in (route.method, "HEAD" if route.method == "GET" else None):
                     return route, found.groupdict()
                 allowed.append(route.method)
         if allowed:
@@ -203,6 +217,7 @@ class App:
     def _route(self, request: Request) -> Response:
         route, path_params = self.router.match(request.method, request.path)
         request.route = route.path
+        request.error_body = route.error_body  # the gate's refusals too, in the route's shape
         limit_headers = self.gate.admit(request, route.group, path_params)
         try:
             response = route.handler(self, request, **path_params)
@@ -299,7 +314,7 @@ class Handler(GuardedHandler):
             self.close_connection = True
             return request, None
         except ApiError as error:
-            return request, Response.error(error)
+            return request, Response.error(error, request.error_body if request else ApiError.body)
         except Exception:
             log.exception("unhandled error in %s %s [%s]", _printable(self.command),
                           _printable(self.path), request_id)

@@ -1,5 +1,6 @@
-"""Request and Response on top of http.server: body limits, JSON, and Server-Sent Events written
-with chunked transfer encoding so the connection stays open for the next request."""
+"""Request and Response on top of http.server: body limits, JSON, and streams (Server-Sent
+Events, NDJSON) written with chunked transfer encoding so the connection stays open for the
+next request."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 import re
 import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesParser
@@ -38,6 +39,7 @@ class Request:
     address: str = ""  # the client's IP address
     caller: Any = None  # who is asking: set by the auth gate before the handler runs
     meter: Any = None  # counts the tokens it uses, against the caller's quotas: set by the gate
+    error_body: Callable[[ApiError], dict] = ApiError.body  # its route's error shape
 
     @classmethod
     def read(cls, handler: GuardedHandler, max_body: int, request_id: str
@@ -200,8 +202,9 @@ class Response:
             self.body = b"" if body is None else json.dumps(body).encode()
 
     @classmethod
-    def error(cls, error: ApiError) -> "Response":
-        return cls(error.body(), error.status, error.headers)
+    def error(cls, error: ApiError, body: Callable[[ApiError], dict] = ApiError.body
+              ) -> "Response":
+        return cls(body(error), error.status, error.headers)
 
     def send(self, handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(self.status)
@@ -215,21 +218,25 @@ class Response:
             handler.wfile.write(self.body)
 
 
-class EventStream(Response):
-    """An SSE response: each item of `events` (a JSON-able value) becomes one `data:` event, and
-    `data: [DONE]` ends the stream unless `end_marker` is off (a stream whose last event says it
-    is the last). If the client goes away, `events` is closed, so a generator can clean up in
-    its `finally`."""
+class _Stream(Response):
+    """A response written as it is made, with chunked transfer encoding: each item of `events`
+    (a JSON-able value) is framed by `frame`, and `ending` closes the body. If the client goes
+    away, `events` is closed, so a generator can clean up in its `finally`."""
+    media_type = ""
 
-    def __init__(self, events: Iterator, headers: dict[str, str] | None = None,
-                 end_marker: bool = True):
+    def __init__(self, events: Iterator, headers: dict[str, str] | None = None):
         super().__init__(None, 200, headers)
         self.events = events
-        self.end_marker = end_marker
+
+    def frame(self, event) -> bytes:
+        raise NotImplementedError
+
+    def ending(self) -> bytes:
+        return b""
 
     def send(self, handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
-        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Content-Type", self.media_type)
         handler.send_header("Cache-Control", "no-cache")
         handler.send_header("Transfer-Encoding", "chunked")
         for name, value in self.headers.items():
@@ -237,12 +244,37 @@ class EventStream(Response):
         handler.end_headers()
         try:
             for event in self.events:
-                _write_chunk(handler, b"data: " + json.dumps(event).encode() + b"\n\n")
-            if self.end_marker:
-                _write_chunk(handler, b"data: [DONE]\n\n")
+                _write_chunk(handler, self.frame(event))
+            if self.ending():
+                _write_chunk(handler, self.ending())
             handler.wfile.write(b"0\r\n\r\n")
         finally:
             self.events.close()
+
+
+class EventStream(_Stream):
+    """Server-Sent Events: each event one `data:` line, and `data: [DONE]` ends the stream
+    unless `end_marker` is off (a stream whose last event says it is the last)."""
+    media_type = "text/event-stream"
+
+    def __init__(self, events: Iterator, headers: dict[str, str] | None = None,
+                 end_marker: bool = True):
+        super().__init__(events, headers)
+        self.end_marker = end_marker
+
+    def frame(self, event) -> bytes:
+        return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+    def ending(self) -> bytes:
+        return b"data: [DONE]\n\n" if self.end_marker else b""
+
+
+class NdjsonStream(_Stream):
+    """Newline-delimited JSON, as Ollama streams: one object a line, the last one saying so."""
+    media_type = "application/x-ndjson"
+
+    def frame(self, event) -> bytes:
+        return json.dumps(event).encode() + b"\n"
 
 
 def _write_chunk(handler: BaseHTTPRequestHandler, data: bytes) -> None:

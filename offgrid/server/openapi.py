@@ -539,6 +539,72 @@ OPERATIONS = {
 }
 
 
+# -- Ollama's API: its own error shape, and NDJSON where it streams -------------------------------
+
+_keep_alive = {"anyOf": [STR, {"type": "number"}]}
+_ollama_common = {"model": STR, "keep_alive": _keep_alive, "stream": BOOL,
+                  "options": _obj({"num_predict": INT, "num_ctx": INT, "temperature": _number(0, 2),
+                                   "top_k": {"type": "integer", "minimum": 0},
+                                   "top_p": _number(0, 1), "min_p": _number(0, 1), "seed": INT,
+                                   "stop": _array(STR, maxItems=16),
+                                   "repeat_penalty": _number(0, 2),
+                                   "presence_penalty": _number(-2, 2),
+                                   "frequency_penalty": _number(-2, 2)}),
+                  "format": {"anyOf": [{"enum": ["", "json"]}, {"type": "object"}]}}
+OLLAMA_SCHEMAS = {
+    "OllamaError": _obj({"error": STR}, ("error",)),
+    "OllamaChatRequest": _obj({
+        **_ollama_common, "tools": _array({"type": "object"}), "use_knowledge_base": BOOL,
+        "tool_choice": {"anyOf": [STR, {"type": "object"}]},
+        "messages": _array(_obj({"role": {"enum": ["system", "user", "assistant", "tool"]},
+                                 "content": STR, "tool_name": STR,
+                                 "tool_calls": _array({"type": "object"})}, ("role",)))},
+        ("model",)),
+    "OllamaGenerateRequest": _obj({**_ollama_common, "prompt": STR, "system": STR,
+                                   "suffix": STR, "raw": BOOL}, ("model",)),
+    "OllamaEmbedRequest": _obj({"model": STR, "keep_alive": _keep_alive,
+                                "input": {"anyOf": [STR, _array(STR, minItems=1)]},
+                                "dimensions": {"type": "integer", "minimum": 1}},
+                               ("model", "input")),
+    "OllamaEmbeddingsRequest": _obj({"model": STR, "prompt": STR}, ("model", "prompt")),
+    "OllamaModelRequest": _obj({"model": STR}, ("model",)),
+    "OllamaPullRequest": _obj({"model": STR, "stream": BOOL, "insecure": BOOL}, ("model",)),
+    "OllamaCopyRequest": _obj({"source": STR, "destination": STR}, ("source", "destination")),
+}
+_OLLAMA_ERRORS = (400, 404, 413, 500, 502, 503, *_AUTH_ERRORS)
+
+
+def _ollama(summary: str, request: str | None = None, streams: bool = False) -> dict:
+    """An operation of Ollama's API: JSON (or NDJSON lines) and errors as {"error": ...}."""
+    ok = _json({"type": "object"})
+    if streams:
+        ok["content"]["application/x-ndjson"] = {"schema": STR}
+    operation = {"summary": summary, "responses": {"200": ok, **{
+        str(s): _json(_ref("OllamaError"), "Error") for s in _OLLAMA_ERRORS}}}
+    if request:
+        operation["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": _ref(request)}}}
+    return operation
+
+
+OPERATIONS.update({
+    ("GET", "/api/version"): _ollama("The Ollama API version this server follows"),
+    ("GET", "/api/tags"): _ollama("Ollama: the models, as name:latest with their sha256"),
+    ("POST", "/api/show"): _ollama("Ollama: a model's header, template and capabilities",
+                                   "OllamaModelRequest"),
+    ("GET", "/api/ps"): _ollama("Ollama: the loaded models"),
+    ("POST", "/api/chat"): _ollama("Ollama: chat", "OllamaChatRequest", True),
+    ("POST", "/api/generate"): _ollama("Ollama: generate", "OllamaGenerateRequest", True),
+    ("POST", "/api/embed"): _ollama("Ollama: embeddings", "OllamaEmbedRequest"),
+    ("POST", "/api/embeddings"): _ollama("Ollama: one embedding (older)",
+                                         "OllamaEmbeddingsRequest"),
+    ("POST", "/api/pull"): _ollama("Ollama: download from the hub, with progress",
+                                   "OllamaPullRequest", True),
+    ("DELETE", "/api/delete"): _ollama("Ollama: delete a model", "OllamaModelRequest"),
+    ("POST", "/api/copy"): _ollama("Ollama: a model under a second name", "OllamaCopyRequest"),
+})
+
+
 def document(model_ids: list[str]) -> dict:
     """The description, with the models this server has as examples of `model`."""
     paths: dict = {}
@@ -549,7 +615,7 @@ def document(model_ids: list[str]) -> dict:
                      "description": "An offline LLM server with an OpenAI-compatible API."},
             "servers": [{"url": "/"}], "paths": paths,
             "security": [{}, {"bearer": []}],
-            "components": {"schemas": {**SCHEMAS, "ModelId": {"type": "string",
+            "components": {"schemas": {**SCHEMAS, **OLLAMA_SCHEMAS, "ModelId": {"type": "string",
                                                                "examples": model_ids}},
                            "securitySchemes": {"bearer": {
                                "type": "http", "scheme": "bearer",

@@ -171,7 +171,7 @@ class ChatCompletionRequest(Generating):
     @classmethod
     def parse(cls, body: dict) -> "ChatCompletionRequest":
         fields.reject_unsupported(body, CHAT_UNSUPPORTED)
-        tool_use = _tool_use(body)
+        tool_use = parse_tool_use(body)
         messages = _chat_messages(body)
         grammar_text = _response_grammar(body)
         if tool_use is not None:
@@ -299,8 +299,9 @@ def _content(content, where: str) -> str:
     raise invalid(where, "a string or an array of text parts", content)
 
 
-def _tool_use(body: dict) -> ToolUse | None:
-    """The request's tool use, or None when it offers no tools or says tool_choice "none"."""
+def parse_tool_use(body: dict) -> ToolUse | None:
+    """The request's tool use, or None when it offers no tools or says tool_choice "none"
+    (Ollama's requests read it the same way)."""
     tools = _tools(body.get("tools"))
     choice = body.get("tool_choice")
     parallel = fields.boolean(body, "parallel_tool_calls", True)

@@ -275,12 +275,12 @@ def embedding_list(model: str, vectors: list[np.ndarray], prompt_tokens: int, en
                    dimensions: int | None) -> dict:
     return {"object": "list", "model": model,
             "data": [{"object": "embedding", "index": i,
-                      "embedding": _encoded(_shortened(vector, dimensions), encoding)}
+                      "embedding": _encoded(shortened(vector, dimensions), encoding)}
                      for i, vector in enumerate(vectors)],
             "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
 
 
-def _shortened(vector: np.ndarray, dimensions: int | None) -> np.ndarray:
+def shortened(vector: np.ndarray, dimensions: int | None) -> np.ndarray:
     """The first `dimensions` components, scaled back to unit length."""
     if dimensions is None or dimensions == len(vector):
         return vector
