@@ -215,11 +215,19 @@ class Response:
             handler.wfile.write(self.body)
 
 
+@dataclass(frozen=True)
+class NamedEvent:
+    """An SSE event with an `event:` line before its data, as Anthropic's Messages and OpenAI's
+    Responses streams send them."""
+    name: str
+    data: Any
+
+
 class EventStream(Response):
-    """An SSE response: each item of `events` (a JSON-able value) becomes one `data:` event, and
-    `data: [DONE]` ends the stream unless `end_marker` is off (a stream whose last event says it
-    is the last). If the client goes away, `events` is closed, so a generator can clean up in
-    its `finally`."""
+    """An SSE response: each item of `events` (a JSON-able value, or a NamedEvent) becomes one
+    `data:` event, and `data: [DONE]` ends the stream unless `end_marker` is off (a stream whose
+    last event says it is the last). If the client goes away, `events` is closed, so a generator
+    can clean up in its `finally`."""
 
     def __init__(self, events: Iterator, headers: dict[str, str] | None = None,
                  end_marker: bool = True):
@@ -237,12 +245,18 @@ class EventStream(Response):
         handler.end_headers()
         try:
             for event in self.events:
-                _write_chunk(handler, b"data: " + json.dumps(event).encode() + b"\n\n")
+                _write_chunk(handler, _event_bytes(event))
             if self.end_marker:
                 _write_chunk(handler, b"data: [DONE]\n\n")
             handler.wfile.write(b"0\r\n\r\n")
         finally:
             self.events.close()
+
+
+def _event_bytes(event) -> bytes:
+    if isinstance(event, NamedEvent):
+        return b"event: %s\ndata: %s\n\n" % (event.name.encode(), json.dumps(event.data).encode())
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
 def _write_chunk(handler: BaseHTTPRequestHandler, data: bytes) -> None:

@@ -233,6 +233,12 @@ def render(run: Run, reply: Reply, n: int, stream: bool, include_usage: bool) ->
 
 
 def _whole(run: Run, reply: Reply, n: int) -> dict:
+    return reply.response(collect(run, n))
+
+
+def collect(run: Run, n: int) -> list[Choice]:
+    """The `n` choices of a run, each whole; the engine's error if one failed, ClientGone if
+    the caller left first."""
     choices = [Choice() for _ in range(n)]
     try:
         for index, event in run:
@@ -248,7 +254,7 @@ def _whole(run: Run, reply: Reply, n: int) -> dict:
         run.close()
     if any(c.finished is None for c in choices):
         raise ClientGone()
-    return reply.response(choices)
+    return choices
 
 
 def _chunks(run: Run, reply: Reply, n: int, include_usage: bool):
