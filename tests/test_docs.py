@@ -13,6 +13,9 @@ from offgrid.config import Settings
 from support import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# How each stream says it is over: OpenAI's chat with [DONE], Anthropic's Messages and OpenAI's
+# Responses with a last event of their own.
+STREAM_ENDS = ("data: [DONE]", "event: message_stop", "event: response.completed")
 DEFAULT_URL = re.compile(r"http://(localhost|127\.0\.0\.1):11611")
 
 
@@ -39,8 +42,8 @@ def test_curl_examples(base_url, where, code):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     output = result.stdout.strip()
-    if output.startswith("data: "):
-        assert output.endswith("data: [DONE]")
+    if output.startswith(("data: ", "event: ")):
+        assert output.split("\n\n")[-1].splitlines()[0] in STREAM_ENDS
     else:
         assert "error" not in json.loads(output)
 
