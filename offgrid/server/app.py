@@ -45,7 +45,18 @@ from .gate import Gate
 from .hosts import HostPolicy
 from .http import ClientGone, Request, Response
 from .policy import Group
-from .routes import account, agents, anthropic, kb, models, openai, system, tokenizer, users
+from .routes import (
+    account,
+    agents,
+    anthropic,
+    kb,
+    models,
+    openai,
+    responses,
+    system,
+    tokenizer,
+    users,
+)
 from .startup import prepare_users
 
 log = logging.getLogger("offgrid.server")
@@ -77,6 +88,9 @@ ROUTES = [
     ("POST", "/v1/models/export", models.export_model, Group.ADMIN),
     ("GET", "/v1/search", models.search, Group.ADMIN),
     ("POST", "/v1/chat/completions", openai.chat_completions, Group.CHAT, "messages"),
+    ("POST", "/v1/responses", responses.create, Group.CHAT, "input"),
+    ("GET", "/v1/responses/{response_id}", responses.retrieve, Group.CHAT),
+    ("DELETE", "/v1/responses/{response_id}", responses.delete, Group.CHAT),
     ("POST", "/v1/messages", anthropic.messages, Group.CHAT, "messages", anthropic_error),
     ("POST", "/v1/messages/count_tokens", anthropic.count_tokens, Group.CHAT, "messages",
      anthropic_error),
