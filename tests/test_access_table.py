@@ -98,6 +98,12 @@ SAMPLES = {
     ("GET", "/v1/models/{model_id}"): lambda a, role, uid: Call(f"/v1/models/{CHAT_MODEL}"),
     ("POST", "/v1/chat/completions"): lambda a, role, uid: Call(
         "/v1/chat/completions", chat_body("Hi", max_tokens=1)),
+    ("POST", "/v1/responses"): lambda a, role, uid: Call(
+        "/v1/responses", {"model": CHAT_MODEL, "input": "Hi", "max_output_tokens": 1}),
+    ("GET", "/v1/responses/{response_id}"): lambda a, role, uid: Call(
+        "/v1/responses/resp_none", allowed=404),
+    ("DELETE", "/v1/responses/{response_id}"): lambda a, role, uid: Call(
+        "/v1/responses/resp_none", allowed=404),
     ("POST", "/v1/messages"): lambda a, role, uid: Call(
         "/v1/messages", {"model": CHAT_MODEL, "max_tokens": 1,
                          "messages": [{"role": "user", "content": "Hi"}]}),

@@ -15,7 +15,8 @@ from support import ROOT
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # How each stream says it is over: OpenAI's chat with [DONE], Anthropic's Messages and OpenAI's
 # Responses with a last event of their own.
-STREAM_ENDS = ("data: [DONE]", "event: message_stop", "event: response.completed")
+STREAM_ENDS = ("data: [DONE]", "event: message_stop", "event: response.completed",
+               "event: response.incomplete")
 DEFAULT_URL = re.compile(r"http://(localhost|127\.0\.0\.1):11611")
 
 

@@ -53,6 +53,17 @@ _logit_bias = {"type": "object", "additionalProperties": _number(-100, 100),
 
 MODEL = _ref("ModelId")
 
+_text_parts = {"anyOf": [STR, _array(_obj({"type": {"enum": ["input_text", "output_text"]},
+                                           "text": STR}, ("type", "text")))]}
+_response_item = {"oneOf": [
+    _obj({"type": {"const": "message"}, "role": {"enum": [
+        "user", "assistant", "system", "developer"]}, "content": _text_parts},
+        ("role", "content")),
+    _obj({"type": {"const": "function_call"}, "call_id": STR, "name": STR, "arguments": STR},
+         ("type", "call_id", "name", "arguments")),
+    _obj({"type": {"const": "function_call_output"}, "call_id": STR, "output": _text_parts},
+         ("type", "call_id", "output")),
+]}
 _anthropic_text = _obj({"type": {"const": "text"}, "text": STR}, ("type", "text"))
 _anthropic_tool_use = _obj({"type": {"const": "tool_use"}, "id": STR, "name": STR,
                             "input": {"type": "object"}}, ("type", "id", "name", "input"))
@@ -295,6 +306,30 @@ SCHEMAS = {
     "McpTest": _obj({"ok": BOOL, "tools": _array(_obj({"name": STR, "description": STR,
                                                        "parameters": {"type": "object"}})),
                      "error": NULLABLE_STR, "stderr": _array(STR)}, ("ok", "tools")),
+    "ResponseRequest": _obj({
+        "model": MODEL, "input": {"anyOf": [STR, _array(_response_item, minItems=1)]},
+        "instructions": NULLABLE_STR, "previous_response_id": NULLABLE_STR, "store": BOOL,
+        "stream": BOOL, "temperature": _number(0, 2), "top_p": _number(0, 1),
+        "max_output_tokens": {"type": "integer", "minimum": 1}, "parallel_tool_calls": BOOL,
+        "tools": _array(_obj({"type": {"const": "function"},
+                              "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                              "description": STR, "parameters": {"type": "object"},
+                              "strict": BOOL}, ("type", "name"))),
+        "tool_choice": {"anyOf": [{"enum": ["none", "auto", "required"]}, _obj(
+            {"type": {"const": "function"}, "name": STR}, ("type", "name"))]},
+        "text": _obj({"format": {"oneOf": [
+            _obj({"type": {"enum": ["text", "json_object"]}}, ("type",)),
+            _obj({"type": {"const": "json_schema"}, "name": STR, "schema": {"type": "object"},
+                  "strict": BOOL}, ("type", "name", "schema"))]}}),
+        "metadata": {"type": "object", "additionalProperties": STR}, "user": STR,
+        "use_knowledge_base": BOOL, "knowledge_base": {"type": "object"}}, ("model", "input")),
+    "Response": _obj({
+        "id": STR, "object": {"const": "response"}, "created_at": INT,
+        "status": {"enum": ["completed", "incomplete", "failed", "in_progress"]},
+        "model": STR, "output": _array({"type": "object"}), "previous_response_id": NULLABLE_STR,
+        "instructions": NULLABLE_STR, "store": BOOL, "usage": {"type": ["object", "null"]},
+        "citations": _array(_ref("Citation"))},
+        ("id", "object", "created_at", "status", "model", "output")),
     "AnthropicError": _obj({"type": {"const": "error"}, "error": _obj(
         {"type": STR, "message": STR}, ("type", "message"))}, ("type", "error")),
     "AnthropicCountRequest": _obj(_anthropic_conversation, ("model", "messages")),
@@ -428,6 +463,16 @@ OPERATIONS = {
         parameters=[{"name": "query", "in": "query", "required": True, "schema": STR}]),
     ("POST", "/v1/chat/completions"): _operation(
         "Chat completion", _ref("ChatCompletion"), "ChatCompletionRequest", _BODY_ERRORS, True),
+    ("POST", "/v1/responses"): _operation(
+        "OpenAI Responses: a response, or (stream) its events as SSE; kept unless store is "
+        "false", _ref("Response"), "ResponseRequest", _BODY_ERRORS, True),
+    ("GET", "/v1/responses/{response_id}"): _operation(
+        "A kept response of the caller's", _ref("Response"), errors=(404, *_AUTH_ERRORS),
+        parameters=_path_ids("response_id")),
+    ("DELETE", "/v1/responses/{response_id}"): _operation(
+        "Delete a kept response of the caller's", _obj({
+            "id": STR, "object": {"const": "response"}, "deleted": BOOL}, ("id", "deleted")),
+        errors=(404, *_AUTH_ERRORS), parameters=_path_ids("response_id")),
     ("POST", "/v1/messages"): _anthropic(_operation(
         "Anthropic Messages: a message, or (stream) its events as SSE", _ref("AnthropicMessage"),
         "AnthropicMessageRequest", _BODY_ERRORS, True)),

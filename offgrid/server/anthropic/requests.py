@@ -158,7 +158,7 @@ def _tool_use(body: dict) -> ToolUse | None:
         named = choice.get("name")
         if not isinstance(named, str):
             raise invalid("tool_choice.name", "the name of a tool", named)
-    elif kind is not None and kind not in TOOL_CHOICES:
+    elif kind is not None and (not isinstance(kind, str) or kind not in TOOL_CHOICES):
         raise invalid("tool_choice.type", "auto, any, tool or none", kind)
     parallel = not fields.boolean(choice, "disable_parallel_tool_use", False)
     return choose_tools(tools, choice.get("name") if kind == "tool" else TOOL_CHOICES.get(kind),

@@ -22,8 +22,8 @@ from ..openai.requests import (
     tool,
 )
 
-ROLES = {"user", "assistant", "system", "developer"}
-TEXT_PARTS = {"input_text", "output_text"}
+ROLES = ("user", "assistant", "system", "developer")  # tuples: a value may be unhashable
+TEXT_PARTS = ("input_text", "output_text")
 # Parameters of the Responses API this server does not implement, with the value that asks
 # for nothing.
 UNSUPPORTED = {"background": False, "conversation": None, "prompt": None}
@@ -125,7 +125,7 @@ def turns(items: list[dict]) -> list[tuple[str, str]]:
 def _message(item: dict, where: str) -> tuple[str, str]:
     role = item.get("role")
     if role not in ROLES:
-        raise invalid(f"{where}.role", "one of " + ", ".join(sorted(ROLES)), role)
+        raise invalid(f"{where}.role", "one of " + ", ".join(ROLES), role)
     content = item.get("content")
     text = content if isinstance(content, str) else _parts(content, f"{where}.content")
     return ("system" if role == "developer" else role), text
