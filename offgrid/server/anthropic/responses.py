@@ -8,11 +8,11 @@ import json
 import uuid
 
 from ...engine.generate import Run
-from ...engine.scheduler import Failed, Finished, Text
+from ...engine.scheduler import Finished
 from ...engine.toolcalling import AnswerReader, ToolCall, ToolUse
-from ..errors import ApiError, translate
+from ..errors import ApiError
 from ..http import EventStream, NamedEvent, Response
-from ..openai.responses import collect
+from ..openai.responses import answer_stream, collect
 
 ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
                413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error"}
@@ -88,31 +88,23 @@ def _event(name: str, **data) -> NamedEvent:
 
 
 def _events(run: Run, reply: MessageReply):
-    reader, blocks, finished = AnswerReader(reply.tool_use), _Blocks(), None
-    try:
-        yield _event("message_start", message=reply.message(
-            [], None, None, {"input_tokens": run.prompt_tokens, "output_tokens": 0}))
-        for _, event in run:
-            if isinstance(event, Text):
-                yield from blocks.text(reader.feed(event.text))
-            elif isinstance(event, Failed):
-                yield NamedEvent("error", error_body(translate(event.error)))
-                return
-            else:
-                finished = event
-        if finished is None:  # the caller left
-            return
-        tail, calls = reader.end()
-        yield from blocks.text(tail, whole=not calls)
-        yield from blocks.close()
-        for call in calls:
-            yield from blocks.tool_use(call)
-        reason, sequence = stop(finished, calls)
-        yield _event("message_delta", delta={"stop_reason": reason, "stop_sequence": sequence},
-                     usage=usage(finished))
-        yield _event("message_stop")
-    finally:
-        run.close()
+    blocks = _Blocks()
+    yield _event("message_start", message=reply.message(
+        [], None, None, {"input_tokens": run.prompt_tokens, "output_tokens": 0}))
+    for said in answer_stream(run, reply.tool_use):
+        if isinstance(said, str):
+            yield from blocks.text(said)
+        elif isinstance(said, ApiError):
+            yield NamedEvent("error", error_body(said))
+        else:
+            yield from blocks.text(said.tail, whole=not said.calls)
+            yield from blocks.close()
+            for call in said.calls:
+                yield from blocks.tool_use(call)
+            reason, sequence = stop(said.finished, said.calls)
+            yield _event("message_delta", usage=usage(said.finished),
+                         delta={"stop_reason": reason, "stop_sequence": sequence})
+            yield _event("message_stop")
 
 
 class _Blocks:

@@ -281,11 +281,11 @@ def _tool_calls(calls, where: str) -> list[tuple[str, ToolCall]]:
         if not isinstance(function, dict) or not isinstance(call.get("id"), str) or not all(
                 isinstance(function.get(k), str) for k in ("name", "arguments")):
             raise invalid(f"{where}[{i}]", expected, call)
-        read.append((call["id"], ToolCall(function["name"], _arguments(function["arguments"]))))
+        read.append((call["id"], ToolCall(function["name"], call_arguments(function["arguments"]))))
     return read
 
 
-def _arguments(arguments: str):
+def call_arguments(arguments: str):
     """A call's arguments as JSON, or as the text they were when they are not JSON."""
     try:
         return json.loads(arguments)

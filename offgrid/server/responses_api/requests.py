@@ -5,7 +5,6 @@ conversation a `previous_response_id` continues, they become the chat request th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from ...engine import grammar, toolcalling
@@ -16,6 +15,7 @@ from ..fields import invalid, missing
 from ..openai.requests import (
     ChatCompletionRequest,
     KnowledgeOptions,
+    call_arguments,
     choose_tools,
     sampling,
     schema_grammar,
@@ -108,7 +108,7 @@ def turns(items: list[dict]) -> list[tuple[str, str]]:
         elif kind == "function_call":
             call_id, name = _text(item, "call_id", where), _text(item, "name", where)
             names[call_id] = name
-            calls.append(ToolCall(name, _arguments(_text(item, "arguments", where))))
+            calls.append(ToolCall(name, call_arguments(_text(item, "arguments", where))))
         elif kind == "function_call_output":
             output = item.get("output")
             text = output if isinstance(output, str) else _parts(output, f"{where}.output")
@@ -150,13 +150,6 @@ def _text(item: dict, name: str, where: str) -> str:
     if not isinstance(value, str):
         raise invalid(f"{where}.{name}", "a string", value)
     return value
-
-
-def _arguments(arguments: str):
-    try:
-        return json.loads(arguments)
-    except ValueError:
-        return arguments
 
 
 def _tool_use(body: dict) -> ToolUse | None:

@@ -14,11 +14,11 @@ import uuid
 from collections.abc import Callable
 
 from ...engine.generate import Run
-from ...engine.scheduler import Failed, Finished, Text
+from ...engine.scheduler import Finished
 from ...engine.toolcalling import AnswerReader, ToolCall
-from ..errors import translate
+from ..errors import ApiError
 from ..http import EventStream, NamedEvent, Response
-from ..openai.responses import collect
+from ..openai.responses import answer_stream, collect
 from .requests import ResponseRequest
 
 Keep = Callable[[dict], None]  # stores a finished response
@@ -112,31 +112,24 @@ class _Events:
         return NamedEvent(kind, {"type": kind, "sequence_number": next(self.numbers), **data})
 
     def of(self, run: Run):
-        reply, reader, finished = self.reply, AnswerReader(self.reply.asked.tool_use), None
-        try:
-            for name in ("response.created", "response.in_progress"):
-                yield self.event(name, response=reply.envelope("in_progress", []))
-            for _, event in run:
-                if isinstance(event, Text):
-                    yield from self.text_delta(reader.feed(event.text))
-                elif isinstance(event, Failed):
-                    yield from self.failed(translate(event.error).body()["error"])
-                    return
-                else:
-                    finished = event
-            if finished is None:  # the caller left
-                return
-            tail, calls = reader.end()
-            yield from self.text_delta(tail, whole=not calls)
-            yield from self.text_done()
-            for call in calls:
-                yield from self.call(call)
-            response = reply.envelope(status(finished, calls), self.output, finished)
-            if self.keep is not None:
-                self.keep(response)
-            yield self.event("response." + response["status"], response=response)
-        finally:
-            run.close()
+        reply = self.reply
+        for name in ("response.created", "response.in_progress"):
+            yield self.event(name, response=reply.envelope("in_progress", []))
+        for said in answer_stream(run, reply.asked.tool_use):
+            if isinstance(said, str):
+                yield from self.text_delta(said)
+            elif isinstance(said, ApiError):
+                yield from self.failed(said.body()["error"])
+            else:
+                yield from self.text_delta(said.tail, whole=not said.calls)
+                yield from self.text_done()
+                for call in said.calls:
+                    yield from self.call(call)
+                response = reply.envelope(status(said.finished, said.calls), self.output,
+                                          said.finished)
+                if self.keep is not None:
+                    self.keep(response)
+                yield self.event("response." + response["status"], response=response)
 
     def _where(self) -> dict:
         """Where the message's text goes."""
