@@ -53,20 +53,11 @@ def parse(body: dict) -> ChatCompletionRequest:
     return ChatCompletionRequest(
         model=conversation.model, keep_alive=fields.keep_alive(body), n=1,
         sampling=sampling(body, toolcalling.call_grammar(use) if use else None),
-        max_tokens=max_tokens, stop=_stop_sequences(body),
+        max_tokens=max_tokens, stop=fields.stop_strings(body, "stop_sequences", MAX_STOP_SEQUENCES),
         stream=fields.boolean(body, "stream", False), include_usage=False,
         messages=conversation.messages, logprobs=None, tool_use=use,
         knowledge=KnowledgeOptions.parse(body))
 
-
-def _stop_sequences(body: dict) -> tuple[str, ...]:
-    value = body.get("stop_sequences")
-    if value is None:
-        return ()
-    if not isinstance(value, list) or len(value) > MAX_STOP_SEQUENCES or not all(
-            isinstance(s, str) for s in value):
-        raise invalid("stop_sequences", f"an array of up to {MAX_STOP_SEQUENCES} strings", value)
-    return tuple(s for s in value if s)
 
 
 def _system(body: dict) -> list[tuple[str, str]]:

@@ -63,7 +63,8 @@ class Generating:
         return {"model": fields.string(body, "model"), "keep_alive": fields.keep_alive(body),
                 "n": fields.integer(body, "n", 1, 1, MAX_CHOICES),
                 "sampling": sampling(body, grammar), "max_tokens": max_tokens,
-                "stop": _stop_strings(body), "stream": stream, "include_usage": include_usage}
+                "stop": fields.stop_strings(body, "stop", MAX_STOP_STRINGS), "stream": stream,
+                "include_usage": include_usage}
 
     def check_against(self, model: Model) -> None:
         for token, _ in self.sampling.logit_bias:
@@ -108,17 +109,6 @@ def _logit_bias(body: dict) -> tuple[tuple[int, float], ...]:
         biases.append((int(key), -float("inf") if bias == -100 else float(bias)))
     return tuple(biases)
 
-
-def _stop_strings(body: dict) -> tuple[str, ...]:
-    value = body.get("stop")
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or len(value) > MAX_STOP_STRINGS or not all(
-            isinstance(s, str) for s in value):
-        raise invalid("stop", f"a string or a list of up to {MAX_STOP_STRINGS} strings", value)
-    return tuple(s for s in value if s)
 
 
 def _streaming(body: dict) -> tuple[bool, bool]:
