@@ -1,7 +1,8 @@
 """Thin, typed wrapper over llama-cpp-python's low-level ctypes API.
 
 This is the only module in OffGrid that calls llama.cpp. It hides ctypes buffers and pointers
-behind a few small classes: Model, Context, Batch, SamplerChain, Grammar and Candidates.
+behind a few small classes: Model, LoraAdapter, Context, Batch, SamplerChain, Grammar and
+Candidates.
 """
 
 from __future__ import annotations
@@ -176,6 +177,23 @@ def _apply_template(template: bytes | None, messages: list[tuple[str, str]]) -> 
     return None
 
 
+class LoraAdapter:
+    """A LoRA adapter file loaded for one model; contexts of that model can apply it."""
+
+    def __init__(self, model: Model, path: Path):
+        self.path = Path(path)
+        self._ptr = C.llama_adapter_lora_init(model._ptr, str(self.path).encode())
+        if not self._ptr:
+            raise LlamaError(f"{self.path.name} could not be loaded as a LoRA adapter for "
+                             f"{model.path.name}")
+
+    def close(self) -> None:
+        """Free it; only once no context uses it, and before its model is freed."""
+        if self._ptr:
+            C.llama_adapter_lora_free(self._ptr)
+            self._ptr = None
+
+
 # -- context --------------------------------------------------------------------------------------
 
 class Context:
@@ -210,6 +228,17 @@ class Context:
         status = C.llama_decode(self._ptr, batch._batch)
         if status != 0:
             raise LlamaError(f"llama_decode failed with status {status}")
+
+    def use_adapters(self, adapters: list[tuple[LoraAdapter, float]]) -> None:
+        """Apply these adapters, at these scales, to every decode from now on (none: the base
+        model alone). Adapters belong to the whole context, not to a sequence."""
+        n = len(adapters)
+        pointers = (C.llama_adapter_lora_p_ctypes * n)(*(a._ptr for a, _ in adapters))
+        scales = (ctypes.c_float * n)(*(scale for _, scale in adapters))
+        status = C.llama_set_adapters_lora(self._ptr, pointers if n else None, n,
+                                           scales if n else None)
+        if status != 0:
+            raise LlamaError(f"llama_set_adapters_lora failed with status {status}")
 
     def forget(self, seq: int, start: int = 0) -> bool:
         """Drop a sequence's cached tokens from position `start` on. False if the memory cannot

@@ -46,7 +46,7 @@ def config(app, request: Request) -> Response:
         "multi_user_mode": multi_user, "require_auth": multi_user and app.settings.require_auth,
         "guest_access": not multi_user or app.settings.guest_access,
         "version": __version__, "default_model": app.default_model,
-        "features": {"users": multi_user, "metrics": True, "agent": True, "lora": False}})
+        "features": {"users": multi_user, "metrics": True, "agent": True, "lora": True}})
 
 
 def stats(app, request: Request) -> Response:
