@@ -7,8 +7,8 @@ prefix with it goes there and only the rest of its prompt is decoded.
 
 LoRA adapters apply to the whole llama.cpp context, not to one sequence: a step decodes only the
 slots whose adapter set (adapters and scales) is the same, and the sets take turns of up to
-TURN_STEPS steps, the one whose slots have waited longest first. A cached prefix is reused only under the adapter set it was
-computed with.
+TURN_STEPS steps, the one whose slots have waited longest first. A cached prefix is reused only
+under the adapter set it was computed with.
 
 A second thread prepares new requests (chat template, tokenizer, sampler and grammar), so that a
 slow one never stalls the streams being decoded. Whatever goes wrong with one request fails that
