@@ -31,6 +31,7 @@ def _default_threads() -> int:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 11611
+    ollama_port: int = 0  # a second listener, for clients that assume Ollama's 11434; 0: none
     # offgrid.pyz sets OFFGRID_HOME to an offgrid-data folder beside it (offgrid/_zipapp.py).
     home: Path = field(default_factory=lambda: Path.home() / ".offgrid")
     models_dir: Path | None = None  # None: <home>/models
@@ -85,7 +86,8 @@ class Settings:
         for name in ("header_timeout", "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be more than 0, not {getattr(self, name)}")
-        for name in ("queue_size", *(f"{role}_{limit}" for role in ROLES for limit in LIMITS)):
+        for name in ("queue_size", "ollama_port",
+                     *(f"{role}_{limit}" for role in ROLES for limit in LIMITS)):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
         for folder in self.transfer_folders():

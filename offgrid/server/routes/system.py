@@ -12,6 +12,8 @@ from ..policy import Group
 
 
 def root(app, request: Request) -> Response:
+    if request.connection.getsockname()[1] == app.settings.ollama_port:  # as Ollama answers
+        return Response("Ollama is running", content_type="text/plain; charset=utf-8")
     return Response({"name": "OffGrid LLM", "version": __version__, "status": "running"})
 
 
