@@ -428,7 +428,11 @@ class Scheduler:
                 or self._kv.covers(self._identity, slot.adapters, slot.cached)):
             return
         started = time.perf_counter()
-        state = self._ctx.sequence_state(slot.seq)
+        try:
+            state = self._ctx.sequence_state(slot.seq)
+        except LlamaError as error:  # the slot goes on as before; only the copy is lost
+            log.warning("could not keep a KV state of %s: %s", self.model.path.name, error)
+            return
         self._kv.keep(self._identity, slot.adapters, slot.cached, state)
         log.debug("kept %d tokens' KV state (%d bytes) in %.1f ms", len(slot.cached),
                   len(state), (time.perf_counter() - started) * 1000)
