@@ -247,6 +247,25 @@ class Context:
             return True
         return bool(C.llama_memory_seq_rm(self._memory, seq, start, -1))
 
+    def sequence_state(self, seq: int) -> bytes:
+        """A copy of what the KV memory holds for one sequence (llama_state_seq_get_data)."""
+        size = C.llama_state_seq_get_size(self._ptr, seq)
+        buffer = (ctypes.c_uint8 * size)()
+        written = C.llama_state_seq_get_data(self._ptr, buffer, size, seq)
+        if written != size:
+            raise LlamaError(f"llama_state_seq_get_data wrote {written} of {size} bytes")
+        return bytes(buffer)
+
+    def restore_sequence(self, seq: int, state: bytes) -> bool:
+        """Replace a sequence's KV memory by a state sequence_state returned (of any sequence
+        of a context of this model); False if it does not fit, and then the sequence is empty."""
+        self.forget(seq, -1)
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if C.llama_state_seq_set_data(self._ptr, buffer, len(state), seq) == len(state):
+            return True
+        self.forget(seq, -1)
+        return False
+
     def clear(self) -> None:
         if self._memory:
             C.llama_memory_clear(self._memory, True)

@@ -25,6 +25,7 @@ from .errors import (
     ModelsBusy,
     WrongModelKind,
 )
+from .kvcache import KVCache
 from .llama import LlamaError, LoraAdapter, Model
 from .scheduler import AdapterSet, Scheduler, adapter_set
 
@@ -38,8 +39,10 @@ class LoadedModel:
     """A model in memory, with its generation scheduler and embedder made when first needed."""
 
     def __init__(self, model: Model, model_file: ModelFile, settings: Settings, need: int,
-                 on_finished=None, on_failure=None, loras: LoraFolder | None = None):
+                 on_finished=None, on_failure=None, loras: LoraFolder | None = None,
+                 kv_cache: KVCache | None = None):
         self.model = model
+        self._kv_cache = kv_cache
         self._loras = loras
         self.adapters: dict[str, LoraAdapter] = {}  # by adapter id; the scheduler reads it
         self._adapters_lock = threading.Lock()
@@ -95,7 +98,8 @@ class LoadedModel:
                     self.model, slots=s.parallel, threads=s.num_threads,
                     ctx_per_slot=context_per_slot(s, self.model.n_ctx_train),
                     batch_size=s.batch_size, queue_size=s.queue_size, adapters=self.adapters,
-                    on_finished=self._on_finished, on_failure=self._on_failure)
+                    on_finished=self._on_finished, on_failure=self._on_failure,
+                    kv_cache=self._kv_cache)
             return self._scheduler
 
     def adapter_set(self, asked: tuple[tuple[str, float], ...]) -> AdapterSet:
@@ -169,6 +173,8 @@ class Registry:
         self._on_failure = on_failure
         self.folder = ModelFolder(settings.models_dir)
         self.loras = LoraFolder(settings.models_dir / FOLDER_NAME)
+        self.kv_cache = KVCache(settings.home / "kv", ram_bytes=settings.kv_cache_ram_mb << 20,
+                                disk_bytes=settings.kv_cache_disk_mb << 20)
         self._lock = threading.Lock()
         self._loaded: dict[str, LoadedModel] = {}
         self._load_lock = threading.Lock()  # one load at a time: each needs the memory check
@@ -213,7 +219,8 @@ class Registry:
             log.info("loading %s (about %d MiB)", model_file.path, need >> 20)
             try:
                 loaded = LoadedModel(Model(model_file.path), model_file, self.settings, need,
-                                     *self._listeners(model_id), loras=self.loras)
+                                     *self._listeners(model_id), loras=self.loras,
+                                     kv_cache=self.kv_cache)
             except LlamaError as error:
                 raise ModelLoadFailed(str(error)) from None
             loaded.touch(keep_alive)
@@ -296,4 +303,5 @@ class Registry:
         with self._lock:
             loaded, self._loaded = list(self._loaded.values()), {}
         for model in loaded:
-            model.close()
+            model.close()  # its slots' states go to the KV cache
+        self.kv_cache.flush()

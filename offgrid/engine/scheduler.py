@@ -3,7 +3,9 @@
 Each step builds ONE llama_batch holding the next token of every slot that is generating plus
 prompt chunks of slots still reading their prompt, so a new request starts while others stream.
 A slot keeps its KV cache after its request ends; the next request whose prompt shares the longest
-prefix with it goes there and only the rest of its prompt is decoded.
+prefix with it goes there and only the rest of its prompt is decoded. Before a slot drops a long
+prefix, and when the scheduler closes, its state goes to the KV cache (kvcache.py); a request
+that shares more with a kept state than with any slot restores that state instead of decoding.
 
 LoRA adapters apply to the whole llama.cpp context, not to one sequence: a step decodes only the
 slots whose adapter set (adapters and scales) is the same, and the sets take turns of up to
@@ -36,6 +38,7 @@ from .errors import (
     RequestFailed,
     SchedulerFailed,
 )
+from .kvcache import KVCache, common_prefix, model_identity
 from .llama import Batch, Context, LlamaError, LoraAdapter, Model
 from .sampling import OutputText, SamplingParams, TokenLogprob, build_sampler, token_logprob
 
@@ -177,20 +180,13 @@ def next_adapter_set(jobs: list[_Job]) -> AdapterSet:
     return min(jobs, key=lambda job: (job.last_step, job.queued_at)).adapters
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):  # they may differ in length
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class Scheduler:
     def __init__(self, model: Model, *, slots: int, ctx_per_slot: int, batch_size: int,
                  threads: int, queue_size: int, adapters: dict[str, LoraAdapter] | None = None,
-                 on_finished=None, on_failure=None):
+                 on_finished=None, on_failure=None, kv_cache: KVCache | None = None):
         self.model = model
+        self._kv = kv_cache if kv_cache is not None and kv_cache.enabled else None
+        self._identity = model_identity(model.path)  # what kept states of this model are under
         self._adapters = adapters if adapters is not None else {}  # by id, loaded by the model
         self._applied: AdapterSet = NO_ADAPTERS  # the set on the context now
         self._steps = 0
@@ -276,6 +272,9 @@ class Scheduler:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join()
+        if self.failure is None:  # after a failure, the slots' states are not to be trusted
+            for slot in self._slots:
+                self._keep_state(slot, 0)
         self._batch.close()
         self._ctx.close()
 
@@ -405,9 +404,12 @@ class Scheduler:
             self._start(slot, job)
 
     def _start(self, slot: _Slot, job: _Job) -> None:
+        shared = slot.reusable(job)
+        self._keep_state(slot, shared)
+        shared = self._restore_state(slot, job, shared)
         # Keep the longest cached prefix, but re-decode at least the prompt's last token: its
         # logits are what the first sample is drawn from.
-        keep = min(slot.reusable(job), len(job.prompt) - 1)
+        keep = min(shared, len(job.prompt) - 1)
         if not self._ctx.forget(slot.seq, keep):
             self._ctx.forget(slot.seq, -1)
             keep = 0
@@ -417,6 +419,39 @@ class Scheduler:
         job.pending = job.prompt[keep:]
         job.generation.prompt_tokens = len(job.prompt)
         slot.job = job
+
+    def _keep_state(self, slot: _Slot, keep: int) -> None:
+        """Save the slot's state to the KV cache if it is about to drop a part worth keeping
+        (all but its first `keep` tokens). A request continuing the slot's conversation drops
+        a few tokens only: those are not saved, the slot still holds nearly all of it."""
+        if (self._kv is None or len(slot.cached) - keep < self._kv.min_tokens
+                or self._kv.covers(self._identity, slot.adapters, slot.cached)):
+            return
+        started = time.perf_counter()
+        try:
+            state = self._ctx.sequence_state(slot.seq)
+        except LlamaError as error:  # the slot goes on as before; only the copy is lost
+            log.warning("could not keep a KV state of %s: %s", self.model.path.name, error)
+            return
+        self._kv.keep(self._identity, slot.adapters, slot.cached, state)
+        log.debug("kept %d tokens' KV state (%d bytes) in %.1f ms", len(slot.cached),
+                  len(state), (time.perf_counter() - started) * 1000)
+
+    def _restore_state(self, slot: _Slot, job: _Job, shared: int) -> int:
+        """Restore into the slot the kept state sharing the longest prefix with the job's
+        prompt, if it shares more than the slot; how many tokens the slot shares now."""
+        found = None if self._kv is None else self._kv.find(self._identity, job.adapters,
+                                                            job.prompt, shared)
+        if found is None:
+            return shared
+        entry, state, shared = found
+        if not self._ctx.restore_sequence(slot.seq, state):
+            log.warning("a kept KV state did not fit the context of %s", self.model.path.name)
+            self._kv.forget(entry)
+            slot.cached = []
+            return 0
+        slot.cached, slot.adapters = list(entry.tokens), job.adapters
+        return shared
 
     def _step(self) -> None:
         batch = self._batch

@@ -276,6 +276,15 @@ class App:
               per_model(lambda s: s.kv_tokens_used))
         gauge("offgrid_kv_cache_capacity_tokens", "Tokens the KV cache can hold, by model",
               per_model(lambda s: s.kv_tokens_capacity))
+        kv = self.registry.kv_cache
+        self.metrics.read_counter("offgrid_kept_kv_hits_total", "Prompts whose prefix was "
+                                  "restored from the kept KV cache", lambda: kv.hits)
+        self.metrics.read_counter("offgrid_kept_kv_misses_total", "Prompts that looked for a "
+                                  "kept KV state and found none", lambda: kv.misses)
+        gauge("offgrid_kept_kv_ram_bytes", "Bytes of KV states kept in memory",
+              lambda: {(): kv.ram_bytes})
+        gauge("offgrid_kept_kv_disk_bytes", "Bytes of KV states kept on disk",
+              lambda: {(): kv.disk_bytes})
         gauge("offgrid_kb_documents", "Documents in the knowledge base",
               lambda: {(): self.kb.status().documents})
         gauge("offgrid_kb_chunks", "Chunks in the knowledge base",
