@@ -17,7 +17,7 @@ def test_system_config_tells_what_is_on(base_url):
     assert config == {"multi_user_mode": False, "require_auth": False, "guest_access": True,
                       "version": __version__, "default_model": CHAT_MODEL,
                       "features": {"users": False, "metrics": True, "agent": True,
-                                   "lora": False}}
+                                   "lora": True}}
 
 
 def test_system_stats_count_for_real(base_url):
