@@ -9,10 +9,17 @@ from .. import openapi, policy
 from ..errors import ServiceUnavailable
 from ..http import Request, Response
 from ..policy import Group
+from . import ui
 
 
 def root(app, request: Request) -> Response:
-    return Response({"name": "OffGrid LLM", "version": __version__, "status": "running"})
+    """The chat page for a browser (which asks for HTML), the server's identity for the rest."""
+    if ui.wants_page(request):
+        response = ui.page(app, request)
+    else:
+        response = Response({"name": "OffGrid LLM", "version": __version__, "status": "running"})
+    response.headers["Vary"] = "Accept"
+    return response
 
 
 def openapi_document(app, request: Request) -> Response:
