@@ -25,7 +25,7 @@ function stepNode(step) {
   const parts = [h("div", { class: "meta" }, step.tool_name ? `${step.type}: ${step.tool_name}` : step.type,
     h("span", { class: "note" }, `${step.duration_ms} ms`))];
   if (step.content) parts.push(h("p", { class: "plain" }, step.content));
-  if (step.tool_args != null) parts.push(h("pre", {}, JSON.stringify(step.tool_args, null, 2)));
+  if (step.type === "tool_call") parts.push(h("pre", {}, JSON.stringify(step.tool_args, null, 2)));
   if (step.tool_result != null) {
     parts.push(h("pre", { class: "result" }, typeof step.tool_result === "string"
       ? step.tool_result : JSON.stringify(step.tool_result, null, 2)));

@@ -7,7 +7,7 @@ import { ApiError, call, stream } from "./api.js";
 import { $, confirmButton, h, toast } from "./dom.js";
 import { render } from "./markdown.js";
 
-const MAX_TOKENS = 512;
+const MAX_TOKENS = 512; // when the answer-length box is empty
 let current = null; // the open session, as the server has it
 let running = null; // the AbortController of the answer being written
 let lastQuestion = ""; // what Regenerate asks again
@@ -209,7 +209,7 @@ async function send(content) {
     if (!current) await createSession(content);
     lastQuestion = content;
     await stream(path(current.name, "/generate"), {
-      content, max_tokens: MAX_TOKENS, use_knowledge_base: $("use-kb").checked,
+      content, max_tokens: Number($("max-tokens").value) || MAX_TOKENS, use_knowledge_base: $("use-kb").checked,
     }, (event) => {
       if (event.type === "delta") {
         text += event.content;
