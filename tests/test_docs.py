@@ -13,6 +13,11 @@ from offgrid.config import Settings
 from support import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# How each stream says it is over: OpenAI's chat with [DONE], Anthropic's Messages and OpenAI's
+# Responses with a last event of their own.
+# How each kind of stream ends; agents' and sessions' end with a data event of type done.
+STREAM_ENDS = ("data: [DONE]", "event: message_stop", "event: response.completed",
+               "event: response.incomplete")
 DEFAULT_URL = re.compile(r"http://(localhost|127\.0\.0\.1):11611")
 
 
@@ -39,9 +44,9 @@ def test_curl_examples(base_url, where, code):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     output = result.stdout.strip()
-    if output.startswith("data: "):  # an OpenAI stream ends with [DONE], an agent's with done
-        last = output.rsplit("data: ", 1)[1]
-        assert last == "[DONE]" or json.loads(last)["type"] == "done", last
+    if output.startswith(("data: ", "event: ")):
+        last = output.split("\n\n")[-1].splitlines()[0]
+        assert last in STREAM_ENDS or json.loads(last[len("data: "):])["type"] == "done", last
     else:
         assert "error" not in json.loads(output)
 

@@ -71,6 +71,7 @@ class Run:
         self._early: list[tuple[int, object]] = []  # events seen while waiting for the start
         self._running = len(requests)
         self._counted = False
+        self.prompt_tokens = 0  # the longest prompt's length, known once the run has started
         self._generations: list[Generation] = []
         if len(requests) > scheduler.capacity:  # never possible, however long one waits
             raise TooManyChoices(len(requests), scheduler.capacity)
@@ -96,7 +97,9 @@ class Run:
                 if isinstance(event, Failed):
                     raise event.error
                 waiting.discard(index)
-                if not isinstance(event, Started):
+                if isinstance(event, Started):
+                    self.prompt_tokens = max(self.prompt_tokens, event.prompt_tokens)
+                else:
                     self._early.append(pair)
         except BaseException:
             self.close()

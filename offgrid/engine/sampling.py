@@ -126,12 +126,14 @@ class OutputText:
         self._text = ""
         self._released = 0
         self.stopped = False
+        self.stopped_by: str | None = None  # the stop string that ended the text
 
     def feed(self, data: bytes) -> str:
         """Add bytes; returns the text that can be released now. Sets `stopped` on a stop string."""
         self._text += self._decoder.decode(data)
         hit = self._first_stop()
         if hit is not None:
+            hit, self.stopped_by = hit
             self._text = self._text[:hit]
             self.stopped = True
             return self._release(hit)
@@ -147,10 +149,12 @@ class OutputText:
         self._released = end
         return piece
 
-    def _first_stop(self) -> int | None:
+    def _first_stop(self) -> tuple[int, str] | None:
+        """Where the first stop string starts, and which it is."""
         # Nothing released so far can begin a stop string (it would have been held back).
-        hits = [i for i in (self._text.find(s, self._released) for s in self._stop) if i >= 0]
-        return min(hits) if hits else None
+        hits = [(i, s) for i, s in ((self._text.find(s, self._released), s) for s in self._stop)
+                if i >= 0]
+        return min(hits, key=lambda hit: hit[0]) if hits else None
 
     def _held_back(self) -> int:
         """Length of the longest unreleased tail that is the beginning of some stop string."""

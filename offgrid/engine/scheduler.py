@@ -71,6 +71,7 @@ class Finished:
     cached_tokens: int
     prompt_ms: float
     generation_ms: float
+    stop_sequence: str | None = None  # the request's stop string that ended it, if one did
 
 
 @dataclass(frozen=True)
@@ -464,7 +465,8 @@ class Scheduler:
         finished = Finished(
             reason=reason, prompt_tokens=len(job.prompt),
             completion_tokens=job.generation.completion_tokens, cached_tokens=job.cached_tokens,
-            prompt_ms=(first - job.queued_at) * 1000, generation_ms=(now - first) * 1000)
+            prompt_ms=(first - job.queued_at) * 1000, generation_ms=(now - first) * 1000,
+            stop_sequence=job.output.stopped_by)
         if self._on_finished is not None:
             self._on_finished(finished)
         self._end(job.generation, failure or finished)

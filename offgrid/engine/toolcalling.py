@@ -182,3 +182,34 @@ def parse(text: str) -> list[ToolCall] | None:
 
 def _key(call: ToolCall) -> tuple[str, str]:
     return call.name, json.dumps(call.arguments, sort_keys=True)
+
+
+class AnswerReader:
+    """Reads an answer, piece by piece, that may be a tool call: text goes out as soon as it
+    cannot be the start of a call; a call is read whole once the answer ends (a call is never
+    shown as text, however it ends)."""
+
+    def __init__(self, use: ToolUse | None):
+        self.use = use
+        self.text = ""  # the whole answer so far
+        self._holding = use is not None
+
+    def feed(self, piece: str) -> str:
+        """The text that can go out now."""
+        self.text += piece
+        if not self._holding:
+            return piece
+        said = self.text.lstrip()
+        if not said or said.startswith("{") or self.use.required:
+            return ""
+        self._holding = False
+        return self.text
+
+    def end(self) -> tuple[str, list[ToolCall]]:
+        """Once the answer has ended: (the text still to go out, the calls it made)."""
+        if not self._holding:
+            return "", []
+        calls = parse(self.text)
+        if calls:
+            return "", calls
+        return ("" if is_call(self.text) else self.text), []

@@ -28,11 +28,13 @@ from ..metrics import Metrics, labelled
 from ..models.hub import Downloads
 from ..store.db import Database
 from . import policy
+from .anthropic.responses import error_body as anthropic_error
 from .connection import GuardedHandler, GuardedServer
 from .cors import Cors
 from .errors import (
     REFUSALS,
     ApiError,
+    ErrorShape,
     InternalError,
     MethodNotAllowed,
     NotFound,
@@ -47,10 +49,12 @@ from .policy import Group
 from .routes import (
     account,
     agents,
+    anthropic,
     kb,
     models,
     ollama,
     openai,
+    responses,
     sessions,
     system,
     tokenizer,
@@ -68,7 +72,7 @@ class Route(NamedTuple):
     handler: Callable
     group: Group = Group.ADMIN  # who may call it (see policy.py); undeclared: admins only
     prompt: str | None = None  # the body field holding the prompt, for errors about it
-    error_body: Callable[[ApiError], dict] = ApiError.body  # the wire format's error shape
+    error_shape: ErrorShape | None = None  # its wire format's error body, if not OpenAI's
 
 
 ROUTES = [
@@ -90,6 +94,12 @@ ROUTES = [
     ("POST", "/v1/models/export", models.export_model, Group.ADMIN),
     ("GET", "/v1/search", models.search, Group.ADMIN),
     ("POST", "/v1/chat/completions", openai.chat_completions, Group.CHAT, "messages"),
+    ("POST", "/v1/responses", responses.create, Group.CHAT, "input"),
+    ("GET", "/v1/responses/{response_id}", responses.retrieve, Group.CHAT),
+    ("DELETE", "/v1/responses/{response_id}", responses.delete, Group.CHAT),
+    ("POST", "/v1/messages", anthropic.messages, Group.CHAT, "messages", anthropic_error),
+    ("POST", "/v1/messages/count_tokens", anthropic.count_tokens, Group.CHAT, "messages",
+     anthropic_error),
     ("POST", "/v1/completions", openai.completions, Group.GENERATE, "prompt"),
     ("POST", "/v1/embeddings", openai.embeddings, Group.GENERATE, "input"),
     ("POST", "/v1/tokenize", tokenizer.tokenize, Group.GENERATE),
@@ -231,7 +241,13 @@ class App:
     def _route(self, request: Request) -> Response:
         route, path_params = self.router.match(request.method, request.path)
         request.route = route.path
-        request.error_body = route.error_body  # the gate's refusals too, in the route's shape
+        try:
+            return self._call(route, request, path_params)
+        except ApiError as error:
+            error.shape = route.error_shape
+            raise
+
+    def _call(self, route: Route, request: Request, path_params: dict) -> Response:
         limit_headers = self.gate.admit(request, route.group, path_params)
         try:
             response = route.handler(self, request, **path_params)
@@ -329,7 +345,7 @@ class Handler(GuardedHandler):
             self.close_connection = True
             return request, None
         except ApiError as error:
-            return request, Response.error(error, request.error_body if request else ApiError.body)
+            return request, Response.error(error)
         except Exception:
             log.exception("unhandled error in %s %s [%s]", _printable(self.command),
                           _printable(self.path), request_id)

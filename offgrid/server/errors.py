@@ -1,5 +1,6 @@
 """API errors: each carries its HTTP status and renders as the one error shape of the API,
-{"error": {"message", "type", "code", "param"}}."""
+{"error": {"message", "type", "code", "param"}}, or as the error shape of the wire format its
+route speaks (the route table names a renderer: `ErrorShape`)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from ..kb import errors as kb
 from ..models import folder, hub
 from ..store import errors as store
 
+ErrorShape = Callable[["ApiError"], dict]  # an error's body in a wire format of its own
+
 
 class ApiError(Exception):
     status = 500
     type = "api_error"
     code = "internal_error"
+    shape: ErrorShape | None = None  # set for the routes of a wire format with its own shape
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
                  headers: dict[str, str] | None = None):
@@ -26,6 +30,8 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict:
+        if self.shape is not None:
+            return self.shape(self)
         return {"error": {"message": self.message, "type": self.type, "code": self.code,
                           "param": self.param}}
 

@@ -117,3 +117,18 @@ def is_token(value) -> bool:
 
 def is_token_array(value) -> bool:
     return isinstance(value, list) and bool(value) and all(is_token(t) for t in value)
+
+
+def stop_strings(body: dict, name: str, most: int, param: str | None = None
+                 ) -> tuple[str, ...]:
+    """Strings that end an answer: a string or a list of up to `most`, empty ones left out.
+    `param` names the field in errors (`name` unless given: "options.stop" for Ollama)."""
+    value = body.get(name)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or len(value) > most or not all(
+            isinstance(s, str) for s in value):
+        raise invalid(param or name, f"a string or a list of up to {most} strings", value)
+    return tuple(s for s in value if s)

@@ -1,6 +1,6 @@
 """The gate every request passes before its handler: who is calling (from `Authorization:
-Bearer`), whether their role may use the route's group (policy.decide), and whether their
-rate limits and quotas allow it."""
+Bearer`, or `x-api-key` as Anthropic's clients send the key), whether their role may use the
+route's group (policy.decide), and whether their rate limits and quotas allow it."""
 
 from __future__ import annotations
 
@@ -41,6 +41,21 @@ class Caller:
         return self.user.username if self.user else f"anonymous@{self.address}"
 
 
+def _secret(request: Request) -> str | None:
+    """The key or token the caller sent: `Authorization: Bearer …`, else `x-api-key: …`."""
+    values = request.headers.get_all("Authorization") or []
+    if not values:
+        keys = request.headers.get_all("x-api-key") or []
+        if len(keys) > 1:
+            raise Unauthorized("Send one header 'x-api-key'", code="invalid_api_key")
+        return keys[0].strip() if keys else None
+    bearer = BEARER.fullmatch(values[0].strip()) if len(values) == 1 else None
+    if bearer is None:
+        raise Unauthorized("Send one header 'Authorization: Bearer' followed by an OffGrid "
+                           "API key (og_…) or login token", code="invalid_api_key")
+    return bearer.group(1)
+
+
 class Gate:
     def __init__(self, settings: Settings, db: Database):
         self.settings = settings
@@ -61,14 +76,9 @@ class Gate:
         return headers
 
     def _identify(self, request: Request) -> Identity | None:
-        values = request.headers.get_all("Authorization") or []
-        if not values:
+        secret = _secret(request)
+        if secret is None:
             return None
-        bearer = BEARER.fullmatch(values[0].strip()) if len(values) == 1 else None
-        if bearer is None:
-            raise Unauthorized("Send one header 'Authorization: Bearer' followed by an OffGrid "
-                               "API key (og_…) or login token", code="invalid_api_key")
-        secret = bearer.group(1)
         if not SECRET.fullmatch(secret):
             raise Unauthorized("That is not an OffGrid API key or login token",
                                code="invalid_api_key")

@@ -10,7 +10,7 @@ import math
 import re
 import select
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesParser
@@ -39,7 +39,6 @@ class Request:
     address: str = ""  # the client's IP address
     caller: Any = None  # who is asking: set by the auth gate before the handler runs
     meter: Any = None  # counts the tokens it uses, against the caller's quotas: set by the gate
-    error_body: Callable[[ApiError], dict] = ApiError.body  # its route's error shape
 
     @classmethod
     def read(cls, handler: GuardedHandler, max_body: int, request_id: str
@@ -202,9 +201,8 @@ class Response:
             self.body = b"" if body is None else json.dumps(body).encode()
 
     @classmethod
-    def error(cls, error: ApiError, body: Callable[[ApiError], dict] = ApiError.body
-              ) -> "Response":
-        return cls(body(error), error.status, error.headers)
+    def error(cls, error: ApiError) -> "Response":
+        return cls(error.body(), error.status, error.headers)
 
     def send(self, handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(self.status)
@@ -216,6 +214,14 @@ class Response:
         handler.end_headers()
         if handler.command != "HEAD":
             handler.wfile.write(self.body)
+
+
+@dataclass(frozen=True)
+class NamedEvent:
+    """An SSE event with an `event:` line before its data, as Anthropic's Messages and OpenAI's
+    Responses streams send them."""
+    name: str
+    data: Any
 
 
 class _Stream(Response):
@@ -253,8 +259,9 @@ class _Stream(Response):
 
 
 class EventStream(_Stream):
-    """Server-Sent Events: each event one `data:` line, and `data: [DONE]` ends the stream
-    unless `end_marker` is off (a stream whose last event says it is the last)."""
+    """Server-Sent Events: each event one `data:` line (a NamedEvent with its `event:` line
+    first), and `data: [DONE]` ends the stream unless `end_marker` is off (a stream whose last
+    event says it is the last)."""
     media_type = "text/event-stream"
 
     def __init__(self, events: Iterator, headers: dict[str, str] | None = None,
@@ -263,6 +270,9 @@ class EventStream(_Stream):
         self.end_marker = end_marker
 
     def frame(self, event) -> bytes:
+        if isinstance(event, NamedEvent):
+            return b"event: %s\ndata: %s\n\n" % (event.name.encode(),
+                                                  json.dumps(event.data).encode())
         return b"data: " + json.dumps(event).encode() + b"\n\n"
 
     def ending(self) -> bytes:

@@ -55,6 +55,39 @@ _logit_bias = {"type": "object", "additionalProperties": _number(-100, 100),
 MODEL = _ref("ModelId")
 SESSION_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
 
+_text_parts = {"anyOf": [STR, _array(_obj({"type": {"enum": ["input_text", "output_text"]},
+                                           "text": STR}, ("type", "text")))]}
+_response_item = {"oneOf": [
+    _obj({"type": {"const": "message"}, "role": {"enum": [
+        "user", "assistant", "system", "developer"]}, "content": _text_parts},
+        ("role", "content")),
+    _obj({"type": {"const": "function_call"}, "call_id": STR, "name": STR, "arguments": STR},
+         ("type", "call_id", "name", "arguments")),
+    _obj({"type": {"const": "function_call_output"}, "call_id": STR, "output": _text_parts},
+         ("type", "call_id", "output")),
+]}
+_anthropic_text = _obj({"type": {"const": "text"}, "text": STR}, ("type", "text"))
+_anthropic_tool_use = _obj({"type": {"const": "tool_use"}, "id": STR, "name": STR,
+                            "input": {"type": "object"}}, ("type", "id", "name", "input"))
+_anthropic_tool_result = _obj({
+    "type": {"const": "tool_result"}, "tool_use_id": STR, "is_error": BOOL,
+    "content": {"anyOf": [STR, _array(_anthropic_text)]}}, ("type", "tool_use_id"))
+_anthropic_conversation = {
+    "model": MODEL, "system": {"anyOf": [STR, _array(_anthropic_text)]},
+    "messages": _array({"oneOf": [
+        _obj({"role": {"const": "user"}, "content": {"anyOf": [STR, _array(
+            {"oneOf": [_anthropic_text, _anthropic_tool_result]}, minItems=1)]}},
+            ("role", "content")),
+        _obj({"role": {"const": "assistant"}, "content": {"anyOf": [STR, _array(
+            {"oneOf": [_anthropic_text, _anthropic_tool_use]}, minItems=1)]}},
+            ("role", "content"))]}, minItems=1),
+    "tools": _array(_obj({"name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                          "description": STR, "input_schema": {"type": "object"}},
+                         ("name", "input_schema"))),
+    "tool_choice": _obj({"type": {"enum": ["auto", "any", "tool", "none"]}, "name": STR,
+                         "disable_parallel_tool_use": BOOL}, ("type",)),
+}
+
 _sampling = {
     "model": MODEL, "temperature": _number(0, 2), "top_p": _number(0, 1),
     "top_k": {"type": "integer", "minimum": 0}, "min_p": _number(0, 1),
@@ -275,6 +308,48 @@ SCHEMAS = {
     "McpTest": _obj({"ok": BOOL, "tools": _array(_obj({"name": STR, "description": STR,
                                                        "parameters": {"type": "object"}})),
                      "error": NULLABLE_STR, "stderr": _array(STR)}, ("ok", "tools")),
+    "ResponseRequest": _obj({
+        "model": MODEL, "input": {"anyOf": [STR, _array(_response_item, minItems=1)]},
+        "instructions": NULLABLE_STR, "previous_response_id": NULLABLE_STR, "store": BOOL,
+        "stream": BOOL, "temperature": _number(0, 2), "top_p": _number(0, 1),
+        "max_output_tokens": {"type": "integer", "minimum": 1}, "parallel_tool_calls": BOOL,
+        "tools": _array(_obj({"type": {"const": "function"},
+                              "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                              "description": STR, "parameters": {"type": "object"},
+                              "strict": BOOL}, ("type", "name"))),
+        "tool_choice": {"anyOf": [{"enum": ["none", "auto", "required"]}, _obj(
+            {"type": {"const": "function"}, "name": STR}, ("type", "name"))]},
+        "text": _obj({"format": {"oneOf": [
+            _obj({"type": {"enum": ["text", "json_object"]}}, ("type",)),
+            _obj({"type": {"const": "json_schema"}, "name": STR, "schema": {"type": "object"},
+                  "strict": BOOL}, ("type", "name", "schema"))]}}),
+        "metadata": {"type": "object", "additionalProperties": STR}, "user": STR,
+        "use_knowledge_base": BOOL, "knowledge_base": {"type": "object"}}, ("model", "input")),
+    "Response": _obj({
+        "id": STR, "object": {"const": "response"}, "created_at": INT,
+        "status": {"enum": ["completed", "incomplete", "failed", "in_progress"]},
+        "model": STR, "output": _array({"type": "object"}), "previous_response_id": NULLABLE_STR,
+        "instructions": NULLABLE_STR, "store": BOOL, "usage": {"type": ["object", "null"]},
+        "citations": _array(_ref("Citation"))},
+        ("id", "object", "created_at", "status", "model", "output")),
+    "AnthropicError": _obj({"type": {"const": "error"}, "error": _obj(
+        {"type": STR, "message": STR}, ("type", "message"))}, ("type", "error")),
+    "AnthropicCountRequest": _obj(_anthropic_conversation, ("model", "messages")),
+    "AnthropicMessageRequest": _obj({
+        **_anthropic_conversation, "max_tokens": {"type": "integer", "minimum": 1},
+        "stop_sequences": _array(STR, maxItems=16), "temperature": _number(0, 1),
+        "top_p": _number(0, 1), "top_k": {"type": "integer", "minimum": 0}, "stream": BOOL,
+        "metadata": {"type": "object"}, "use_knowledge_base": BOOL,
+        "knowledge_base": {"type": "object"}}, ("model", "messages", "max_tokens")),
+    "AnthropicMessage": _obj({
+        "id": STR, "type": {"const": "message"}, "role": {"const": "assistant"}, "model": STR,
+        "content": _array({"oneOf": [_anthropic_text, _anthropic_tool_use]}),
+        "stop_reason": {"enum": ["end_turn", "max_tokens", "stop_sequence", "tool_use"]},
+        "stop_sequence": NULLABLE_STR, "citations": _array(_ref("Citation")),
+        "usage": _obj({"input_tokens": INT, "output_tokens": INT,
+                       "cache_creation_input_tokens": INT, "cache_read_input_tokens": INT},
+                      ("input_tokens", "output_tokens"))},
+        ("id", "type", "role", "model", "content", "stop_reason", "usage")),
     "CreateKeyRequest": _obj({"name": STR, "requests_per_minute": {"type": "integer",
                                                                    "minimum": 0},
                               "tokens_per_day": {"type": "integer", "minimum": 0}}),
@@ -355,6 +430,14 @@ def _static(summary: str, media_types: tuple[str, ...], parameters: list | None 
     return operation
 
 
+def _anthropic(operation: dict) -> dict:
+    """An operation whose errors are in Anthropic's shape."""
+    for status, answer in operation["responses"].items():
+        if status != "200":
+            answer["content"]["application/json"]["schema"] = _ref("AnthropicError")
+    return operation
+
+
 _AUTH_ERRORS = (401, 403, 429)  # in multi-user mode; see docs/multi-user.md
 _BODY_ERRORS = (400, 404, 413, 500, 503, *_AUTH_ERRORS)
 # In single-user mode the account endpoints answer 404 multi_user_disabled.
@@ -423,6 +506,23 @@ OPERATIONS = {
         parameters=[{"name": "query", "in": "query", "required": True, "schema": STR}]),
     ("POST", "/v1/chat/completions"): _operation(
         "Chat completion", _ref("ChatCompletion"), "ChatCompletionRequest", _BODY_ERRORS, True),
+    ("POST", "/v1/responses"): _operation(
+        "OpenAI Responses: a response, or (stream) its events as SSE; kept unless store is "
+        "false", _ref("Response"), "ResponseRequest", _BODY_ERRORS, True),
+    ("GET", "/v1/responses/{response_id}"): _operation(
+        "A kept response of the caller's", _ref("Response"), errors=(404, *_AUTH_ERRORS),
+        parameters=_path_ids("response_id")),
+    ("DELETE", "/v1/responses/{response_id}"): _operation(
+        "Delete a kept response of the caller's", _obj({
+            "id": STR, "object": {"const": "response"}, "deleted": BOOL}, ("id", "deleted")),
+        errors=(404, *_AUTH_ERRORS), parameters=_path_ids("response_id")),
+    ("POST", "/v1/messages"): _anthropic(_operation(
+        "Anthropic Messages: a message, or (stream) its events as SSE", _ref("AnthropicMessage"),
+        "AnthropicMessageRequest", _BODY_ERRORS, True)),
+    ("POST", "/v1/messages/count_tokens"): _anthropic(_operation(
+        "Anthropic Messages: the tokens a body's prompt takes",
+        _obj({"input_tokens": INT}, ("input_tokens",)), "AnthropicCountRequest",
+        _BODY_ERRORS)),
     ("POST", "/v1/completions"): _operation(
         "Text completion", _ref("Completion"), "CompletionRequest", _BODY_ERRORS, True),
     ("POST", "/v1/embeddings"): _operation(
@@ -634,10 +734,14 @@ def document(model_ids: list[str]) -> dict:
             "info": {"title": "OffGrid LLM", "version": __version__,
                      "description": "An offline LLM server with an OpenAI-compatible API."},
             "servers": [{"url": "/"}], "paths": paths,
-            "security": [{}, {"bearer": []}],
+            "security": [{}, {"bearer": []}, {"api_key": []}],
             "components": {"schemas": {**SCHEMAS, **OLLAMA_SCHEMAS, "ModelId": {"type": "string",
                                                                "examples": model_ids}},
                            "securitySchemes": {"bearer": {
                                "type": "http", "scheme": "bearer",
                                "description": "An API key (og_…) or a login token, in "
-                                              "multi-user mode"}}}}
+                                              "multi-user mode"},
+                               "api_key": {
+                                   "type": "apiKey", "in": "header", "name": "x-api-key",
+                                   "description": "An API key (og_…), as Anthropic's clients "
+                                                  "send it"}}}}

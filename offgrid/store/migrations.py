@@ -173,5 +173,20 @@ def m004_chat_sessions(connection: sqlite3.Connection) -> None:
     """)
 
 
+def m005_stored_responses(connection: sqlite3.Connection) -> None:
+    run_script(connection, """
+        CREATE TABLE stored_responses (
+            id TEXT PRIMARY KEY,  -- resp_…
+            owner_id INTEGER REFERENCES users (id) ON DELETE CASCADE,  -- NULL: single-user mode
+            previous_id TEXT,  -- the response it continues, if any
+            input TEXT NOT NULL,  -- JSON array: the input items it was given
+            response TEXT NOT NULL,  -- JSON object: the response, as it was answered
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        CREATE INDEX stored_responses_by_expiry ON stored_responses (expires_at)
+    """)
+
+
 MIGRATIONS = [m001_users_keys_tokens_quotas_audit, m002_knowledge_base,
-              m003_agent_tools_and_mcp_servers, m004_chat_sessions]
+              m003_agent_tools_and_mcp_servers, m004_chat_sessions, m005_stored_responses]

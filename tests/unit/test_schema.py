@@ -28,6 +28,8 @@ SCHEMA = {
                       "updated_at"],
     "chat_messages": ["id", "session_id", "role", "content", "citations", "usage",
                       "created_at"],
+    "stored_responses": ["id", "owner_id", "previous_id", "input", "response", "created_at",
+                         "expires_at"],
     # the FTS5 index over chunks, and the tables FTS5 keeps it in
     "chunks_fts": ["section", "text"],
     "chunks_fts_data": ["id", "block"],
@@ -37,7 +39,7 @@ SCHEMA = {
 }
 INDEXES = {"api_keys_by_prefix", "api_keys_by_user", "login_tokens_by_prefix",
            "documents_by_owner_and_content", "chat_sessions_by_owner_and_name",
-           "chat_messages_by_session"}
+           "chat_messages_by_session", "stored_responses_by_expiry"}
 TRIGGERS = {"chunks_fts_after_insert", "chunks_fts_after_delete"}
 
 

@@ -62,7 +62,7 @@ class Generating:
                 "stream": fields.boolean(body, "stream", True),
                 "sampling": _sampling(options, grammar_text),
                 "max_tokens": predict if predict is not None and predict > 0 else None,
-                "stop": _stop_strings(options)}
+                "stop": fields.stop_strings(options, "stop", MAX_STOP_STRINGS, "options.stop")}
 
     @property
     def unloads(self) -> bool:
@@ -89,17 +89,6 @@ def _sampling(options: dict, grammar_text: str | None) -> SamplingParams:
         repeat_penalty=fields.number(options, "repeat_penalty", defaults.repeat_penalty, 0.0,
                                      2.0) or 1.0)
 
-
-def _stop_strings(options: dict) -> tuple[str, ...]:
-    value = options.get("stop")
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or len(value) > MAX_STOP_STRINGS or not all(
-            isinstance(s, str) for s in value):
-        raise invalid("options.stop", f"a list of up to {MAX_STOP_STRINGS} strings", value)
-    return tuple(s for s in value if s)
 
 
 def _format_grammar(body: dict) -> str | None:

@@ -4,6 +4,10 @@ Each endpoint's request is a frozen dataclass: `parse(body)` does every check th
 model (so a bad request loads nothing, evicts nothing), and `check_against(model)` the few that
 need the loaded model: token ids below its vocabulary, embedding dimensions. Errors name the
 parameter the way OpenAI's API does. The requests then say what to ask of the engine.
+
+The other chat faces (Anthropic's Messages, OpenAI's Responses) read their bodies into a
+ChatCompletionRequest, with the readers here that do not depend on the body's shape: `sampling`,
+`tool`, `choose_tools` and `schema_grammar`.
 """
 
 from __future__ import annotations
@@ -58,8 +62,9 @@ class Generating:
         stream, include_usage = _streaming(body)
         return {"model": fields.string(body, "model"), "keep_alive": fields.keep_alive(body),
                 "n": fields.integer(body, "n", 1, 1, MAX_CHOICES),
-                "sampling": _sampling(body, grammar), "max_tokens": max_tokens,
-                "stop": _stop_strings(body), "stream": stream, "include_usage": include_usage}
+                "sampling": sampling(body, grammar), "max_tokens": max_tokens,
+                "stop": fields.stop_strings(body, "stop", MAX_STOP_STRINGS), "stream": stream,
+                "include_usage": include_usage}
 
     def check_against(self, model: Model) -> None:
         for token, _ in self.sampling.logit_bias:
@@ -72,7 +77,8 @@ class Generating:
                                stop=list(self.stop)), self.n)
 
 
-def _sampling(body: dict, grammar_text: str | None) -> SamplingParams:
+def sampling(body: dict, grammar_text: str | None) -> SamplingParams:
+    """The sampling parameters a body gives (by OpenAI's names), under `grammar_text`."""
     defaults = SamplingParams()
     return SamplingParams(
         logit_bias=_logit_bias(body), grammar=grammar_text,
@@ -103,17 +109,6 @@ def _logit_bias(body: dict) -> tuple[tuple[int, float], ...]:
         biases.append((int(key), -float("inf") if bias == -100 else float(bias)))
     return tuple(biases)
 
-
-def _stop_strings(body: dict) -> tuple[str, ...]:
-    value = body.get("stop")
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or len(value) > MAX_STOP_STRINGS or not all(
-            isinstance(s, str) for s in value):
-        raise invalid("stop", f"a string or a list of up to {MAX_STOP_STRINGS} strings", value)
-    return tuple(s for s in value if s)
 
 
 def _streaming(body: dict) -> tuple[bool, bool]:
@@ -222,12 +217,17 @@ def _response_grammar(body: dict) -> str | None:
                 spec.get("schema", {}), dict):
             raise invalid("response_format", '{"type": "json_schema", "json_schema": {"name": '
                                              '..., "schema": {...}}}', value)
-        try:
-            return grammar.json_schema(spec.get("schema", {}))
-        except InvalidGrammar as error:
-            raise BadRequest(f"The JSON schema in 'response_format' cannot be enforced: {error}",
-                             code="invalid_value", param="response_format") from None
+        return schema_grammar(spec.get("schema", {}), "response_format")
     raise invalid("response_format", 'type "text", "json_object" or "json_schema"', value)
+
+
+def schema_grammar(schema: dict, param: str) -> str:
+    """The grammar of JSON that `schema` allows; a 400 naming `param` if it cannot be enforced."""
+    try:
+        return grammar.json_schema(schema)
+    except InvalidGrammar as error:
+        raise BadRequest(f"The JSON schema in '{param}' cannot be enforced: {error}",
+                         code="invalid_value", param=param) from None
 
 
 def _chat_messages(body: dict) -> list[tuple[str, str]]:
@@ -271,11 +271,11 @@ def _tool_calls(calls, where: str) -> list[tuple[str, ToolCall]]:
         if not isinstance(function, dict) or not isinstance(call.get("id"), str) or not all(
                 isinstance(function.get(k), str) for k in ("name", "arguments")):
             raise invalid(f"{where}[{i}]", expected, call)
-        read.append((call["id"], ToolCall(function["name"], _arguments(function["arguments"]))))
+        read.append((call["id"], ToolCall(function["name"], call_arguments(function["arguments"]))))
     return read
 
 
-def _arguments(arguments: str):
+def call_arguments(arguments: str):
     """A call's arguments as JSON, or as the text they were when they are not JSON."""
     try:
         return json.loads(arguments)
@@ -304,7 +304,14 @@ def parse_tool_use(body: dict) -> ToolUse | None:
     (Ollama's requests read it the same way)."""
     tools = _tools(body.get("tools"))
     choice = body.get("tool_choice")
-    parallel = fields.boolean(body, "parallel_tool_calls", True)
+    if choice not in (None, "none", "auto", "required"):
+        choice = _forced_name(choice)
+    return choose_tools(tools, choice, fields.boolean(body, "parallel_tool_calls", True))
+
+
+def choose_tools(tools: tuple[Tool, ...], choice: str | None, parallel: bool) -> ToolUse | None:
+    """The tool use of a request offering `tools`, whose choice is None (not given), "none",
+    "auto", "required", or the name of the one tool to call."""
     if choice is None:
         choice = "auto" if tools else "none"
     if choice == "none":
@@ -313,11 +320,10 @@ def parse_tool_use(body: dict) -> ToolUse | None:
         raise BadRequest("'tool_choice' needs 'tools'", code="invalid_value", param="tool_choice")
     if choice in ("auto", "required"):
         return ToolUse(tools, choice == "required", None, parallel)
-    name = _forced_name(choice)
-    if name not in {t.name for t in tools}:
-        raise BadRequest(f"'tool_choice' names {name!r}, which is not among 'tools'",
+    if choice not in {t.name for t in tools}:
+        raise BadRequest(f"'tool_choice' names {choice!r}, which is not among 'tools'",
                          code="invalid_value", param="tool_choice")
-    return ToolUse(tools, True, name, parallel)
+    return ToolUse(tools, True, choice, parallel)
 
 
 def _tools(value) -> tuple[Tool, ...]:
@@ -333,18 +339,24 @@ def _tool(item, where: str) -> Tool:
     if not isinstance(item, dict) or item.get("type") != "function" or not isinstance(function,
                                                                                      dict):
         raise invalid(where, 'an object {"type": "function", "function": {...}}', item)
-    name = function.get("name")
+    return tool(function, f"{where}.function", "parameters")
+
+
+def tool(spec: dict, where: str, schema_field: str) -> Tool:
+    """A tool from an object with its `name`, `description` and, in `schema_field`, the JSON
+    Schema of its arguments; errors name its fields under `where`."""
+    name = spec.get("name")
     if not isinstance(name, str) or not TOOL_NAME.match(name):
-        raise invalid(f"{where}.function.name", "1 to 64 letters, digits, '_' or '-'", name)
-    description = fields.optional_string(function, "description") or ""
-    parameters = function.get("parameters") or NO_PARAMETERS
+        raise invalid(f"{where}.name", "1 to 64 letters, digits, '_' or '-'", name)
+    description = fields.optional_string(spec, "description") or ""
+    parameters = spec.get(schema_field) or NO_PARAMETERS
     if not isinstance(parameters, dict):
-        raise invalid(f"{where}.function.parameters", "a JSON Schema object", parameters)
+        raise invalid(f"{where}.{schema_field}", "a JSON Schema object", parameters)
     try:
         grammar.json_schema(parameters)  # refused here, the tool can be named
     except InvalidGrammar as error:
         raise BadRequest(f"The parameters of {name!r} cannot be enforced: {error}",
-                         code="invalid_value", param=f"{where}.function.parameters") from None
+                         code="invalid_value", param=f"{where}.{schema_field}") from None
     return Tool(name, description, parameters)
 
 

@@ -233,6 +233,12 @@ def render(run: Run, reply: Reply, n: int, stream: bool, include_usage: bool) ->
 
 
 def _whole(run: Run, reply: Reply, n: int) -> dict:
+    return reply.response(collect(run, n))
+
+
+def collect(run: Run, n: int) -> list[Choice]:
+    """The `n` choices of a run, each whole; the engine's error if one failed, ClientGone if
+    the caller left first."""
     choices = [Choice() for _ in range(n)]
     try:
         for index, event in run:
@@ -248,7 +254,37 @@ def _whole(run: Run, reply: Reply, n: int) -> dict:
         run.close()
     if any(c.finished is None for c in choices):
         raise ClientGone()
-    return reply.response(choices)
+    return choices
+
+
+@dataclasses.dataclass(frozen=True)
+class Ending:
+    """How a streamed answer ended: its last text, the calls it made, the engine's account."""
+    tail: str
+    calls: list[ToolCall]
+    finished: Finished
+
+
+def answer_stream(run: Run, tool_use: ToolUse | None):
+    """The one choice of a run as it streams: each piece of text that can go out (a tool call
+    never does), then an Ending, or the ApiError it failed with; nothing more if the caller
+    left. The run is closed when the stream is."""
+    reader, finished = toolcalling.AnswerReader(tool_use), None
+    try:
+        for _, event in run:
+            if isinstance(event, Text):
+                piece = reader.feed(event.text)
+                if piece:
+                    yield piece
+            elif isinstance(event, Failed):
+                yield translate(event.error)
+                return
+            else:
+                finished = event
+        if finished is not None:
+            yield Ending(*reader.end(), finished)
+    finally:
+        run.close()
 
 
 def _chunks(run: Run, reply: Reply, n: int, include_usage: bool):

@@ -14,14 +14,21 @@ from ..openai.requests import ChatCompletionRequest, CompletionRequest, Embeddin
 
 def chat_completions(app, request: Request) -> Response:
     chat = ChatCompletionRequest.parse(request.json())
+    run, citations = start_chat(app, request, chat)
+    reply = responses.ChatReply(chat.model, chat.n, chat.tool_use, citations)
+    return responses.render(run, reply, chat.n, chat.stream, chat.include_usage)
+
+
+def start_chat(app, request: Request, chat: ChatCompletionRequest
+               ) -> tuple[generate.Run, list[dict] | None]:
+    """A parsed chat running on its model, with the knowledge base's passages when it asks for
+    them; and their citations. Every chat face starts here."""
     loaded = app.registry.get(chat.model, chat.keep_alive)
     chat.check_against(loaded.model)
     messages, citations = list(chat.messages), None
     if chat.knowledge is not None:
         messages, citations = with_knowledge(app, request, loaded, chat, messages)
-    run = start(request, loaded, chat.generation_requests(messages), chat.n)
-    reply = responses.ChatReply(chat.model, chat.n, chat.tool_use, citations)
-    return responses.render(run, reply, chat.n, chat.stream, chat.include_usage)
+    return start(request, loaded, chat.generation_requests(messages), chat.n), citations
 
 
 def with_knowledge(app, request: Request, loaded: LoadedModel, chat: ChatCompletionRequest,
