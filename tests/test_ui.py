@@ -14,6 +14,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from support import ROOT
 from support.http import get, request
+from support.models import CHAT_MODEL
 from support.multiuser import ADMIN_PASSWORD, password_of, start_multi_user
 
 SHORT_ANSWER = 24  # tokens, where what the answer says does not matter
@@ -137,6 +138,21 @@ def test_a_message_streams_and_its_session_is_there_after_a_reload(open_page, ba
     expect(fresh.locator(".message.user")).to_have_count(2)
 
 
+def test_a_conversation_is_there_after_the_server_restarts(open_page, start_server, tmp_path):
+    home = {"OFFGRID_HOME": str(tmp_path / "home")}
+    first = start_server("--model", CHAT_MODEL, env=home)
+    page = chat_page(open_page, first.url)
+    send(page, "Remember the word heron.")
+    wait_answered(page)
+    name, answer = current_session(page), page.locator(".message.assistant .body").text_content()
+    first.stop()
+    second = start_server("--model", CHAT_MODEL, env=home)
+    page = chat_page(open_page, second.url)
+    page.get_by_role("button", name=name, exact=True).click()
+    expect(page.locator(".message.user .body")).to_have_text("Remember the word heron.")
+    expect(page.locator(".message.assistant .body")).to_have_text(answer)
+
+
 def test_stop_ends_the_answer_and_the_server_keeps_nothing_of_it(open_page, base_url):
     page = chat_page(open_page, base_url, max_tokens=1500)
     send(page, LONG_TASK)
@@ -211,15 +227,19 @@ def test_the_page_fits_a_phone_and_works_from_the_keyboard(open_page, base_url):
 
 # -- knowledge base, agents, models -----------------------------------------------------------
 
+def upload(page: Page, name: str, text: bytes) -> None:
+    page.click("[data-tab=knowledge]")
+    page.set_input_files("#upload-file", files=[{"name": name, "mimeType": "text/plain",
+                                                 "buffer": text}])
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#upload-status")).to_have_text(f"{name} added")
+    expect(page.locator("#document-list")).to_contain_text(name)
+
+
 def test_an_uploaded_document_is_cited_and_its_passage_opens(open_page, base_url):
     page = chat_page(open_page, base_url)
-    page.click("[data-tab=knowledge]")
-    page.set_input_files("#upload-file", files=[{
-        "name": "canoe-ui.txt", "mimeType": "text/plain",
-        "buffer": b"The zebra-striped canoe is stored in boathouse 9, under the blue tarp."}])
-    page.get_by_role("button", name="Upload").click()
-    expect(page.locator("#upload-status")).to_have_text("canoe-ui.txt added")
-    expect(page.locator("#document-list")).to_contain_text("canoe-ui.txt")
+    upload(page, "canoe-ui.txt",
+           b"The zebra-striped canoe is stored in boathouse 9, under the blue tarp.")
     screenshot(page, "knowledge")
 
     page.click("[data-tab=chat]")
@@ -301,6 +321,7 @@ def test_users_log_in_see_only_their_own_sessions_and_log_out(open_page, start_s
     expect(page.locator("#new-key")).to_contain_text("og_")
     expect(page.locator("#key-list")).to_contain_text("laptop")
     expect(page.locator("#admin")).to_be_hidden()
+    upload(page, "alice-ui.txt", b"Alice keeps her notes here.")
 
     page.get_by_role("button", name="Log out").click()
     expect(page.locator("#login-form")).to_be_visible()
@@ -311,6 +332,9 @@ def test_users_log_in_see_only_their_own_sessions_and_log_out(open_page, start_s
     page.goto(f"{site.url}/ui/#{alices}")  # nor by its name
     page.reload()
     expect(page.locator("#toast")).to_contain_text("No session")
+    page.click("[data-tab=knowledge]")
+    expect(page.locator("#rag-status")).to_contain_text("documents")
+    expect(page.locator("#document-list")).not_to_contain_text("alice-ui.txt")
 
     page.get_by_role("button", name="Log out").click()
     log_in(page, "admin", ADMIN_PASSWORD)
