@@ -223,6 +223,12 @@ def test_the_page_fits_a_phone_and_works_from_the_keyboard(open_page, base_url):
     expect(page.locator("#prompt")).to_be_focused()  # ready for the next message
     page.keyboard.press("Shift+Tab")  # back from the message box to the answer's button
     expect(page.locator(".regenerate")).to_be_focused()
+    page.fill("#max-tokens", "1500")
+    send(page, LONG_TASK)
+    wait_writing(page)
+    page.keyboard.press("Escape")  # in the message box: stop the answer
+    expect(page.locator(".message.assistant").last.locator(".note")).to_have_text(
+        "stopped, not kept")
 
 
 # -- knowledge base, agents, models -----------------------------------------------------------

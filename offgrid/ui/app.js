@@ -19,7 +19,8 @@ async function refreshModels() {
 
 function showTab(name) {
   for (const tab of document.querySelectorAll("[data-tab]")) {
-    tab.setAttribute("aria-selected", String(tab.dataset.tab === name));
+    if (tab.dataset.tab === name) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
     $(tab.dataset.tab).hidden = tab.dataset.tab !== name;
   }
   SCREENS[name]?.()?.catch((error) => toast(error.message));
@@ -73,7 +74,8 @@ async function start() {
   initAgents();
   initModels(refreshModels);
   const { data: models } = await call("GET", "/v1/models");
-  await initChat(models, config.default_model);
+  // A guest may not keep sessions: the other screens still work.
+  await initChat(models, config.default_model).catch((error) => toast(error.message));
   const stats = () => showStats().catch(() => null);  // a missed reading waits for the next
   stats();
   setInterval(stats, STATS_MS);

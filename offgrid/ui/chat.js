@@ -36,6 +36,8 @@ export function initChat(models, serverDefault) {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       $("composer").requestSubmit();
+    } else if (event.key === "Escape") {
+      running?.abort();
     }
   });
   $("stop").addEventListener("click", () => running?.abort());
