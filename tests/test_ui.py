@@ -229,6 +229,11 @@ def test_the_page_fits_a_phone_and_works_from_the_keyboard(open_page, base_url):
     page.keyboard.press("Escape")  # in the message box: stop the answer
     expect(page.locator(".message.assistant").last.locator(".note")).to_have_text(
         "stopped, not kept")
+    expect(page.locator("#session-list")).to_be_hidden()  # behind a button, on a phone
+    page.get_by_role("button", name="Chats").click()
+    expect(page.locator("#session-list li").first).to_be_visible()
+    page.locator("#session-list .open").first.click()
+    expect(page.locator("#session-list")).to_be_hidden()
 
 
 # -- knowledge base, agents, models -----------------------------------------------------------

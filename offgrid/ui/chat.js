@@ -42,6 +42,7 @@ export function initChat(models, serverDefault) {
   });
   $("stop").addEventListener("click", () => running?.abort());
   $("model-picker").addEventListener("change", changeModel);
+  $("show-sessions").addEventListener("click", () => showSessionList(!$("sessions").classList.contains("shown")));
   const opened = decodeURIComponent(location.hash.slice(1));
   return Promise.all([showSessions(), opened ? openSession(opened) : null]);
 }
@@ -99,9 +100,16 @@ function setCurrent(session) {
   history.replaceState(null, "", session ? `#${encodeURIComponent(session.name)}` : "#");
 }
 
+/** On a phone-sized screen the session list shows at the press of a button. */
+function showSessionList(shown) {
+  $("sessions").classList.toggle("shown", shown);
+  $("show-sessions").setAttribute("aria-expanded", String(shown));
+}
+
 /** Show session `name`'s conversation (null: a new, empty chat). */
 export async function openSession(name) {
   running?.abort();
+  showSessionList(false);
   lastQuestion = "";
   $("messages").replaceChildren();
   if (!name) {
