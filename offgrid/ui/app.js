@@ -74,8 +74,7 @@ async function start() {
   initAgents();
   initModels(refreshModels);
   const { data: models } = await call("GET", "/v1/models");
-  // A guest may not keep sessions: the other screens still work.
-  await initChat(models, config.default_model).catch((error) => toast(error.message));
+  await initChat(models, config.default_model);
   const stats = () => showStats().catch(() => null);  // a missed reading waits for the next
   stats();
   setInterval(stats, STATS_MS);

@@ -54,11 +54,16 @@ export function setModels(models) {
     .map((model) => h("option", { value: model.id, selected: model.id === chosen }, model.id)));
 }
 
+/** The session list; a refusal (a guest may not keep sessions) is said, not thrown. */
 export async function showSessions() {
   const search = $("session-search").value.trim();
   const query = search ? `?search=${encodeURIComponent(search)}` : "";
-  const { sessions } = await call("GET", `/v1/sessions${query}`);
-  $("session-list").replaceChildren(...sessions.map(sessionItem));
+  try {
+    const { sessions } = await call("GET", `/v1/sessions${query}`);
+    $("session-list").replaceChildren(...sessions.map(sessionItem));
+  } catch (error) {
+    toast(error.message);
+  }
 }
 
 function sessionItem(session) {
@@ -126,7 +131,7 @@ export async function openSession(name) {
       toast(error.message);
     }
   }
-  if (current?.model) $("model-picker").value = current.model;
+  if (current) $("model-picker").value = current.model || defaultModel;  // null: the default
   showSessions();
   $("prompt").focus();
 }
