@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -30,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"offgrid: {error}", file=sys.stderr)
         return 2
-    return args.command(args, settings)
+    try:
+        return args.command(args, settings)
+    except BrokenPipeError:  # `offgrid list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -31,6 +31,7 @@ def _default_threads() -> int:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 11611
+    ollama_port: int = 0  # a second listener, for clients that assume Ollama's 11434; 0: none
     # offgrid.pyz sets OFFGRID_HOME to an offgrid-data folder beside it (offgrid/_zipapp.py).
     home: Path = field(default_factory=lambda: Path.home() / ".offgrid")
     models_dir: Path | None = None  # None: <home>/models
@@ -45,6 +46,10 @@ class Settings:
     max_models: int = 3  # models loaded at once; the least recently used idle one makes room
     keep_alive: float = 300.0  # seconds an idle model stays loaded; negative: for ever
     max_memory: int = 0  # bytes models may take; 0: whatever the machine has free
+    # Prompt prefixes' KV states kept after their slot moves on (engine/kvcache.py), in MiB of
+    # host memory and of files under <home>/kv/; 0 turns a tier off.
+    kv_cache_ram_mb: int = 512
+    kv_cache_disk_mb: int = 2048
     # Hardening: how long a client may take to send its request, and how many may connect.
     header_timeout: float = 10.0  # request line and headers, from the moment we wait for them
     body_timeout: float = 60.0  # the whole body; also each write of the answer
@@ -85,7 +90,8 @@ class Settings:
         for name in ("header_timeout", "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be more than 0, not {getattr(self, name)}")
-        for name in ("queue_size", *(f"{role}_{limit}" for role in ROLES for limit in LIMITS)):
+        for name in ("queue_size", "ollama_port", "kv_cache_ram_mb", "kv_cache_disk_mb",
+                     *(f"{role}_{limit}" for role in ROLES for limit in LIMITS)):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
         for folder in self.transfer_folders():

@@ -86,6 +86,11 @@ class Gauge(_Metric):
             yield f"{self.name}{_format(labels)} {_number(value)}"
 
 
+class ReadCounter(Gauge):
+    """A counter kept elsewhere (such as the KV cache's hits), read when scraped."""
+    kind = "counter"
+
+
 class Histogram(_Metric):
     kind = "histogram"
 
@@ -155,6 +160,9 @@ class Metrics:
 
     def gauge(self, name: str, help_text: str, read: Callable[[], dict[Labels, float]]) -> None:
         self._add(Gauge(name, help_text, read))
+
+    def read_counter(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        self._add(ReadCounter(name, help_text, lambda: {(): read()}))
 
     def render(self) -> str:
         return "\n".join(line for metric in self._all for line in metric.render()) + "\n"

@@ -10,6 +10,7 @@ import pytest
 
 from support import script
 from support.hubmock import HubMock
+from support.lora import write_adapter
 from support.models import CHAT_MODEL, fetch_models
 from support.servers import ServerProcess, starter
 
@@ -45,6 +46,8 @@ def models_dir(model_files, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     for path in model_files.values():
         (folder / path.name).symlink_to(path)
+    (folder / "loras").mkdir()  # the adapter docs/lora.md's examples use
+    write_adapter(folder / "loras" / "example-lora.gguf", model_files["starter"], seed=0)
     return folder
 
 

@@ -98,6 +98,7 @@ SAMPLES = {
         allowed=404),
     ("GET", "/v1/search"): lambda a, role, uid: Call("/v1/search", allowed=400),
     ("GET", "/v1/models"): lambda a, role, uid: Call("/v1/models"),
+    ("GET", "/v1/lora"): lambda a, role, uid: Call("/v1/lora"),
     ("GET", "/v1/models/{model_id}"): lambda a, role, uid: Call(f"/v1/models/{CHAT_MODEL}"),
     ("POST", "/v1/chat/completions"): lambda a, role, uid: Call(
         "/v1/chat/completions", chat_body("Hi", max_tokens=1)),

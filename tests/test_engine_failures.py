@@ -34,7 +34,7 @@ def served(models_dir, tmp_path):
     settings = Settings(home=tmp_path / "home", models_dir=models_dir, port=free_port(),
                         default_model=CHAT_MODEL, parallel=2, max_context=512)
     app = App(settings)
-    server = Server(app)
+    server = Server(app, settings.port)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     app.load_default_model()

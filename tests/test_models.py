@@ -3,13 +3,16 @@ and loading: LRU, keep-alive and the memory budget."""
 
 import functools
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 
 import pytest
 
-from support.cli import offgrid
+from support import ROOT
+from support.cli import child_env, offgrid
 from support.http import assert_error, chat_body, get, post, request
 from support.hubmock import HubMock
 from support.models import CHAT_MODEL, EMBEDDING_MODEL, GEMMA_MODEL
@@ -84,6 +87,19 @@ def job_end(url, job_id, ends=("completed", "failed"), timeout: float = 30) -> d
     """The job's state once its status is one of `ends`."""
     return wait_until(lambda: (state := job_state(url, job_id))["status"] in ends and state,
                       timeout)
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(models_dir):
+    """`offgrid list | head -1`: the pipe closes before the listing is out."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "offgrid", "list", "--models-dir",
+                               str(models_dir)], stdout=write_end, stderr=subprocess.PIPE,
+                              env=child_env(), cwd=ROOT, timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0 and done.stderr == b""
 
 
 def test_download_reports_progress_and_lands_verified(hub, hub_server):

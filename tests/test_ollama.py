@@ -10,6 +10,7 @@ import pytest
 from support.http import get, hang_up, open_stream, post, request
 from support.hubmock import HubMock
 from support.models import CHAT_MODEL, EMBEDDING_MODEL, GEMMA_MODEL
+from support.servers import free_port
 from support.waiting import wait_until
 
 CHAT = CHAT_MODEL + ":latest"
@@ -259,3 +260,20 @@ def test_pull_reports_progress_then_copy_and_delete(start_server, hub, tmp_path)
     assert status == 404 and set(error) == {"error"}
     with pytest.raises(ollama.ResponseError):
         client.pull(f"{REPO}:Q8_0")
+
+
+def test_ollamas_own_port_serves_the_same_api(start_server):
+    """--ollama-port: a second listener for clients that assume 11434, whose / says what
+    Ollama's says; SIGTERM stops both."""
+    port = free_port()
+    server = start_server("--model", CHAT_MODEL, "--ollama-port", str(port))
+    there = f"http://127.0.0.1:{port}"
+    status, headers, text = get(there + "/")
+    assert status == 200 and text == "Ollama is running"
+    assert headers["Content-Type"].startswith("text/plain")
+    assert get(server.url + "/")[2]["name"] == "OffGrid LLM"
+    names = [m.model for m in ollama.Client(host=there).list().models]
+    assert CHAT_MODEL + ":latest" in names
+    assert server.stop() == 0
+    with pytest.raises(OSError):
+        get(there + "/", timeout=2)

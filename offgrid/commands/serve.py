@@ -17,6 +17,9 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     serve.set_defaults(command=_serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 11611)")
+    serve.add_argument("--ollama-port", dest="ollama_port", type=int,
+                       help="a second port with the same API, for clients that assume "
+                            "Ollama's (11434)")
     serve.add_argument("--model", dest="default_model", help="default model id, loaded at start")
     serve.add_argument("--max-context", dest="max_context", type=int,
                        help="context tokens per parallel slot (default 4096)")

@@ -80,3 +80,16 @@ class InvalidGrammar(EngineError):
 class FillInTheMiddleUnsupported(EngineError):
     def __init__(self, model_id: str):
         super().__init__(f"{model_id} has no fill-in-the-middle tokens, so 'suffix' cannot be used")
+
+
+class AdapterNotFound(EngineError):
+    def __init__(self, key: str):
+        super().__init__(f"LoRA adapter not found: {key} (see GET /v1/lora)")
+
+
+class AdapterMismatch(EngineError):
+    """A LoRA adapter that does not fit the model asked for: another base model, or not a LoRA
+    file llama.cpp can load."""
+
+    def __init__(self, adapter_id: str, model_id: str, reason: str):
+        super().__init__(f"The LoRA adapter {adapter_id} cannot be used with {model_id}: {reason}")

@@ -1,7 +1,8 @@
 """Thin, typed wrapper over llama-cpp-python's low-level ctypes API.
 
 This is the only module in OffGrid that calls llama.cpp. It hides ctypes buffers and pointers
-behind a few small classes: Model, Context, Batch, SamplerChain, Grammar and Candidates.
+behind a few small classes: Model, LoraAdapter, Context, Batch, SamplerChain, Grammar and
+Candidates.
 """
 
 from __future__ import annotations
@@ -176,6 +177,23 @@ def _apply_template(template: bytes | None, messages: list[tuple[str, str]]) -> 
     return None
 
 
+class LoraAdapter:
+    """A LoRA adapter file loaded for one model; contexts of that model can apply it."""
+
+    def __init__(self, model: Model, path: Path):
+        self.path = Path(path)
+        self._ptr = C.llama_adapter_lora_init(model._ptr, str(self.path).encode())
+        if not self._ptr:
+            raise LlamaError(f"{self.path.name} could not be loaded as a LoRA adapter for "
+                             f"{model.path.name}")
+
+    def close(self) -> None:
+        """Free it; only once no context uses it, and before its model is freed."""
+        if self._ptr:
+            C.llama_adapter_lora_free(self._ptr)
+            self._ptr = None
+
+
 # -- context --------------------------------------------------------------------------------------
 
 class Context:
@@ -211,12 +229,42 @@ class Context:
         if status != 0:
             raise LlamaError(f"llama_decode failed with status {status}")
 
+    def use_adapters(self, adapters: list[tuple[LoraAdapter, float]]) -> None:
+        """Apply these adapters, at these scales, to every decode from now on (none: the base
+        model alone). Adapters belong to the whole context, not to a sequence."""
+        n = len(adapters)
+        pointers = (C.llama_adapter_lora_p_ctypes * n)(*(a._ptr for a, _ in adapters))
+        scales = (ctypes.c_float * n)(*(scale for _, scale in adapters))
+        status = C.llama_set_adapters_lora(self._ptr, pointers if n else None, n,
+                                           scales if n else None)
+        if status != 0:
+            raise LlamaError(f"llama_set_adapters_lora failed with status {status}")
+
     def forget(self, seq: int, start: int = 0) -> bool:
         """Drop a sequence's cached tokens from position `start` on. False if the memory cannot
         drop a partial sequence (then forget it whole)."""
         if not self._memory:
             return True
         return bool(C.llama_memory_seq_rm(self._memory, seq, start, -1))
+
+    def sequence_state(self, seq: int) -> bytes:
+        """A copy of what the KV memory holds for one sequence (llama_state_seq_get_data)."""
+        size = C.llama_state_seq_get_size(self._ptr, seq)
+        buffer = (ctypes.c_uint8 * size)()
+        written = C.llama_state_seq_get_data(self._ptr, buffer, size, seq)
+        if written != size:
+            raise LlamaError(f"llama_state_seq_get_data wrote {written} of {size} bytes")
+        return bytes(buffer)
+
+    def restore_sequence(self, seq: int, state: bytes) -> bool:
+        """Replace a sequence's KV memory by a state sequence_state returned (of any sequence
+        of a context of this model); False if it does not fit, and then the sequence is empty."""
+        self.forget(seq, -1)
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if C.llama_state_seq_set_data(self._ptr, buffer, len(state), seq) == len(state):
+            return True
+        self.forget(seq, -1)
+        return False
 
     def clear(self) -> None:
         if self._memory:

@@ -1,6 +1,7 @@
 """Loaded models: loaded on first use, kept while in use, unloaded when idle past their
 keep-alive or when the least recently used must make room for another (`max_models`, or the
-memory budget). A model is never unloaded while it has requests."""
+memory budget). A model is never unloaded while it has requests. A model loads each LoRA
+adapter it is asked for once, and keeps it until it unloads."""
 
 from __future__ import annotations
 
@@ -13,10 +14,20 @@ import psutil
 
 from ..config import Settings
 from ..models.folder import ModelFile, ModelFolder
+from ..models.loras import FOLDER_NAME, LoraFolder
 from .embeddings import Embedder
-from .errors import EngineClosed, InsufficientMemory, ModelLoadFailed, ModelsBusy, WrongModelKind
-from .llama import LlamaError, Model
-from .scheduler import Scheduler
+from .errors import (
+    AdapterMismatch,
+    AdapterNotFound,
+    EngineClosed,
+    InsufficientMemory,
+    ModelLoadFailed,
+    ModelsBusy,
+    WrongModelKind,
+)
+from .kvcache import KVCache
+from .llama import LlamaError, LoraAdapter, Model
+from .scheduler import AdapterSet, Scheduler, adapter_set
 
 log = logging.getLogger("offgrid.registry")
 
@@ -28,8 +39,13 @@ class LoadedModel:
     """A model in memory, with its generation scheduler and embedder made when first needed."""
 
     def __init__(self, model: Model, model_file: ModelFile, settings: Settings, need: int,
-                 on_finished=None, on_failure=None):
+                 on_finished=None, on_failure=None, loras: LoraFolder | None = None,
+                 kv_cache: KVCache | None = None):
         self.model = model
+        self._kv_cache = kv_cache
+        self._loras = loras
+        self.adapters: dict[str, LoraAdapter] = {}  # by adapter id; the scheduler reads it
+        self._adapters_lock = threading.Lock()
         self._on_finished = on_finished
         self._on_failure = on_failure
         self.file = model_file
@@ -81,9 +97,33 @@ class LoadedModel:
                 self._scheduler = Scheduler(
                     self.model, slots=s.parallel, threads=s.num_threads,
                     ctx_per_slot=context_per_slot(s, self.model.n_ctx_train),
-                    batch_size=s.batch_size, queue_size=s.queue_size,
-                    on_finished=self._on_finished, on_failure=self._on_failure)
+                    batch_size=s.batch_size, queue_size=s.queue_size, adapters=self.adapters,
+                    on_finished=self._on_finished, on_failure=self._on_failure,
+                    kv_cache=self._kv_cache)
             return self._scheduler
+
+    def adapter_set(self, asked: tuple[tuple[str, float], ...]) -> AdapterSet:
+        """The adapters asked for, by id or name with their scales, loaded for this model and
+        as the engine takes them (see scheduler.adapter_set)."""
+        return adapter_set([(self._adapter(key), scale) for key, scale in asked])
+
+    def _adapter(self, key: str) -> str:
+        """The id of the adapter `key` names, loaded for this model (once)."""
+        lora = self._loras.find(key) if self._loras is not None else None
+        if lora is None:
+            raise AdapterNotFound(key)
+        with self._adapters_lock:
+            if lora.id in self.adapters:
+                return lora.id
+            reason = lora.misfit(self.file.info)
+            if reason is not None:
+                raise AdapterMismatch(lora.id, self.file.id, reason)
+            try:
+                self.adapters[lora.id] = LoraAdapter(self.model, lora.path)
+            except LlamaError as error:
+                raise AdapterMismatch(lora.id, self.file.id, str(error)) from None
+            log.info("loaded LoRA adapter %s for %s", lora.id, self.file.id)
+            return lora.id
 
     @property
     def failure(self) -> Exception | None:
@@ -103,6 +143,9 @@ class LoadedModel:
                 if part is not None:
                     part.close()
             self._scheduler = self._embedder = None
+            for adapter in self.adapters.values():  # no context is left to use them
+                adapter.close()
+            self.adapters.clear()
             self.model.close()
 
 
@@ -129,6 +172,9 @@ class Registry:
         self._on_finished = on_finished
         self._on_failure = on_failure
         self.folder = ModelFolder(settings.models_dir)
+        self.loras = LoraFolder(settings.models_dir / FOLDER_NAME)
+        self.kv_cache = KVCache(settings.home / "kv", ram_bytes=settings.kv_cache_ram_mb << 20,
+                                disk_bytes=settings.kv_cache_disk_mb << 20)
         self._lock = threading.Lock()
         self._loaded: dict[str, LoadedModel] = {}
         self._load_lock = threading.Lock()  # one load at a time: each needs the memory check
@@ -173,7 +219,8 @@ class Registry:
             log.info("loading %s (about %d MiB)", model_file.path, need >> 20)
             try:
                 loaded = LoadedModel(Model(model_file.path), model_file, self.settings, need,
-                                     *self._listeners(model_id))
+                                     *self._listeners(model_id), loras=self.loras,
+                                     kv_cache=self.kv_cache)
             except LlamaError as error:
                 raise ModelLoadFailed(str(error)) from None
             loaded.touch(keep_alive)
@@ -256,4 +303,5 @@ class Registry:
         with self._lock:
             loaded, self._loaded = list(self._loaded.values()), {}
         for model in loaded:
-            model.close()
+            model.close()  # its slots' states go to the KV cache
+        self.kv_cache.flush()

@@ -3,7 +3,14 @@
 Each step builds ONE llama_batch holding the next token of every slot that is generating plus
 prompt chunks of slots still reading their prompt, so a new request starts while others stream.
 A slot keeps its KV cache after its request ends; the next request whose prompt shares the longest
-prefix with it goes there and only the rest of its prompt is decoded.
+prefix with it goes there and only the rest of its prompt is decoded. Before a slot drops a long
+prefix, and when the scheduler closes, its state goes to the KV cache (kvcache.py); a request
+that shares more with a kept state than with any slot restores that state instead of decoding.
+
+LoRA adapters apply to the whole llama.cpp context, not to one sequence: a step decodes only the
+slots whose adapter set (adapters and scales) is the same, and the sets take turns of up to
+TURN_STEPS steps, the one whose slots have waited longest first. A cached prefix is reused only
+under the adapter set it was computed with.
 
 A second thread prepares new requests (chat template, tokenizer, sampler and grammar), so that a
 slow one never stalls the streams being decoded. Whatever goes wrong with one request fails that
@@ -31,13 +38,33 @@ from .errors import (
     RequestFailed,
     SchedulerFailed,
 )
-from .llama import Batch, Context, LlamaError, Model
+from .kvcache import KVCache, common_prefix, model_identity
+from .llama import Batch, Context, LlamaError, LoraAdapter, Model
 from .sampling import OutputText, SamplingParams, TokenLogprob, build_sampler, token_logprob
 
 log = logging.getLogger("offgrid.scheduler")
 
+# Switching adapter sets costs llama.cpp far more than a step (measured: 4 requests under two
+# sets alternating every step made 14.5 tokens/s, under one set 73.5), so a set keeps the
+# context for up to this many steps while other sets wait.
+TURN_STEPS = 8
+
 
 # -- what a request is, and what it gets back ------------------------------------------------------
+
+AdapterSet = tuple[tuple[str, float], ...]  # (adapter id, scale), sorted by id; () is the base
+NO_ADAPTERS: AdapterSet = ()
+
+
+def adapter_set(pairs) -> AdapterSet:
+    """(adapter id, scale) pairs as one comparable set: an adapter named twice adds its scales
+    (B·A·x twice is B·A·x at the sum), and a scale of 0 adds nothing, so it is left out — which
+    also puts those requests in the base model's batches."""
+    scales: dict[str, float] = {}
+    for adapter_id, scale in pairs:
+        scales[adapter_id] = scales.get(adapter_id, 0.0) + scale
+    return tuple(sorted((a, s) for a, s in scales.items() if s != 0.0))
+
 
 @dataclass
 class GenerationRequest:
@@ -50,6 +77,7 @@ class GenerationRequest:
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
     logprobs: int | None = None  # None: none; n: each token's logprob and the n likeliest
+    adapters: AdapterSet = NO_ADAPTERS  # LoRA adapters loaded for the model (adapter_set)
 
 
 @dataclass(frozen=True)
@@ -126,29 +154,43 @@ class _Job:
     cached_tokens: int = 0
     next_token: int | None = None  # sampled, to be fed at the next step
     first_token_at: float | None = None
+    last_step: int = -1  # the step that last decoded for it; its adapter set's turn comes by it
+
+    @property
+    def adapters(self) -> AdapterSet:
+        return self.generation.request.adapters
 
 
 @dataclass
 class _Slot:
     seq: int
     cached: list[int] = field(default_factory=list)  # tokens whose KV this sequence holds
+    adapters: AdapterSet = NO_ADAPTERS  # what the cached KV was computed with
     job: _Job | None = None
     last_used: float = 0.0
 
+    def reusable(self, job: _Job) -> int:
+        """How many of its cached tokens `job` can keep."""
+        return common_prefix(self.cached, job.prompt) if self.adapters == job.adapters else 0
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):  # they may differ in length
-        if x != y:
-            break
-        n += 1
-    return n
+
+def next_adapter_set(jobs: list[_Job]) -> AdapterSet:
+    """The adapter set whose turn it is: that of the job decoded longest ago (a new job first),
+    the earliest queued among equals."""
+    return min(jobs, key=lambda job: (job.last_step, job.queued_at)).adapters
 
 
 class Scheduler:
     def __init__(self, model: Model, *, slots: int, ctx_per_slot: int, batch_size: int,
-                 threads: int, queue_size: int, on_finished=None, on_failure=None):
+                 threads: int, queue_size: int, adapters: dict[str, LoraAdapter] | None = None,
+                 on_finished=None, on_failure=None, kv_cache: KVCache | None = None):
         self.model = model
+        self._kv = kv_cache if kv_cache is not None and kv_cache.enabled else None
+        self._identity = model_identity(model.path)  # what kept states of this model are under
+        self._adapters = adapters if adapters is not None else {}  # by id, loaded by the model
+        self._applied: AdapterSet = NO_ADAPTERS  # the set on the context now
+        self._steps = 0
+        self._turn_steps = 0  # steps the applied set has had in a row
         self._on_finished = on_finished  # called with each Finished event
         self._on_failure = on_failure  # called with the exception that stopped a loop
         self._recent_tokens: deque[tuple[float, int]] = deque()  # (time, tokens) per step
@@ -230,6 +272,9 @@ class Scheduler:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join()
+        if self.failure is None:  # after a failure, the slots' states are not to be trusted
+            for slot in self._slots:
+                self._keep_state(slot, 0)
         self._batch.close()
         self._ctx.close()
 
@@ -354,28 +399,65 @@ class Scheduler:
                 if not self._waiting:
                     return
                 job = self._waiting.popleft()
-            slot = max(free, key=lambda s: (common_prefix(s.cached, job.prompt), -s.last_used))
+            slot = max(free, key=lambda s: (s.reusable(job), -s.last_used))
             free.remove(slot)
             self._start(slot, job)
 
     def _start(self, slot: _Slot, job: _Job) -> None:
+        shared = slot.reusable(job)
+        self._keep_state(slot, shared)
+        shared = self._restore_state(slot, job, shared)
         # Keep the longest cached prefix, but re-decode at least the prompt's last token: its
         # logits are what the first sample is drawn from.
-        keep = min(common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
+        keep = min(shared, len(job.prompt) - 1)
         if not self._ctx.forget(slot.seq, keep):
             self._ctx.forget(slot.seq, -1)
             keep = 0
         slot.cached = job.prompt[:keep]
+        slot.adapters = job.adapters
         job.cached_tokens = keep
         job.pending = job.prompt[keep:]
         job.generation.prompt_tokens = len(job.prompt)
         slot.job = job
 
+    def _keep_state(self, slot: _Slot, keep: int) -> None:
+        """Save the slot's state to the KV cache if it is about to drop a part worth keeping
+        (all but its first `keep` tokens). A request continuing the slot's conversation drops
+        a few tokens only: those are not saved, the slot still holds nearly all of it."""
+        if (self._kv is None or len(slot.cached) - keep < self._kv.min_tokens
+                or self._kv.covers(self._identity, slot.adapters, slot.cached)):
+            return
+        started = time.perf_counter()
+        try:
+            state = self._ctx.sequence_state(slot.seq)
+        except LlamaError as error:  # the slot goes on as before; only the copy is lost
+            log.warning("could not keep a KV state of %s: %s", self.model.path.name, error)
+            return
+        self._kv.keep(self._identity, slot.adapters, slot.cached, state)
+        log.debug("kept %d tokens' KV state (%d bytes) in %.1f ms", len(slot.cached),
+                  len(state), (time.perf_counter() - started) * 1000)
+
+    def _restore_state(self, slot: _Slot, job: _Job, shared: int) -> int:
+        """Restore into the slot the kept state sharing the longest prefix with the job's
+        prompt, if it shares more than the slot; how many tokens the slot shares now."""
+        found = None if self._kv is None else self._kv.find(self._identity, job.adapters,
+                                                            job.prompt, shared)
+        if found is None:
+            return shared
+        entry, state, shared = found
+        if not self._ctx.restore_sequence(slot.seq, state):
+            log.warning("a kept KV state did not fit the context of %s", self.model.path.name)
+            self._kv.forget(entry)
+            slot.cached = []
+            return 0
+        slot.cached, slot.adapters = list(entry.tokens), job.adapters
+        return shared
+
     def _step(self) -> None:
         batch = self._batch
         batch.clear()
         to_sample: list[tuple[_Slot, int]] = []
-        busy = [slot for slot in self._slots if slot.job]
+        busy = self._this_turn([slot for slot in self._slots if slot.job])
         for slot in busy:
             if slot.job.next_token is not None:
                 to_sample.append((slot, self._feed(slot, slot.job.next_token, True)))
@@ -407,6 +489,22 @@ class Scheduler:
                 log.exception("generation failed for a request to %s", self.model.path.name)
                 self._fail_slot(slot, RequestFailed())
         self._note_throughput(self.generated_tokens - generated_before)
+
+    def _this_turn(self, busy: list[_Slot]) -> list[_Slot]:
+        """The busy slots this step decodes: those of the adapter set whose turn it is, with
+        that set applied to the context."""
+        adapters = self._applied
+        if self._turn_steps >= TURN_STEPS or not any(s.job.adapters == adapters for s in busy):
+            adapters = next_adapter_set([slot.job for slot in busy])
+        self._turn_steps = self._turn_steps + 1 if adapters == self._applied else 1
+        if adapters != self._applied:
+            self._ctx.use_adapters([(self._adapters[a], scale) for a, scale in adapters])
+            self._applied = adapters
+        self._steps += 1
+        chosen = [slot for slot in busy if slot.job.adapters == adapters]
+        for slot in chosen:
+            slot.job.last_step = self._steps
+        return chosen
 
     def _note_throughput(self, tokens: int) -> None:
         now = time.monotonic()

@@ -105,7 +105,10 @@ class ModelFolder:
                 continue
             split = _SPLIT.match(path.name)
             groups.setdefault(split["stem"] if split else path.stem, []).append(path)
-        return [self._model_file(model_id, tuple(paths)) for model_id, paths in groups.items()]
+        found = [self._model_file(model_id, tuple(paths)) for model_id, paths in groups.items()]
+        # A LoRA adapter is no model of its own (its place is loras/, see loras.py).
+        return [f for f in found if not (f.info and f.info.metadata.get("general.type")
+                                         == "adapter")]
 
     def find(self, model_id: str) -> ModelFile:
         check_name(model_id)

@@ -45,6 +45,8 @@ class GgufInfo:
     kv_heads: int
     # every key with a string, number or boolean value (arrays are skipped), as the file has it
     metadata: dict = field(default_factory=dict, compare=False, repr=False)
+    # tensor name -> shape (ggml's order: the row length first), to check a LoRA adapter's fit
+    tensors: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def is_gguf(path: Path) -> bool:
@@ -74,10 +76,11 @@ def _read(reader: "_Reader") -> GgufInfo:
     for _ in range(n_metadata):
         key = reader.string()
         metadata[key] = reader.value(reader.scalar("<I"))
-    parameters = 0
+    parameters, tensors = 0, {}
     for _ in range(n_tensors):
-        reader.string()
-        shape = [reader.scalar("<Q") for _ in range(reader.scalar("<I"))]
+        name = reader.string()
+        shape = tuple(reader.scalar("<Q") for _ in range(reader.scalar("<I")))
+        tensors[name] = shape
         reader.scalar("<I")  # element type
         reader.scalar("<Q")  # data offset
         count = 1
@@ -95,7 +98,8 @@ def _read(reader: "_Reader") -> GgufInfo:
         layers=int(metadata.get(f"{arch}.block_count", 0)),
         embedding_length=int(metadata.get(f"{arch}.embedding_length", 0)),
         heads=heads, kv_heads=int(metadata.get(f"{arch}.attention.head_count_kv", heads) or 0),
-        metadata={key: value for key, value in metadata.items() if value is not None})
+        metadata={key: value for key, value in metadata.items() if value is not None},
+        tensors=tensors)
 
 
 class _Reader:

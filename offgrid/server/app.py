@@ -51,6 +51,7 @@ from .routes import (
     agents,
     anthropic,
     kb,
+    lora,
     models,
     ollama,
     openai,
@@ -93,6 +94,7 @@ ROUTES = [
     ("POST", "/v1/models/import", models.import_models, Group.ADMIN),
     ("POST", "/v1/models/export", models.export_model, Group.ADMIN),
     ("GET", "/v1/search", models.search, Group.ADMIN),
+    ("GET", "/v1/lora", lora.list_adapters, Group.MODELS),
     ("POST", "/v1/chat/completions", openai.chat_completions, Group.CHAT, "messages"),
     ("POST", "/v1/responses", responses.create, Group.CHAT, "input"),
     ("GET", "/v1/responses/{response_id}", responses.retrieve, Group.CHAT),
@@ -277,6 +279,15 @@ class App:
               per_model(lambda s: s.kv_tokens_used))
         gauge("offgrid_kv_cache_capacity_tokens", "Tokens the KV cache can hold, by model",
               per_model(lambda s: s.kv_tokens_capacity))
+        kv = self.registry.kv_cache
+        self.metrics.read_counter("offgrid_kept_kv_hits_total", "Prompts whose prefix was "
+                                  "restored from the kept KV cache", lambda: kv.hits)
+        self.metrics.read_counter("offgrid_kept_kv_misses_total", "Prompts that looked for a "
+                                  "kept KV state and found none", lambda: kv.misses)
+        gauge("offgrid_kept_kv_ram_bytes", "Bytes of KV states kept in memory",
+              lambda: {(): kv.ram_bytes})
+        gauge("offgrid_kept_kv_disk_bytes", "Bytes of KV states kept on disk",
+              lambda: {(): kv.disk_bytes})
         gauge("offgrid_kb_documents", "Documents in the knowledge base",
               lambda: {(): self.kb.status().documents})
         gauge("offgrid_kb_chunks", "Chunks in the knowledge base",
@@ -414,11 +425,11 @@ class Server(GuardedServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, app: App):
+    def __init__(self, app: App, port: int):
         self.app = app
         self._active = 0
         self._idle = threading.Condition()
-        super().__init__(app.settings, Handler)
+        super().__init__(app.settings, Handler, port)
 
     @contextmanager
     def tracking(self):
@@ -448,25 +459,38 @@ class Server(GuardedServer):
 def serve(settings: Settings) -> int:
     faulthandler.enable(all_threads=True)  # a crash in native code leaves its stacks in the log
     app = App(settings)
-    server = Server(app)
+    server = Server(app, settings.port)
+    # The same API on Ollama's port too, for clients that assume it: served beside the first.
+    others = [Server(app, settings.ollama_port)] if settings.ollama_port else []
     stopping = threading.Event()
 
     def stop(signum, _frame):
         if not stopping.is_set():
             stopping.set()
             log.info("received %s: finishing running requests", signal.Signals(signum).name)
-            threading.Thread(target=server.shutdown, name="shutdown").start()
+            for each in (server, *others):
+                threading.Thread(target=each.shutdown, name="shutdown").start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    host, port = server.server_address[:2]
-    log.info("OffGrid %s listening on http://%s:%d (models in %s)", __version__, host, port,
-             settings.models_dir)
+    for each in (server, *others):
+        host, port = each.server_address[:2]
+        log.info("OffGrid %s listening on http://%s:%d (models in %s)", __version__, host, port,
+                 settings.models_dir)
     app.start_background_work()
+    serving = [threading.Thread(target=each.serve_forever, args=(0.2,), name="ollama-port")
+               for each in others]
+    for thread in serving:
+        thread.start()
     server.serve_forever(poll_interval=0.2)
-    server.server_close()  # stop accepting connections
+    for thread in serving:
+        thread.join()
+    for each in (server, *others):
+        each.server_close()  # stop accepting connections
     app.closing = True
-    if not server.wait_idle(settings.shutdown_timeout):
+    deadline = time.monotonic() + settings.shutdown_timeout
+    if not all(each.wait_idle(max(0.0, deadline - time.monotonic()))
+               for each in (server, *others)):
         log.warning("requests still running after %.0fs; stopping them", settings.shutdown_timeout)
     app.close()
     log.info("stopped")

@@ -213,12 +213,12 @@ class GuardedServer(ThreadingHTTPServer):
     """Past max_connections open connections, or max_connections_per_address from one address,
     a new one is answered 503 and closed."""
 
-    def __init__(self, settings: Settings, handler: type[GuardedHandler]):
+    def __init__(self, settings: Settings, handler: type[GuardedHandler], port: int):
         self.settings = settings
         self._open = 0
         self._open_by_address: Counter[str] = Counter()
         self._open_lock = threading.Lock()
-        super().__init__((settings.host, settings.port), handler)
+        super().__init__((settings.host, port), handler)
 
     def process_request(self, request, client_address) -> None:
         address = client_address[0]

@@ -173,6 +173,10 @@ TRANSLATIONS: list[tuple[type[Exception], Callable[[Exception, str | None], ApiE
                                                          param="response_format")),
     (engine.FillInTheMiddleUnsupported, lambda e, prompt: BadRequest(
         str(e), code="model_not_supported", param="suffix")),
+    (engine.AdapterNotFound, lambda e, prompt: NotFound(str(e), code="lora_not_found",
+                                                        param="lora")),
+    (engine.AdapterMismatch, lambda e, prompt: BadRequest(str(e), code="lora_mismatch",
+                                                          param="lora")),
     (engine.QueueFull, lambda e, prompt: ServiceUnavailable(
         str(e), retry_after=e.retry_after, code="server_busy")),
     (engine.ModelLoadFailed, lambda e, prompt: ApiError(str(e), code="model_load_failed")),

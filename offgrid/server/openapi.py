@@ -88,8 +88,13 @@ _anthropic_conversation = {
                          "disable_parallel_tool_use": BOOL}, ("type",)),
 }
 
+# LoRA adapters by id or name (GET /v1/lora), each with its scale
+_lora = _array({"oneOf": [_obj({"id": STR, "scale": _number(-10, 10)}, ("id",)),
+                          _obj({"name": STR, "scale": _number(-10, 10)}, ("name",))]},
+               maxItems=8)
+
 _sampling = {
-    "model": MODEL, "temperature": _number(0, 2), "top_p": _number(0, 1),
+    "model": MODEL, "lora": _lora, "temperature": _number(0, 2), "top_p": _number(0, 1),
     "top_k": {"type": "integer", "minimum": 0}, "min_p": _number(0, 1),
     "frequency_penalty": _number(-2, 2), "presence_penalty": _number(-2, 2),
     "repeat_penalty": _number(0, 2), "seed": INT, "stop": _stop,
@@ -169,6 +174,12 @@ SCHEMAS = {
                             ("object", "index", "embedding"))),
         "usage": _obj({"prompt_tokens": INT, "total_tokens": INT},
                       ("prompt_tokens", "total_tokens"))}, ("object", "data", "model", "usage")),
+    "LoraAdapter": _obj({
+        "id": STR, "name": STR, "path": STR, "scale": {"type": "number"},
+        "base_model": NULLABLE_STR, "architecture": NULLABLE_STR,
+        "alpha": {"type": ["number", "null"]}, "rank": NULLABLE_INT, "error": NULLABLE_STR,
+        "loaded": BOOL, "loaded_for": _array(STR)},
+        ("id", "name", "path", "scale", "base_model", "loaded")),
     "Model": _obj({"id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR,
                    "size_bytes": INT, "files": _array(STR), "architecture": NULLABLE_STR,
                    "parameters": {"type": ["integer", "null"]}, "quantization": NULLABLE_STR,
@@ -324,7 +335,8 @@ SCHEMAS = {
             _obj({"type": {"const": "json_schema"}, "name": STR, "schema": {"type": "object"},
                   "strict": BOOL}, ("type", "name", "schema"))]}}),
         "metadata": {"type": "object", "additionalProperties": STR}, "user": STR,
-        "use_knowledge_base": BOOL, "knowledge_base": {"type": "object"}}, ("model", "input")),
+        "use_knowledge_base": BOOL, "knowledge_base": {"type": "object"}, "lora": _lora},
+        ("model", "input")),
     "Response": _obj({
         "id": STR, "object": {"const": "response"}, "created_at": INT,
         "status": {"enum": ["completed", "incomplete", "failed", "in_progress"]},
@@ -340,7 +352,8 @@ SCHEMAS = {
         "stop_sequences": _array(STR, maxItems=16), "temperature": _number(0, 1),
         "top_p": _number(0, 1), "top_k": {"type": "integer", "minimum": 0}, "stream": BOOL,
         "metadata": {"type": "object"}, "use_knowledge_base": BOOL,
-        "knowledge_base": {"type": "object"}}, ("model", "messages", "max_tokens")),
+        "knowledge_base": {"type": "object"}, "lora": _lora},
+        ("model", "messages", "max_tokens")),
     "AnthropicMessage": _obj({
         "id": STR, "type": {"const": "message"}, "role": {"const": "assistant"}, "model": STR,
         "content": _array({"oneOf": [_anthropic_text, _anthropic_tool_use]}),
@@ -504,6 +517,10 @@ OPERATIONS = {
         "Search the hub for GGUF models", _list_of("SearchResult"),
         errors=(400, 502, 503, *_AUTH_ERRORS),
         parameters=[{"name": "query", "in": "query", "required": True, "schema": STR}]),
+    ("GET", "/v1/lora"): _operation(
+        "The LoRA adapters in the models folder's loras/, and the loaded models holding each",
+        _obj({"object": {"const": "list"}, "adapters": _array(_ref("LoraAdapter"))},
+             ("adapters",)), errors=_AUTH_ERRORS),
     ("POST", "/v1/chat/completions"): _operation(
         "Chat completion", _ref("ChatCompletion"), "ChatCompletionRequest", _BODY_ERRORS, True),
     ("POST", "/v1/responses"): _operation(

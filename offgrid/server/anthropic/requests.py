@@ -16,6 +16,7 @@ from ..openai.requests import (
     ChatCompletionRequest,
     KnowledgeOptions,
     choose_tools,
+    lora_choices,
     sampling,
     tool,
 )
@@ -56,7 +57,7 @@ def parse(body: dict) -> ChatCompletionRequest:
         max_tokens=max_tokens, stop=fields.stop_strings(body, "stop_sequences", MAX_STOP_SEQUENCES),
         stream=fields.boolean(body, "stream", False), include_usage=False,
         messages=conversation.messages, logprobs=None, tool_use=use,
-        knowledge=KnowledgeOptions.parse(body))
+        knowledge=KnowledgeOptions.parse(body), lora=lora_choices(body))
 
 
 

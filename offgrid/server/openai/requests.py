@@ -7,7 +7,7 @@ parameter the way OpenAI's API does. The requests then say what to ask of the en
 
 The other chat faces (Anthropic's Messages, OpenAI's Responses) read their bodies into a
 ChatCompletionRequest, with the readers here that do not depend on the body's shape: `sampling`,
-`tool`, `choose_tools` and `schema_grammar`.
+`lora_choices`, `tool`, `choose_tools` and `schema_grammar`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ MAX_CHOICES = 16
 MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5
 MAX_EMBEDDING_INPUTS = 2048
+MAX_ADAPTERS = 8  # LoRA adapters one request may combine
+MAX_ADAPTER_SCALE = 10.0
 KNOWLEDGE_TOP_K = 4  # passages a chat with the knowledge base gets, unless it asks otherwise
 CHAT_ROLES = {"system", "developer", "user", "assistant", "tool"}
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -56,6 +58,7 @@ class Generating:
     stop: tuple[str, ...]
     stream: bool
     include_usage: bool
+    lora: tuple[tuple[str, float], ...]  # (adapter id or name, scale), as asked
 
     @staticmethod
     def common(body: dict, max_tokens: int | None, grammar: str | None = None) -> dict:
@@ -64,7 +67,7 @@ class Generating:
                 "n": fields.integer(body, "n", 1, 1, MAX_CHOICES),
                 "sampling": sampling(body, grammar), "max_tokens": max_tokens,
                 "stop": fields.stop_strings(body, "stop", MAX_STOP_STRINGS), "stream": stream,
-                "include_usage": include_usage}
+                "include_usage": include_usage, "lora": lora_choices(body)}
 
     def check_against(self, model: Model) -> None:
         for token, _ in self.sampling.logit_bias:
@@ -91,6 +94,30 @@ def sampling(body: dict, grammar_text: str | None) -> SamplingParams:
         presence_penalty=fields.number(body, "presence_penalty", 0.0, -2.0, 2.0),
         repeat_penalty=fields.number(body, "repeat_penalty", defaults.repeat_penalty, 0.0, 2.0)
         or 1.0)
+
+
+def lora_choices(body: dict) -> tuple[tuple[str, float], ...]:
+    """`lora`: [{"id" or "name": ..., "scale": 1.0}, ...], the LoRA adapters to apply (the
+    model they are loaded for checks that they exist and fit it)."""
+    value = body.get("lora")
+    if value is None:
+        return ()
+    expected = f'an array of up to {MAX_ADAPTERS} {{"id" or "name", "scale"}} objects'
+    if not isinstance(value, list) or len(value) > MAX_ADAPTERS or not all(
+            isinstance(item, dict) for item in value):
+        raise invalid("lora", expected, value)
+    chosen = []
+    for i, item in enumerate(value):
+        keys = [item[k] for k in ("id", "name") if item.get(k) is not None]
+        if len(keys) != 1 or not isinstance(keys[0], str) or not keys[0]:
+            raise invalid(f"lora[{i}]", 'an object with one of "id" or "name"', item)
+        scale = item.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
+                -MAX_ADAPTER_SCALE <= scale <= MAX_ADAPTER_SCALE):
+            raise invalid(f"lora[{i}].scale", f"a number from {-MAX_ADAPTER_SCALE} to "
+                                              f"{MAX_ADAPTER_SCALE}", scale)
+        chosen.append((keys[0], float(scale)))
+    return tuple(chosen)
 
 
 def _logit_bias(body: dict) -> tuple[tuple[int, float], ...]:

@@ -17,6 +17,7 @@ from ..openai.requests import (
     KnowledgeOptions,
     call_arguments,
     choose_tools,
+    lora_choices,
     sampling,
     schema_grammar,
     tool,
@@ -66,7 +67,7 @@ class ResponseRequest:
             body, "instructions"), fields.optional_string(body, "previous_response_id"),
             fields.boolean(body, "store", True), fields.boolean(body, "stream", False),
             tool_use, settings, {"keep_alive": fields.keep_alive(body), "sampling": given,
-                                 "max_tokens": max_tokens,
+                                 "max_tokens": max_tokens, "lora": lora_choices(body),
                                  "knowledge": KnowledgeOptions.parse(body)})
 
     def chat(self, history: list[dict]) -> ChatCompletionRequest:

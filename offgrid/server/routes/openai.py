@@ -4,8 +4,11 @@ render its answer."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ...engine import generate
 from ...engine.registry import LoadedModel
+from ...engine.scheduler import NO_ADAPTERS, AdapterSet
 from ...kb import context
 from ..http import ClientGone, Request, Response
 from ..openai import responses
@@ -25,10 +28,12 @@ def start_chat(app, request: Request, chat: ChatCompletionRequest
     them; and their citations. Every chat face starts here."""
     loaded = app.registry.get(chat.model, chat.keep_alive)
     chat.check_against(loaded.model)
+    adapters = loaded.adapter_set(chat.lora)
     messages, citations = list(chat.messages), None
     if chat.knowledge is not None:
         messages, citations = with_knowledge(app, request, loaded, chat, messages)
-    return start(request, loaded, chat.generation_requests(messages), chat.n), citations
+    return start(request, loaded, chat.generation_requests(messages), chat.n,
+                 adapters), citations
 
 
 def with_knowledge(app, request: Request, loaded: LoadedModel, chat: ChatCompletionRequest,
@@ -49,18 +54,20 @@ def completions(app, request: Request) -> Response:
     completion = CompletionRequest.parse(request.json())
     loaded = app.registry.get(completion.model, completion.keep_alive)
     completion.check_against(loaded.model)
+    adapters = loaded.adapter_set(completion.lora)
     generation_requests = completion.generation_requests()
-    run = start(request, loaded, generation_requests, completion.n)
+    run = start(request, loaded, generation_requests, completion.n, adapters)
     echoes = [(p if isinstance(p, str) else loaded.model.detokenize(list(p)))
               if completion.echo else "" for p in completion.prompts]
     return responses.render(run, responses.CompletionReply(completion.model, completion.n, echoes),
                             len(generation_requests), completion.stream, completion.include_usage)
 
 
-def start(request: Request, loaded: LoadedModel, generation_requests, per_prompt: int
-          ) -> generate.Run:
-    """The requests running, once each has read its prompt (a prompt the model refuses is
-    refused before any answer begins)."""
+def start(request: Request, loaded: LoadedModel, generation_requests, per_prompt: int,
+          adapters: AdapterSet = NO_ADAPTERS) -> generate.Run:
+    """The requests running, under the LoRA `adapters` (loaded.adapter_set), once each has read
+    its prompt (a prompt the model refuses is refused before any answer begins)."""
+    generation_requests = [replace(r, adapters=adapters) for r in generation_requests]
     run = generate.Run(loaded.generator(), generation_requests, per_prompt=per_prompt,
                        meter=request.meter, caller_gone=request.client_gone)
     if not run.started():

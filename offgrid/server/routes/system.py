@@ -13,7 +13,10 @@ from . import ui
 
 
 def root(app, request: Request) -> Response:
-    """The chat page for a browser (which asks for HTML), the server's identity for the rest."""
+    """The chat page for a browser (which asks for HTML), the server's identity for the rest;
+    on the Ollama port, what Ollama answers."""
+    if request.connection.getsockname()[1] == app.settings.ollama_port:  # as Ollama answers
+        return Response("Ollama is running", content_type="text/plain; charset=utf-8")
     if ui.wants_page(request):
         response = ui.page(app, request)
     else:
@@ -53,7 +56,7 @@ def config(app, request: Request) -> Response:
         "multi_user_mode": multi_user, "require_auth": multi_user and app.settings.require_auth,
         "guest_access": not multi_user or app.settings.guest_access,
         "version": __version__, "default_model": app.default_model,
-        "features": {"users": multi_user, "metrics": True, "agent": True, "lora": False}})
+        "features": {"users": multi_user, "metrics": True, "agent": True, "lora": True}})
 
 
 def stats(app, request: Request) -> Response:

@@ -1,0 +1,257 @@
+"""Prompt prefixes' KV states kept after their slot moves on, so that a conversation that
+comes back restores its prefix (llama_state_seq_set_data) instead of decoding it again.
+
+Two tiers, each capped in bytes and emptied least recently used first: states in host memory,
+and past that files under <home>/kv/ that outlive the server (the memory tier is written there
+when it overflows and when the server stops). An entry is keyed by the model file (path, size,
+mtime), the adapter set and its tokens; entries of a model file that has changed are deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("offgrid.kvcache")
+
+# Restoring costs a copy of the state (about 40 ms for 1,500 tokens of a 135M model) and
+# decoding 64 tokens costs about as much, so shorter prefixes are not worth keeping.
+MIN_TOKENS = 64
+MAGIC = b"OGKV1\n"
+SUFFIX = ".kv"
+
+ModelIdentity = tuple[str, int, int]  # the model file's path, size and mtime in ns
+Adapters = tuple[tuple[str, float], ...]
+
+
+def model_identity(path: Path) -> ModelIdentity:
+    stat = path.stat()
+    return (str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def common_prefix(a, b) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):  # they may differ in length
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class Kept:
+    model: ModelIdentity
+    adapters: Adapters
+    tokens: tuple[int, ...]
+    size: int  # bytes of state
+    data: bytes | None = None  # held in memory
+    on_disk: int = 0  # bytes of its file; 0: no file
+
+    @property
+    def name(self) -> str:
+        key = json.dumps([self.model, self.adapters, self.tokens]).encode()
+        return hashlib.sha256(key).hexdigest()[:32]
+
+
+class KVCache:
+    def __init__(self, folder: Path | None, ram_bytes: int, disk_bytes: int,
+                 min_tokens: int = MIN_TOKENS):
+        self.folder = folder if disk_bytes > 0 else None
+        self.ram_cap, self.disk_cap = ram_bytes, disk_bytes
+        self.min_tokens = min_tokens
+        self._entries: OrderedDict[str, Kept] = OrderedDict()  # least recently used first
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+        if self.folder is not None:
+            self._read_folder()
+
+    @property
+    def enabled(self) -> bool:
+        return self.ram_cap > 0 or self.disk_cap > 0
+
+    @property
+    def ram_bytes(self) -> int:
+        return sum(e.size for e in list(self._entries.values()) if e.data is not None)
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(e.on_disk for e in list(self._entries.values()))
+
+    # -- what the scheduler asks --
+
+    def covers(self, model: ModelIdentity, adapters: Adapters, tokens) -> bool:
+        """Whether a kept state already holds these tokens (perhaps followed by more)."""
+        tokens = tuple(tokens)
+        with self._lock:
+            return any(e.model == model and e.adapters == adapters
+                       and e.tokens[:len(tokens)] == tokens for e in self._entries.values())
+
+    def keep(self, model: ModelIdentity, adapters: Adapters, tokens, data: bytes) -> None:
+        """Keep a state; kept states of prefixes of its tokens are no longer needed."""
+        entry = Kept(model, adapters, tuple(tokens), len(data), data=data)
+        with self._lock:
+            self._forget_stale(model)
+            for old in [e for e in self._entries.values() if e.model == model
+                        and e.adapters == adapters and entry.tokens[:len(e.tokens)] == e.tokens]:
+                self._remove(old)
+            self._entries[entry.name] = entry
+            self._fit()
+
+    def find(self, model: ModelIdentity, adapters: Adapters, prompt, better_than: int
+             ) -> tuple[Kept, bytes, int] | None:
+        """The kept state sharing the longest prefix with `prompt`, if that prefix is longer
+        than `better_than` by at least min_tokens: the entry, its state and that length."""
+        if len(prompt) < better_than + self.min_tokens:
+            return None  # nothing kept could be worth it: neither a hit nor a miss
+        with self._lock:
+            self._forget_stale(model)
+            best, shared = None, better_than + self.min_tokens - 1
+            for entry in self._entries.values():
+                if entry.model == model and entry.adapters == adapters:
+                    n = common_prefix(entry.tokens, prompt)
+                    if n > shared:
+                        best, shared = entry, n
+            if best is None or not self._load(best):
+                self.misses += 1
+                return None
+            self.hits += 1
+            data = best.data
+            self._entries.move_to_end(best.name)
+            self._fit()  # with no memory tier, that lets go of the data read from disk
+            return best, data, shared
+
+    def forget(self, entry: Kept) -> None:
+        with self._lock:
+            self._remove(entry)
+
+    def flush(self) -> None:
+        """Write what only memory holds to disk (the server is stopping)."""
+        with self._lock:
+            for entry in list(self._entries.values()):
+                if not entry.on_disk:
+                    self._write(entry)
+            self._fit()
+
+    # -- the tiers --
+
+    def _fit(self) -> None:
+        """Spill the least recently used states from memory to disk, and delete the least
+        recently used files, until both tiers fit their caps."""
+        ram = sum(e.size for e in self._entries.values() if e.data is not None)
+        for entry in list(self._entries.values()):
+            if ram <= self.ram_cap:
+                break
+            if entry.data is not None:
+                if not entry.on_disk:
+                    self._write(entry)
+                entry.data, ram = None, ram - entry.size
+        disk = sum(e.on_disk for e in self._entries.values())
+        for entry in list(self._entries.values()):
+            if disk <= self.disk_cap:
+                break
+            if entry.on_disk:
+                disk -= entry.on_disk
+                self._delete_file(entry)
+        for entry in [e for e in self._entries.values() if e.data is None and not e.on_disk]:
+            del self._entries[entry.name]
+
+    def _remove(self, entry: Kept) -> None:
+        self._delete_file(entry)
+        self._entries.pop(entry.name, None)
+
+    def _forget_stale(self, model: ModelIdentity) -> None:
+        for entry in [e for e in self._entries.values()
+                      if e.model[0] == model[0] and e.model != model]:
+            self._remove(entry)
+
+    # -- files: MAGIC, the header's length (4 bytes), a JSON header, the state --
+
+    def _path(self, entry: Kept) -> Path:
+        return self.folder / (entry.name + SUFFIX)
+
+    def _write(self, entry: Kept) -> None:
+        if self.folder is None:
+            return
+        header = json.dumps({"model": entry.model, "adapters": entry.adapters,
+                             "tokens": entry.tokens, "size": entry.size}).encode()
+        path = self._path(entry)
+        tmp = path.with_suffix(".tmp")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(MAGIC + struct.pack("<I", len(header)) + header)
+                fh.write(entry.data)
+            os.replace(tmp, path)  # a reader never sees half a file
+        except OSError as error:
+            log.warning("could not keep a KV state on disk: %s", error)
+            tmp.unlink(missing_ok=True)
+            return
+        entry.on_disk = path.stat().st_size
+
+    def _load(self, entry: Kept) -> bool:
+        """Read a state that only its file holds back into memory; False if it cannot."""
+        if entry.data is not None:
+            return True
+        try:
+            with open(self._path(entry), "rb") as fh:
+                _read_header(fh)
+                data = fh.read()
+            os.utime(self._path(entry))  # its mtime orders the disk tier after a restart
+        except (OSError, ValueError) as error:
+            log.warning("dropping a kept KV state that cannot be read: %s", error)
+            self._remove(entry)
+            return False
+        if len(data) != entry.size:
+            self._remove(entry)
+            return False
+        entry.data = data
+        return True
+
+    def _delete_file(self, entry: Kept) -> None:
+        if entry.on_disk:
+            self._path(entry).unlink(missing_ok=True)
+            entry.on_disk = 0
+
+    def _read_folder(self) -> None:
+        """Index the files kept by earlier runs, oldest first; delete those of model files that
+        changed or are gone, and any a crash left half-written."""
+        if not self.folder.is_dir():
+            return
+        for tmp in self.folder.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        files = sorted(self.folder.glob("*" + SUFFIX), key=lambda p: p.stat().st_mtime_ns)
+        for path in files:
+            entry = _indexed(path)
+            if entry is None or entry.name + SUFFIX != path.name:
+                path.unlink(missing_ok=True)
+                continue
+            self._entries[entry.name] = entry
+        self._fit()
+
+
+def _read_header(fh) -> dict:
+    if fh.read(len(MAGIC)) != MAGIC:
+        raise ValueError("not a kept KV state")
+    (length,) = struct.unpack("<I", fh.read(4))
+    return json.loads(fh.read(length))
+
+
+def _indexed(path: Path) -> Kept | None:
+    """The entry a file holds, without its state; None if it is unreadable or stale."""
+    try:
+        with open(path, "rb") as fh:
+            header = _read_header(fh)
+        model = tuple(header["model"])
+        if model_identity(Path(model[0])) != model:
+            return None
+        return Kept(model, tuple(tuple(a) for a in header["adapters"]), tuple(header["tokens"]),
+                    header["size"], on_disk=path.stat().st_size)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,96 @@
+"""The kept KV cache's tiers on their own: states are opaque bytes here, the model file any file
+(its path, size and mtime are what matters). The real states are tested in test_kept_kv.py."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from offgrid.engine.kvcache import KVCache, model_identity
+
+MB = 1 << 20
+
+
+@pytest.fixture
+def model(tmp_path):
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"weights")
+    return path
+
+
+def tokens(first: int, n: int = 100) -> list[int]:
+    return list(range(first, first + n))
+
+
+def test_the_longest_shared_prefix_is_found_and_short_gains_are_not(tmp_path, model):
+    cache = KVCache(tmp_path / "kv", ram_bytes=MB, disk_bytes=0)
+    me = model_identity(model)
+    cache.keep(me, (), tokens(0, 100), b"a" * 10)
+    cache.keep(me, (), tokens(0, 80) + tokens(1000, 100), b"b" * 10)
+    entry, state, shared = cache.find(me, (), tokens(0, 150), better_than=0)
+    assert (state, shared) == (b"a" * 10, 100)
+    assert cache.find(me, (), tokens(0, 150), better_than=50) is None  # 50 more < 64
+    assert cache.find(me, (("lora", 1.0),), tokens(0, 150), better_than=0) is None
+    assert (cache.hits, cache.misses) == (1, 2)
+    assert cache.find(me, (), tokens(0, 10), better_than=0) is None  # too short to look
+    assert cache.misses == 2
+
+
+def test_a_longer_state_replaces_those_of_its_prefixes(tmp_path, model):
+    cache = KVCache(None, ram_bytes=MB, disk_bytes=0)
+    me = model_identity(model)
+    cache.keep(me, (), tokens(0, 100), b"a" * 10)
+    assert cache.covers(me, (), tokens(0, 70))
+    cache.keep(me, (), tokens(0, 200), b"b" * 20)
+    assert cache.ram_bytes == 20
+
+
+def test_memory_spills_to_disk_and_the_disk_drops_the_oldest(tmp_path, model):
+    cache = KVCache(tmp_path / "kv", ram_bytes=MB, disk_bytes=2 * MB + 4096)
+    me = model_identity(model)
+    for i in range(4):
+        cache.keep(me, (), tokens(i * 1000), bytes([i]) * MB)
+    assert cache.ram_bytes == MB  # the newest
+    assert len(list((tmp_path / "kv").glob("*.kv"))) == 2  # the two before it
+    assert cache.find(me, (), tokens(0), better_than=0) is None  # the oldest is gone
+    _, state, _ = cache.find(me, (), tokens(1000), better_than=0)
+    assert state == bytes([1]) * MB
+
+
+def test_a_new_cache_finds_the_files_of_the_last_one(tmp_path, model):
+    cache = KVCache(tmp_path / "kv", ram_bytes=MB, disk_bytes=8 * MB)
+    cache.keep(model_identity(model), (("x", 0.5),), tokens(0), b"state")
+    cache.flush()
+    again = KVCache(tmp_path / "kv", ram_bytes=MB, disk_bytes=8 * MB)
+    assert again.ram_bytes == 0 and again.disk_bytes > 0
+    _, state, shared = again.find(model_identity(model), (("x", 0.5),), tokens(0), 0)
+    assert (state, shared) == (b"state", 100)
+
+
+def test_states_of_a_changed_model_file_are_deleted(tmp_path, model):
+    cache = KVCache(tmp_path / "kv", ram_bytes=0, disk_bytes=8 * MB)
+    old = model_identity(model)
+    cache.keep(old, (), tokens(0), b"state")
+    assert cache.disk_bytes > 0  # no memory tier: straight to disk
+    os.utime(model, ns=(0, old[2] + 10**9))
+    assert KVCache(tmp_path / "kv", ram_bytes=0, disk_bytes=8 * MB).disk_bytes == 0
+    assert not list((tmp_path / "kv").iterdir())
+
+
+def test_a_running_cache_drops_states_of_the_model_file_before_it_changed(tmp_path, model):
+    cache = KVCache(None, ram_bytes=MB, disk_bytes=0)
+    old = model_identity(model)
+    cache.keep(old, (), tokens(0), b"state")
+    os.utime(model, ns=(0, old[2] + 10**9))
+    assert cache.find(model_identity(model), (), tokens(0), 0) is None
+    assert cache.ram_bytes == 0
+
+
+def test_half_written_and_foreign_files_are_deleted(tmp_path, model):
+    folder = tmp_path / "kv"
+    folder.mkdir()
+    (folder / "abc.tmp").write_bytes(b"half")
+    (folder / "abc.kv").write_bytes(b"not a state")
+    assert KVCache(folder, ram_bytes=MB, disk_bytes=MB).disk_bytes == 0
+    assert not list(folder.iterdir())
