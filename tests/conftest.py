@@ -35,6 +35,13 @@ def npm_mcp_servers() -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="session")
+def chromium() -> str:
+    """The path of the Chromium the web page's tests drive: Debian's, installed with apt-get
+    where it is missing (scripts/fetch_browser.py)."""
+    return script("fetch_browser").ensure()
+
+
+@pytest.fixture(scope="session")
 def models_dir(model_files, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     for path in model_files.values():

@@ -77,6 +77,8 @@ class Accounts:
 SAMPLES = {
     ("GET", "/"): lambda a, role, uid: Call("/"),
     ("GET", "/health"): lambda a, role, uid: Call("/health"),
+    ("GET", "/ui/"): lambda a, role, uid: Call("/ui/"),
+    ("GET", "/ui/{name}"): lambda a, role, uid: Call("/ui/app.js"),
     ("GET", "/openapi.json"): lambda a, role, uid: Call("/openapi.json"),
     ("GET", "/v1/system/config"): lambda a, role, uid: Call("/v1/system/config"),
     ("GET", "/v1/system/stats"): lambda a, role, uid: Call("/v1/system/stats"),

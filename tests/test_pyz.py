@@ -191,6 +191,13 @@ def test_serves_health_chat_stream_and_embeddings(pyz_server):
     assert [len(item["embedding"]) for item in vectors["data"]] == [384, 384]
 
 
+def test_serves_the_chat_page_out_of_the_zip(pyz_server):
+    status, page = pyz_server.get("/ui/")
+    assert status == 200 and '<script type="module" src="/ui/app.js">' in page
+    status, script = pyz_server.get("/ui/app.js")
+    assert status == 200 and "initChat" in script
+
+
 def test_models_come_from_offgrid_data_next_to_the_pyz(pyz_server, stick):
     status, models = pyz_server.get("/v1/models")
     assert status == 200

@@ -59,6 +59,7 @@ from .routes import (
     sessions,
     system,
     tokenizer,
+    ui,
     users,
 )
 from .startup import prepare_users
@@ -78,6 +79,8 @@ class Route(NamedTuple):
 ROUTES = [
     ("GET", "/", system.root, Group.PUBLIC),
     ("GET", "/health", system.health, Group.PUBLIC),
+    ("GET", "/ui/", ui.page, Group.PUBLIC),  # the chat page; its data is behind the API
+    ("GET", "/ui/{name}", ui.asset, Group.PUBLIC),
     ("GET", "/openapi.json", system.openapi_document, Group.PUBLIC),
     ("GET", "/metrics", system.metrics, Group.MODELS),
     ("GET", "/v1/system/config", system.config, Group.PUBLIC),
@@ -333,6 +336,7 @@ class Handler(GuardedHandler):
             request, response = self._answer(app, request_id)
             if response is not None:
                 response.headers["X-Request-ID"] = request_id
+                response.headers.update(SECURITY_HEADERS)
                 self._send(response)
         status = response.status if response is not None else 499  # the client left first
         route = request.route if request is not None else "unmatched"
@@ -407,6 +411,14 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def _request_id(given: str | None) -> str:
     """The client's X-Request-ID when it is a sane token, else a new one."""
     return given if given and _REQUEST_ID.match(given) else "req-" + uuid.uuid4().hex[:16]
+
+
+# On every answer: the chat page runs only its own files (no inline script or style, nothing from
+# another site, no frames of it), and no answer's type is guessed from its content.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff"}
 
 
 class Server(GuardedServer):

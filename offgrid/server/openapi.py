@@ -7,6 +7,7 @@ that the two list the same endpoints.
 from __future__ import annotations
 
 from .. import __version__
+from .routes import ui
 
 
 def _ref(name: str) -> dict:
@@ -427,6 +428,21 @@ def _with_upload(operation: dict, schema: str) -> dict:
     return operation
 
 
+def _with_page(operation: dict) -> dict:
+    operation["responses"]["200"]["content"]["text/html"] = {"schema": STR}
+    return operation
+
+
+def _static(summary: str, media_types: tuple[str, ...], parameters: list | None = None) -> dict:
+    """A file of the web page, whose types are its files' (a 404 for a name it lacks)."""
+    operation = {"summary": summary, "responses": {
+        "200": {"description": "OK", "content": {kind: {"schema": STR} for kind in media_types}},
+        "404": _json(_ERROR, "Error")}}
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
 def _anthropic(operation: dict) -> dict:
     """An operation whose errors are in Anthropic's shape."""
     for status, answer in operation["responses"].items():
@@ -450,8 +466,12 @@ _MODEL_ID = _path_ids("model_id")
 _SESSION = _path_ids("name")
 
 OPERATIONS = {
-    ("GET", "/"): _operation("Server name, version and status", _obj(
-        {"name": STR, "version": STR, "status": STR}, ("name", "version", "status"))),
+    ("GET", "/"): _with_page(_operation("Server name, version and status; the chat page to a "
+                                        "client whose Accept names text/html", _obj(
+        {"name": STR, "version": STR, "status": STR}, ("name", "version", "status")))),
+    ("GET", "/ui/"): _static("The chat page", ("text/html",)),
+    ("GET", "/ui/{name}"): _static("A file of the chat page", tuple(
+        kind.split(";")[0] for kind in ui.TYPES.values()), _path_ids("name")),
     ("GET", "/health"): _operation("Healthy once the default model is loaded", _obj(
         {"status": {"const": "healthy"}}, ("status",)), errors=(503,)),
     ("GET", "/openapi.json"): _operation("This document", {"type": "object"}),

@@ -9,12 +9,20 @@ from .. import openapi, policy
 from ..errors import ServiceUnavailable
 from ..http import Request, Response
 from ..policy import Group
+from . import ui
 
 
 def root(app, request: Request) -> Response:
+    """The chat page for a browser (which asks for HTML), the server's identity for the rest;
+    on the Ollama port, what Ollama answers."""
     if request.connection.getsockname()[1] == app.settings.ollama_port:  # as Ollama answers
         return Response("Ollama is running", content_type="text/plain; charset=utf-8")
-    return Response({"name": "OffGrid LLM", "version": __version__, "status": "running"})
+    if ui.wants_page(request):
+        response = ui.page(app, request)
+    else:
+        response = Response({"name": "OffGrid LLM", "version": __version__, "status": "running"})
+    response.headers["Vary"] = "Accept"
+    return response
 
 
 def openapi_document(app, request: Request) -> Response:
