@@ -234,3 +234,14 @@ def test_each_user_sees_only_their_own_sessions(start_server):
     assert [s["name"] for s in site.call("GET", SESSIONS, token=bo)[2]["sessions"]] == ["notes"]
     assert_error(*site.call("GET", SESSIONS, token=guest)[::2], 403)
     assert_error(*site.call("GET", SESSIONS)[::2], 401)
+
+
+def test_a_turn_takes_the_lora_field_and_refuses_an_unknown_adapter(server):
+    create(server.url, "tuned")
+    assert say(server.url, "tuned", "Hi", lora=[])["message"]["role"] == "assistant"
+    status, _, body = post(f"{server.url}{SESSIONS}/tuned/generate",
+                           {"content": "Hi", "lora": [{"id": "no-such-adapter"}]})
+    assert_error(status, body, 404, "lora_not_found")
+    assert_error(*post(f"{server.url}{SESSIONS}/tuned/generate",
+                       {"content": "Hi", "lora": "x"})[::2], 400, param="lora")
+    assert len(messages(server.url, "tuned")) == 2

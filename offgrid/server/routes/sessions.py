@@ -26,7 +26,7 @@ MAX_MESSAGE_CHARS = 100_000
 GENERATION_FIELDS = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
                      "min_p", "seed", "stop", "presence_penalty", "frequency_penalty",
                      "repeat_penalty", "logit_bias", "keep_alive", "use_knowledge_base",
-                     "knowledge_base", "response_format")
+                     "knowledge_base", "response_format", "lora")
 KNOWLEDGE_SHARE = 2  # with the knowledge base, the history gets 1/2 of the room: sources the rest
 
 
@@ -145,6 +145,7 @@ def generate_turn(app, request: Request, name: str) -> Response:
     turn = TurnRequest.parse(request.json(), session, session.model or app.default_model)
     loaded = app.registry.get(turn.chat.model, turn.chat.keep_alive)
     turn.chat.check_against(loaded.model)
+    adapters = loaded.adapter_set(turn.chat.lora)
     scheduler = loaded.generator()
     budget = generate.prompt_budget(scheduler, turn.chat.max_tokens)
     if turn.chat.knowledge is not None:
@@ -154,7 +155,7 @@ def generate_turn(app, request: Request, name: str) -> Response:
     citations = None
     if turn.chat.knowledge is not None:
         messages, citations = with_knowledge(app, request, loaded, turn.chat, messages)
-    run = start(request, loaded, turn.chat.generation_requests(messages), 1)
+    run = start(request, loaded, turn.chat.generation_requests(messages), 1, adapters)
     if turn.stream:
         return EventStream(_streamed(app, run, session, turn.content, citations),
                            end_marker=False)
