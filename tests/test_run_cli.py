@@ -172,6 +172,6 @@ def test_a_model_that_cannot_load_is_said_at_once(tmp_path):
     models.mkdir()
     (models / "broken.gguf").write_bytes(b"GGUF" + b"\x00" * 64)
     terminal = run_in_terminal(tmp_path, free_port(), "broken", "--models-dir", str(models))
-    terminal.expect("offgrid: ", timeout=60)
-    assert terminal.wait() == 1
-    assert "broken" in terminal.screen and ">>> " not in terminal.screen
+    said = terminal.expect("failed to load", timeout=60)
+    assert "offgrid: The default model broken" in said
+    assert terminal.wait() == 1 and ">>> " not in terminal.screen
