@@ -50,6 +50,9 @@ class Settings:
     # host memory and of files under <home>/kv/; 0 turns a tier off.
     kv_cache_ram_mb: int = 512
     kv_cache_disk_mb: int = 2048
+    # Draft tokens from the request's own prompt and answer, checked in the same step
+    # (engine/speculative.py); it drafts only where drafts have been paying off.
+    speculative: bool = True
     # Hardening: how long a client may take to send its request, and how many may connect.
     header_timeout: float = 10.0  # request line and headers, from the moment we wait for them
     body_timeout: float = 60.0  # the whole body; also each write of the answer

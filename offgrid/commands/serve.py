@@ -29,6 +29,9 @@ def register(commands, common: argparse.ArgumentParser) -> None:
                        help="most tokens evaluated per step (default 512)")
     serve.add_argument("--queue-size", dest="queue_size", type=int,
                        help="requests that may wait for a slot before 503 (default 64)")
+    serve.add_argument("--no-speculative", dest="speculative", action="store_const",
+                       const=False, help="never draft tokens ahead from the prompt "
+                                         "(speculative decoding is on by default)")
     serve.add_argument("--max-models", dest="max_models", type=int,
                        help="models loaded at once (default 3)")
     serve.add_argument("--keep-alive", dest="keep_alive",

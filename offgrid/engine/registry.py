@@ -99,7 +99,7 @@ class LoadedModel:
                     ctx_per_slot=context_per_slot(s, self.model.n_ctx_train),
                     batch_size=s.batch_size, queue_size=s.queue_size, adapters=self.adapters,
                     on_finished=self._on_finished, on_failure=self._on_failure,
-                    kv_cache=self._kv_cache)
+                    kv_cache=self._kv_cache, speculative=s.speculative)
             return self._scheduler
 
     def adapter_set(self, asked: tuple[tuple[str, float], ...]) -> AdapterSet:

@@ -12,6 +12,10 @@ slots whose adapter set (adapters and scales) is the same, and the sets take tur
 TURN_STEPS steps, the one whose slots have waited longest first. A cached prefix is reused only
 under the adapter set it was computed with.
 
+A generating slot may also feed a draft of its next tokens after its next token, guessed from its
+own history (speculative.py); the rows are sampled in order and the drafted tokens kept while
+each is what was sampled, so the output is what plain decoding gives.
+
 A second thread prepares new requests (chat template, tokenizer, sampler and grammar), so that a
 slow one never stalls the streams being decoded. Whatever goes wrong with one request fails that
 request alone; if a loop dies anyway, the scheduler fails what it holds, marks itself `failure`
@@ -41,6 +45,17 @@ from .errors import (
 from .kvcache import KVCache, common_prefix, model_identity
 from .llama import Batch, Context, LlamaError, LoraAdapter, Model
 from .sampling import OutputText, SamplingParams, TokenLogprob, build_sampler, token_logprob
+from .speculative import (
+    EXPLORE_EVERY,
+    MAX_DRAFT,
+    Acceptance,
+    Candidate,
+    Draft,
+    JobAcceptance,
+    PromptLookup,
+    StepCost,
+    plan,
+)
 
 log = logging.getLogger("offgrid.scheduler")
 
@@ -100,6 +115,8 @@ class Finished:
     prompt_ms: float
     generation_ms: float
     stop_sequence: str | None = None  # the request's stop string that ended it, if one did
+    drafted_tokens: int = 0  # tokens guessed ahead (speculative.py) and checked
+    accepted_tokens: int = 0  # of those, the ones that were right and kept
 
 
 @dataclass(frozen=True)
@@ -155,6 +172,8 @@ class _Job:
     next_token: int | None = None  # sampled, to be fed at the next step
     first_token_at: float | None = None
     last_step: int = -1  # the step that last decoded for it; its adapter set's turn comes by it
+    lookup: PromptLookup | None = None  # its history, to draft from; None: no drafts
+    drafts: JobAcceptance = field(default_factory=JobAcceptance)
 
     @property
     def adapters(self) -> AdapterSet:
@@ -183,8 +202,12 @@ def next_adapter_set(jobs: list[_Job]) -> AdapterSet:
 class Scheduler:
     def __init__(self, model: Model, *, slots: int, ctx_per_slot: int, batch_size: int,
                  threads: int, queue_size: int, adapters: dict[str, LoraAdapter] | None = None,
-                 on_finished=None, on_failure=None, kv_cache: KVCache | None = None):
+                 on_finished=None, on_failure=None, kv_cache: KVCache | None = None,
+                 speculative: bool = True):
         self.model = model
+        self._speculative = speculative
+        self._acceptance = Acceptance()  # how often drafts were right, by kind of match
+        self._step_cost = StepCost()
         self._kv = kv_cache if kv_cache is not None and kv_cache.enabled else None
         self._identity = model_identity(model.path)  # what kept states of this model are under
         self._adapters = adapters if adapters is not None else {}  # by id, loaded by the model
@@ -362,7 +385,8 @@ class Scheduler:
         max_tokens = room if request.max_tokens is None else min(request.max_tokens, room)
         return _Job(generation, prompt, max_tokens, queued_at=time.monotonic(),
                     sampler=build_sampler(self.model, request.sampling),
-                    output=OutputText(request.stop))
+                    output=OutputText(request.stop),
+                    lookup=PromptLookup(prompt) if self._speculative else None)
 
     def _prompt_tokens(self, request: GenerationRequest) -> list[int]:
         if request.messages is not None:
@@ -456,12 +480,16 @@ class Scheduler:
     def _step(self) -> None:
         batch = self._batch
         batch.clear()
-        to_sample: list[tuple[_Slot, int]] = []
+        to_sample: list[tuple[_Slot, list[int], Draft | None]] = []  # slot, rows, its draft
         busy = self._this_turn([slot for slot in self._slots if slot.job])
-        for slot in busy:
-            if slot.job.next_token is not None:
-                to_sample.append((slot, self._feed(slot, slot.job.next_token, True)))
-                slot.job.next_token = None
+        generating = [slot for slot in busy if slot.job.next_token is not None]
+        drafts = {} if any(s.job.pending for s in busy) else self._drafts(generating)
+        for slot in generating:
+            draft = drafts.get(slot.seq)
+            tokens = [slot.job.next_token, *(draft.tokens if draft else ())]
+            rows = [self._feed(slot, token, True) for token in tokens]
+            to_sample.append((slot, rows, draft))
+            slot.job.next_token = None
         for slot in sorted((s for s in busy if s.job.pending), key=lambda s: s.job.queued_at):
             room = batch.capacity - len(batch)
             if room == 0:
@@ -471,7 +499,8 @@ class Scheduler:
                 last = i == len(chunk) - 1 and not slot.job.pending
                 row = self._feed(slot, token, last)
             if not slot.job.pending:
-                to_sample.append((slot, row))
+                to_sample.append((slot, [row], None))
+        started = time.perf_counter()
         try:
             self._ctx.decode(batch)
         except LlamaError as error:
@@ -479,16 +508,44 @@ class Scheduler:
             for slot in busy:
                 self._fail_slot(slot, DecodeFailed(str(error)))
             return
+        self._step_cost.observe(len(batch), time.perf_counter() - started)
         generated_before = self.generated_tokens
-        for slot, row in to_sample:
+        for slot, rows, draft in to_sample:
             try:
-                self._sample(slot, row)
+                self._sample_rows(slot, rows, draft)
             except EngineError as error:  # the request's own dead end, such as its grammar's
                 self._fail_slot(slot, error)
             except Exception:  # one request's bug must not stop the others in the batch
                 log.exception("generation failed for a request to %s", self.model.path.name)
                 self._fail_slot(slot, RequestFailed())
         self._note_throughput(self.generated_tokens - generated_before)
+
+    def _drafts(self, generating: list[_Slot]) -> dict[int, Draft]:
+        """The tokens each generating slot drafts this step, by sequence: as many as are worth
+        their cost (speculative.plan), within what its answer and context have room for; and
+        one token from a request that could have drafted for a while but did not."""
+        room = self._batch.capacity - len(generating)
+        candidates = []
+        for slot in generating:
+            job = slot.job
+            limit = min(MAX_DRAFT, room, job.max_tokens - job.generation.completion_tokens - 1,
+                        self.ctx_per_slot - len(slot.cached) - 1)
+            draft = job.lookup.draft(limit) if job.lookup is not None and limit > 0 else None
+            if draft is not None:
+                rate = job.drafts.rate(self._acceptance.rate(draft.match))
+                candidates.append(Candidate(slot, draft, rate))
+        plan(candidates, len(generating), self._step_cost)
+        drafts = {}
+        for candidate in candidates:
+            slot, drafts_so_far = candidate.key, candidate.key.job.drafts
+            drafts_so_far.idle += 1
+            if not candidate.planned and drafts_so_far.idle >= EXPLORE_EVERY:
+                candidate.planned = 1
+            if candidate.planned:
+                drafts_so_far.idle = 0
+                drafts[slot.seq] = Draft(candidate.draft.tokens[:candidate.planned],
+                                         candidate.draft.match)
+        return drafts
 
     def _this_turn(self, busy: list[_Slot]) -> list[_Slot]:
         """The busy slots this step decodes: those of the adapter set whose turn it is, with
@@ -517,7 +574,33 @@ class Scheduler:
         slot.cached.append(token)
         return row
 
-    def _sample(self, slot: _Slot, row: int) -> None:
+    def _sample_rows(self, slot: _Slot, rows: list[int], draft: Draft | None) -> None:
+        """Sample the slot's rows in order: the first from its last token, each next one only
+        while the draft token fed there is the one just sampled. The drafted tokens not kept
+        leave the slot's cache."""
+        job, guessed = slot.job, draft.tokens if draft else []
+        del slot.cached[len(slot.cached) - len(guessed):]
+        job.drafts.drafted += len(guessed)
+        checked = kept = 0
+        for row in rows:
+            token = self._sample(slot, row)
+            if slot.job is not job or kept == len(guessed):
+                break
+            checked += 1
+            if token != guessed[kept]:
+                break
+            slot.cached.append(token)  # fed already, as the draft
+            job.next_token = None
+            kept += 1
+            job.drafts.kept += 1
+        if draft:
+            job.drafts.checked += checked
+            self._acceptance.add(draft.match, kept, checked)
+            if not self._ctx.forget(slot.seq, len(slot.cached)):
+                self._ctx.forget(slot.seq, -1)
+                slot.cached = []
+
+    def _sample(self, slot: _Slot, row: int) -> int:
         job = slot.job
         n_top = job.generation.request.logprobs
         logits = self._ctx.logits(row).copy() if n_top is not None else None
@@ -525,15 +608,19 @@ class Scheduler:
         if job.first_token_at is None:
             job.first_token_at = time.monotonic()
         if self.model.is_end_of_generation(token):
-            return self._finish(slot, "stop")
+            self._finish(slot, "stop")
+            return token
         if logits is not None:
             job.unreleased_logprobs.append(token_logprob(self.model, logits, token, n_top))
         self._on_token(slot, token)
+        return token
 
     def _on_token(self, slot: _Slot, token: int) -> None:
         job = slot.job
         job.generation.completion_tokens += 1
         self.generated_tokens += 1
+        if job.lookup is not None:
+            job.lookup.append(token)
         text = job.output.feed(self.model.token_bytes(token))
         if text:
             self._release(job, text)
@@ -564,7 +651,8 @@ class Scheduler:
             reason=reason, prompt_tokens=len(job.prompt),
             completion_tokens=job.generation.completion_tokens, cached_tokens=job.cached_tokens,
             prompt_ms=(first - job.queued_at) * 1000, generation_ms=(now - first) * 1000,
-            stop_sequence=job.output.stopped_by)
+            stop_sequence=job.output.stopped_by, drafted_tokens=job.drafts.drafted,
+            accepted_tokens=job.drafts.kept)
         if self._on_finished is not None:
             self._on_finished(finished)
         self._end(job.generation, failure or finished)

@@ -44,13 +44,15 @@ def usage(finished: list[Finished], per_prompt: int = 1) -> dict:
 def timings(finished: Finished) -> dict:
     """llama.cpp server's timing fields, for clients that read them."""
     seconds = finished.generation_ms / 1000
+    drafts = {"draft_n": finished.drafted_tokens,
+              "draft_n_accepted": finished.accepted_tokens} if finished.drafted_tokens else {}
     return {"cache_n": finished.cached_tokens,
             "prompt_n": finished.prompt_tokens - finished.cached_tokens,
             "prompt_ms": round(finished.prompt_ms, 3),
             "predicted_n": finished.completion_tokens,
             "predicted_ms": round(finished.generation_ms, 3),
             "predicted_per_second": round(finished.completion_tokens / seconds, 3)
-            if seconds > 0 else None}
+            if seconds > 0 else None, **drafts}
 
 
 def _token_text(entry: TokenLogprob) -> str:

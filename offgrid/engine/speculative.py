@@ -1,0 +1,218 @@
+"""Speculative decoding from the prompt: guess a slot's next tokens from its own history, and let
+one decode step check the guesses.
+
+While a slot generates, the last few tokens of its history (prompt and answer so far) are looked
+up earlier in that history; if they were seen before, the tokens that followed them there are the
+draft. The scheduler feeds the draft after the slot's next token in the same batch and samples
+the rows in order with the request's own sampler, keeping drafted tokens while each equals the
+token sampled before it. Every token kept was sampled from the same logits, with the same sampler
+state, as plain decoding would have used, so the output is the same at temperature 0 and has the
+same distribution when sampling (and, with a seed, the same draws).
+
+Drafting is not free: on a CPU each extra token in a batch costs about a third of a one-token
+step. How long a draft is worth depends on the machine and on how often drafts like it were right,
+so both are measured as the server runs: `StepCost` fits a step's time against its tokens, and
+`Acceptance` keeps how often a drafted token was kept, by the length of the match it came from
+(a long match, as when an answer quotes its prompt, is right far more often than a common phrase
+of two tokens). `plan` then drafts a token only while its chance of being kept, per unit of cost,
+beats what the step yields already; plain chat, whose matches are short and rarely right, drafts
+almost nothing. The chance is read optimistically (an upper bound of what was seen), so that a
+kind of match seldom tried is tried again, and a request that could draft but has not for a
+while drafts one token, so that its own record can overrule the estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NGRAM_SIZES = (4, 3, 2)  # the suffix lengths looked up, longest first
+MAX_DRAFT = 16  # most tokens drafted for one slot in one step
+MATCH_BUCKETS = (2, 3, 4, 6, 8, 12, 16, 24)  # match lengths that share an acceptance estimate
+MAX_MATCH = MATCH_BUCKETS[-1]
+PRIOR_RATE = 0.5  # what a kind of match is believed to be right at before it was tried
+PRIOR_WEIGHT = 2.0  # ... worth this many drafted tokens
+OPTIMISM = 1.0  # standard errors added to a rate before planning with it
+DECAY = 0.99  # each new outcome weighs on a kind of match this much more than the one before
+JOB_PRIOR_WEIGHT = 4.0  # a request's own outcomes count against its match kind's this much
+EXPLORE_EVERY = 16  # a request that could draft but was not planned to tries one token this often
+# Until both are measured, an extra token in a step is taken to cost this share of a one-token
+# step (seen on 2-core CPUs: 12.5 ms for one token, 43 ms for eight).
+PRIOR_MARGINAL_SHARE = 0.35
+MAX_COST_TOKENS = 128  # steps bigger than this (prompt chunks) tell nothing about drafts
+
+
+# -- drafts from the history ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Draft:
+    tokens: list[int]
+    match: int  # how many tokens before the draft matched where it was found
+
+
+class PromptLookup:
+    """A request's history with an index of its n-grams: where each was last seen with a token
+    after it."""
+
+    def __init__(self, tokens: list[int]):
+        self.history: list[int] = []
+        self._seen: dict[int, dict[tuple[int, ...], int]] = {n: {} for n in NGRAM_SIZES}
+        for token in tokens:
+            self.append(token)
+
+    def append(self, token: int) -> None:
+        history = self.history
+        history.append(token)
+        end = len(history) - 1  # the n-grams ending just before the new token are followed by it
+        for n, seen in self._seen.items():
+            if end >= n:
+                seen[tuple(history[end - n:end])] = end
+
+    def draft(self, limit: int) -> Draft | None:
+        """Up to `limit` tokens that followed the latest earlier occurrence of the history's
+        end, longest n-gram first; None if the end was not seen before."""
+        history = self.history
+        for n in NGRAM_SIZES:
+            if len(history) <= n:
+                continue
+            start = self._seen[n].get(tuple(history[-n:]))
+            if start is not None:
+                tokens = history[start:start + limit]
+                return Draft(tokens, self._match_length(start)) if tokens else None
+        return None
+
+    def _match_length(self, start: int) -> int:
+        """How many tokens before `start` equal the history's last ones (at most MAX_MATCH)."""
+        history, length = self.history, 0
+        while (length < MAX_MATCH and length < start
+               and history[start - 1 - length] == history[-1 - length]):
+            length += 1
+        return length
+
+
+# -- what drafts have been worth ------------------------------------------------------------------
+
+def match_bucket(match: int) -> int:
+    """The acceptance estimate a match of this length shares."""
+    bucket = 0
+    for i, least in enumerate(MATCH_BUCKETS):
+        if match >= least:
+            bucket = i
+    return bucket
+
+
+@dataclass
+class _Rate:
+    kept: float = PRIOR_RATE * PRIOR_WEIGHT
+    checked: float = PRIOR_WEIGHT
+
+    def add(self, kept: int, checked: int) -> None:
+        decay = DECAY ** checked
+        self.kept = self.kept * decay + kept
+        self.checked = self.checked * decay + checked
+
+    @property
+    def rate(self) -> float:
+        return self.kept / self.checked
+
+    @property
+    def optimistic(self) -> float:
+        rate = self.rate
+        return min(1.0, rate + OPTIMISM * (rate * (1 - rate) / self.checked) ** 0.5)
+
+
+class Acceptance:
+    """How often a drafted token was kept, per kind of match (for one model)."""
+
+    def __init__(self):
+        self._rates = [_Rate() for _ in MATCH_BUCKETS]
+
+    def rate(self, match: int) -> float:
+        """How likely a token drafted from such a match is to be kept, read optimistically."""
+        return self._rates[match_bucket(match)].optimistic
+
+    def add(self, match: int, kept: int, checked: int) -> None:
+        self._rates[match_bucket(match)].add(kept, checked)
+
+
+@dataclass
+class JobAcceptance:
+    """A request's own record: an answer that quotes keeps quoting, one that does not, not."""
+    drafted: int = 0  # tokens fed as drafts
+    checked: int = 0  # of those, compared with a sampled token (a draft stops at its first miss)
+    kept: int = 0
+    idle: int = 0  # steps since it last drafted, though it could have
+
+    def rate(self, prior: float) -> float:
+        return (self.kept + prior * JOB_PRIOR_WEIGHT) / (self.checked + JOB_PRIOR_WEIGHT)
+
+
+class StepCost:
+    """What a decode step costs by the tokens in its batch, as measured (recent steps weigh
+    more). The curve is not a line on a CPU (two tokens cost as much as two steps of one there,
+    four hardly more than three), so each size keeps its own mean; a size not seen yet is read
+    off its neighbours."""
+
+    def __init__(self):
+        self._mean: dict[int, float] = {}  # batch size -> mean seconds
+        self._count: dict[int, int] = {}
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        if not 0 < tokens <= MAX_COST_TOKENS:
+            return
+        count = self._count.get(tokens, 0)
+        weight = max(1 / (count + 1), 1 - DECAY ** 4)
+        self._mean[tokens] = self._mean.get(tokens, seconds) * (1 - weight) + seconds * weight
+        self._count[tokens] = count + 1
+
+    @property
+    def measured(self) -> bool:
+        return bool(self._mean)
+
+    def seconds(self, tokens: int) -> float:
+        """A step of this many tokens: measured, between the nearest measured sizes, or past
+        them at the usual share of a one-token step per extra token."""
+        if tokens in self._mean:
+            return self._mean[tokens]
+        below = max((n for n in self._mean if n < tokens), default=None)
+        above = min((n for n in self._mean if n > tokens), default=None)
+        if below is not None and above is not None:
+            share = (tokens - below) / (above - below)
+            return self._mean[below] * (1 - share) + self._mean[above] * share
+        known = below if below is not None else above
+        one_token = self._mean[known] / (1 + (known - 1) * PRIOR_MARGINAL_SHARE)
+        return self._mean[known] + (tokens - known) * one_token * PRIOR_MARGINAL_SHARE
+
+
+# -- how much to draft ----------------------------------------------------------------------------
+
+@dataclass
+class Candidate:
+    """A slot that could draft: its draft as found, and how likely each token is to be kept."""
+    key: object  # the caller's handle on the slot
+    draft: Draft
+    rate: float
+    planned: int = field(default=0)
+
+
+def plan(candidates: list[Candidate], generating: int, cost: StepCost) -> None:
+    """Set each candidate's `planned` tokens so as to get the most tokens per second from the
+    step. A drafted token at depth j is kept with probability rate^j; the likeliest are taken
+    first, as many as give the best expected tokens over the step's cost. `generating`: the
+    slots that get a token from the step anyway."""
+    if not candidates:
+        return
+    if not cost.measured:  # nothing timed yet: one token each, which starts measuring
+        for candidate in candidates:
+            candidate.planned = 1
+        return
+    offers = sorted(((candidate.rate ** depth, index)
+                     for index, candidate in enumerate(candidates)
+                     for depth in range(1, len(candidate.draft.tokens) + 1)), reverse=True)
+    best, best_yield, expected = 0, generating / cost.seconds(generating), float(generating)
+    for taken, (value, _) in enumerate(offers, start=1):
+        expected += value
+        per_second = expected / cost.seconds(generating + taken)
+        if per_second > best_yield:
+            best, best_yield = taken, per_second
+    for _, index in offers[:best]:
+        candidates[index].planned += 1

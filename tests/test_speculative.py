@@ -1,0 +1,94 @@
+"""Speculative decoding from the prompt, against the same model with it turned off: an answer
+that quotes its prompt is drafted and checked in the same steps, and comes out token for token
+what plain decoding gives (greedy and seeded sampling, logprobs, stop strings, max_tokens).
+
+llama.cpp's CPU kernels compute a step of one token slightly differently from a step of several
+(logits differ by up to about 0.5 with SmolLM2), in plain batching as in drafting. So each
+request here asks for two choices: both servers then decode every step with two or more tokens,
+and their logits are bit-identical."""
+
+from __future__ import annotations
+
+import pytest
+
+from support.http import post
+from support.metrics import scrape, value
+from support.models import CHAT_MODEL
+
+PASSAGE = (
+    "The generator is kept in shed 3, behind the water tanks. To start it, open the fuel valve, "
+    "set the choke to full, pull the cord twice, and wait thirty seconds before moving the choke "
+    "back to half. Never run it inside the shed: carbon monoxide builds up within minutes. After "
+    "use, close the fuel valve and let the engine cool for an hour before covering it. The spare "
+    "fuel is stored in the red cans by the north fence, and each can holds twenty litres.")
+QUOTE = [{"role": "system", "content": "You repeat text exactly."},
+         {"role": "user", "content": "Repeat this text word for word:\n\n" + PASSAGE}]
+
+
+@pytest.fixture(scope="module")
+def plain(start_module_server):
+    """The same model and slots as the shared server, never drafting."""
+    return start_module_server("--model", CHAT_MODEL, "--parallel", "4", "--max-context", "2048",
+                               "--no-speculative")
+
+
+def both(server, plain_server, **fields) -> tuple[dict, dict]:
+    body = {"model": CHAT_MODEL, "messages": QUOTE, "n": 2, "max_tokens": 96,
+            "temperature": 0, **fields}
+    answers = []
+    for url in (server.url, plain_server.url):
+        status, _, answer = post(url + "/v1/chat/completions", body)
+        assert status == 200, answer
+        answers.append(answer)
+    return answers[0], answers[1]
+
+
+def texts(answer: dict) -> list[str]:
+    return [choice["message"]["content"] for choice in answer["choices"]]
+
+
+def test_a_quoting_answer_is_drafted_and_is_what_plain_decoding_gives(server, plain):
+    drafted, plainly = both(server, plain)
+    assert texts(drafted) == texts(plainly)
+    assert texts(drafted)[0].startswith("The generator is kept in")
+    timings = drafted["timings"]
+    assert timings["draft_n_accepted"] >= 40, timings  # most of the answer came from drafts
+    assert timings["draft_n"] >= timings["draft_n_accepted"]
+    assert "draft_n" not in plainly["timings"]
+    assert drafted["usage"] == plainly["usage"]
+
+
+def test_seeded_sampling_draws_the_same_tokens_with_drafts(server, plain):
+    status, _, tokens = post(server.url + "/v1/tokenize", {"content": "<|im_end|><|endoftext|>",
+                                                        "model": CHAT_MODEL, "parse_special": True})
+    assert status == 200, tokens
+    # Ending is banned so that both choices run to max_tokens and every step holds two tokens.
+    banned = {str(t): -100 for t in tokens["tokens"]}
+    drafted, plainly = both(server, plain, temperature=0.7, seed=11, logit_bias=banned)
+    assert texts(drafted) == texts(plainly)
+    assert texts(drafted)[0] != texts(drafted)[1]  # seed and seed + 1
+
+
+def test_logprobs_stop_strings_and_length_are_those_of_plain_decoding(server, plain):
+    drafted, plainly = both(server, plain, logprobs=True, top_logprobs=2,
+                            stop=["carbon monoxide"])
+    assert texts(drafted) == texts(plainly)
+    assert texts(drafted)[0].endswith("inside the shed: ")
+    assert drafted["choices"][0]["finish_reason"] == "stop"
+    assert drafted["choices"][0]["logprobs"] == plainly["choices"][0]["logprobs"]
+    drafted, plainly = both(server, plain, max_tokens=37)
+    assert texts(drafted) == texts(plainly)
+    assert drafted["usage"]["completion_tokens"] == 2 * 37
+    assert drafted["choices"][0]["finish_reason"] == "length"
+
+
+def test_drafts_are_counted_in_metrics(server):
+    before = scrape(server.url)
+    both_drafted, _ = both(server, server)
+    after = scrape(server.url)
+    drafted = (value(after, "offgrid_draft_tokens_total", model=CHAT_MODEL)
+               - value(before, "offgrid_draft_tokens_total", model=CHAT_MODEL))
+    accepted = (value(after, "offgrid_draft_tokens_accepted_total", model=CHAT_MODEL)
+                - value(before, "offgrid_draft_tokens_accepted_total", model=CHAT_MODEL))
+    assert accepted >= 2 * both_drafted["timings"]["draft_n_accepted"] > 0
+    assert drafted >= accepted

@@ -1,0 +1,95 @@
+"""Drafting from a request's history, and how much of a draft is worth a step's cost."""
+
+from __future__ import annotations
+
+from offgrid.engine.speculative import (
+    PRIOR_RATE,
+    Acceptance,
+    Candidate,
+    Draft,
+    JobAcceptance,
+    PromptLookup,
+    StepCost,
+    plan,
+)
+
+
+def test_a_draft_is_what_followed_the_latest_earlier_occurrence_of_the_end():
+    lookup = PromptLookup([1, 2, 3, 4, 5, 9, 2, 3, 4, 7, 8, 0, 2, 3, 4])
+    draft = lookup.draft(limit=3)
+    assert draft.tokens == [7, 8, 0]  # after the second "2 3 4", not the first
+    assert draft.match == 3
+
+
+def test_the_longest_ngram_wins_and_the_match_counts_back_as_far_as_it_goes():
+    lookup = PromptLookup([5, 6, 7, 8, 1, 9, 7, 8, 2, 5, 6, 7, 8])
+    draft = lookup.draft(limit=2)
+    assert draft.tokens == [1, 9]  # "5 6 7 8" is followed by 1, "7 8" alone by 2
+    assert draft.match == 4
+
+
+def test_no_draft_when_the_end_was_not_seen_before_and_the_history_grows():
+    lookup = PromptLookup([1, 2, 3, 4])
+    assert lookup.draft(limit=4) is None
+    for token in (9, 1, 2, 3):
+        lookup.append(token)
+    assert lookup.draft(limit=4).tokens == [4, 9, 1, 2]
+    assert lookup.draft(limit=1).tokens == [4]
+
+
+def test_acceptance_is_kept_per_kind_of_match_and_forgets_slowly():
+    acceptance = Acceptance()
+    for _ in range(200):
+        acceptance.add(match=20, kept=8, checked=8)
+        acceptance.add(match=2, kept=0, checked=1)
+    assert acceptance.rate(20) > 0.95
+    assert acceptance.rate(2) < 0.05
+    assert acceptance.rate(8) > PRIOR_RATE  # never tried: read optimistically, so it is tried
+    own = JobAcceptance(checked=10, kept=10)
+    assert own.rate(prior=0.0) > 0.7  # its own record outweighs a bad prior
+    assert JobAcceptance().rate(prior=0.3) == 0.3
+
+
+def test_step_cost_reads_unseen_sizes_off_the_measured_ones():
+    cost = StepCost()
+    for _ in range(3):
+        cost.observe(1, 0.010)
+        cost.observe(5, 0.030)
+        cost.observe(400, 9.0)  # a prompt chunk: not a draft's cost
+    assert cost.seconds(3) == 0.020
+    assert cost.seconds(9) > 0.030
+    assert 400 not in cost._mean
+
+
+def _costly_cpu() -> StepCost:
+    """The curve measured on a 2-core CPU with SmolLM2: ms by tokens in the step."""
+    cost = StepCost()
+    for tokens, ms in {1: 11.5, 2: 22.8, 3: 33.0, 4: 33.7, 8: 60.0, 16: 100.4}.items():
+        cost.observe(tokens, ms / 1000)
+    return cost
+
+
+def _candidate(rate: float, tokens: int = 16) -> Candidate:
+    return Candidate("slot", Draft(list(range(tokens)), match=8), rate)
+
+
+def test_a_quote_drafts_long_and_a_guess_drafts_nothing():
+    sure, unsure = _candidate(0.98), _candidate(0.5)
+    plan([sure, unsure], generating=2, cost=_costly_cpu())
+    assert sure.planned >= 14
+    assert unsure.planned == 0
+
+
+def test_when_extra_tokens_are_nearly_free_even_a_fair_guess_is_worth_drafting():
+    cheap = StepCost()
+    for tokens in range(1, 20):
+        cheap.observe(tokens, 0.010 + tokens * 0.0001)
+    fair = _candidate(0.5)
+    plan([fair], generating=1, cost=cheap)
+    assert fair.planned >= 3
+
+
+def test_an_unmeasured_machine_starts_with_one_token_each():
+    first, second = _candidate(0.9), _candidate(0.1)
+    plan([first, second], generating=2, cost=StepCost())
+    assert (first.planned, second.planned) == (1, 1)
