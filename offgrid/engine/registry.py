@@ -15,6 +15,7 @@ import psutil
 from ..config import Settings
 from ..models.folder import ModelFile, ModelFolder
 from ..models.loras import FOLDER_NAME, LoraFolder
+from .adapter_turns import AdapterSet, adapter_set
 from .embeddings import Embedder
 from .errors import (
     AdapterMismatch,
@@ -27,7 +28,7 @@ from .errors import (
 )
 from .kvcache import KVCache
 from .llama import LlamaError, LoraAdapter, Model
-from .scheduler import AdapterSet, Scheduler, adapter_set
+from .scheduler import Scheduler
 
 log = logging.getLogger("offgrid.registry")
 
@@ -104,7 +105,7 @@ class LoadedModel:
 
     def adapter_set(self, asked: tuple[tuple[str, float], ...]) -> AdapterSet:
         """The adapters asked for, by id or name with their scales, loaded for this model and
-        as the engine takes them (see scheduler.adapter_set)."""
+        as the engine takes them (see adapter_turns.adapter_set)."""
         return adapter_set([(self._adapter(key), scale) for key, scale in asked])
 
     def _adapter(self, key: str) -> str:

@@ -8,9 +8,8 @@ prefix, and when the scheduler closes, its state goes to the KV cache (kvcache.p
 that shares more with a kept state than with any slot restores that state instead of decoding.
 
 LoRA adapters apply to the whole llama.cpp context, not to one sequence: a step decodes only the
-slots whose adapter set (adapters and scales) is the same, and the sets take turns of up to
-TURN_STEPS steps, the one whose slots have waited longest first. A cached prefix is reused only
-under the adapter set it was computed with.
+slots whose adapter set (adapters and scales) is the same, and the sets take turns
+(adapter_turns.py). A cached prefix is reused only under the adapter set it was computed with.
 
 A generating slot may also feed a draft of its next tokens after its next token, guessed from its
 own history (speculative.py); the rows are sampled in order and the drafted tokens kept while
@@ -31,6 +30,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from .adapter_turns import NO_ADAPTERS, AdapterSet, AdapterTurns
 from .errors import (
     DecodeFailed,
     EmptyPrompt,
@@ -45,41 +45,11 @@ from .errors import (
 from .kvcache import KVCache, common_prefix, model_identity
 from .llama import Batch, Context, LlamaError, LoraAdapter, Model
 from .sampling import OutputText, SamplingParams, TokenLogprob, build_sampler, token_logprob
-from .speculative import (
-    EXPLORE_EVERY,
-    MAX_DRAFT,
-    Acceptance,
-    Candidate,
-    Draft,
-    JobAcceptance,
-    PromptLookup,
-    StepCost,
-    plan,
-)
+from .speculative import Draft, JobAcceptance, PromptLookup, Room, Speculator
 
 log = logging.getLogger("offgrid.scheduler")
 
-# Switching adapter sets costs llama.cpp far more than a step (measured: 4 requests under two
-# sets alternating every step made 14.5 tokens/s, under one set 73.5), so a set keeps the
-# context for up to this many steps while other sets wait.
-TURN_STEPS = 8
-
-
 # -- what a request is, and what it gets back ------------------------------------------------------
-
-AdapterSet = tuple[tuple[str, float], ...]  # (adapter id, scale), sorted by id; () is the base
-NO_ADAPTERS: AdapterSet = ()
-
-
-def adapter_set(pairs) -> AdapterSet:
-    """(adapter id, scale) pairs as one comparable set: an adapter named twice adds its scales
-    (B·A·x twice is B·A·x at the sum), and a scale of 0 adds nothing, so it is left out — which
-    also puts those requests in the base model's batches."""
-    scales: dict[str, float] = {}
-    for adapter_id, scale in pairs:
-        scales[adapter_id] = scales.get(adapter_id, 0.0) + scale
-    return tuple(sorted((a, s) for a, s in scales.items() if s != 0.0))
-
 
 @dataclass
 class GenerationRequest:
@@ -115,7 +85,7 @@ class Finished:
     prompt_ms: float
     generation_ms: float
     stop_sequence: str | None = None  # the request's stop string that ended it, if one did
-    drafted_tokens: int = 0  # tokens guessed ahead (speculative.py) and checked
+    drafted_tokens: int = 0  # tokens guessed ahead (speculative.py) and fed to be checked
     accepted_tokens: int = 0  # of those, the ones that were right and kept
 
 
@@ -193,27 +163,17 @@ class _Slot:
         return common_prefix(self.cached, job.prompt) if self.adapters == job.adapters else 0
 
 
-def next_adapter_set(jobs: list[_Job]) -> AdapterSet:
-    """The adapter set whose turn it is: that of the job decoded longest ago (a new job first),
-    the earliest queued among equals."""
-    return min(jobs, key=lambda job: (job.last_step, job.queued_at)).adapters
-
-
 class Scheduler:
     def __init__(self, model: Model, *, slots: int, ctx_per_slot: int, batch_size: int,
                  threads: int, queue_size: int, adapters: dict[str, LoraAdapter] | None = None,
                  on_finished=None, on_failure=None, kv_cache: KVCache | None = None,
                  speculative: bool = True):
         self.model = model
-        self._speculative = speculative
-        self._acceptance = Acceptance()  # how often drafts were right, by kind of match
-        self._step_cost = StepCost()
+        self._speculator = Speculator() if speculative else None
         self._kv = kv_cache if kv_cache is not None and kv_cache.enabled else None
         self._identity = model_identity(model.path)  # what kept states of this model are under
         self._adapters = adapters if adapters is not None else {}  # by id, loaded by the model
-        self._applied: AdapterSet = NO_ADAPTERS  # the set on the context now
-        self._steps = 0
-        self._turn_steps = 0  # steps the applied set has had in a row
+        self._turns = AdapterTurns()  # whose turn it is; its set is on the context
         self._on_finished = on_finished  # called with each Finished event
         self._on_failure = on_failure  # called with the exception that stopped a loop
         self._recent_tokens: deque[tuple[float, int]] = deque()  # (time, tokens) per step
@@ -386,7 +346,7 @@ class Scheduler:
         return _Job(generation, prompt, max_tokens, queued_at=time.monotonic(),
                     sampler=build_sampler(self.model, request.sampling),
                     output=OutputText(request.stop),
-                    lookup=PromptLookup(prompt) if self._speculative else None)
+                    lookup=PromptLookup(prompt) if self._speculator else None)
 
     def _prompt_tokens(self, request: GenerationRequest) -> list[int]:
         if request.messages is not None:
@@ -483,7 +443,8 @@ class Scheduler:
         to_sample: list[tuple[_Slot, list[int], Draft | None]] = []  # slot, rows, its draft
         busy = self._this_turn([slot for slot in self._slots if slot.job])
         generating = [slot for slot in busy if slot.job.next_token is not None]
-        drafts = {} if any(s.job.pending for s in busy) else self._drafts(generating)
+        drafts = ({} if self._speculator is None or any(s.job.pending for s in busy)
+                  else self._drafts(generating))
         for slot in generating:
             draft = drafts.get(slot.seq)
             tokens = [slot.job.next_token, *(draft.tokens if draft else ())]
@@ -508,7 +469,8 @@ class Scheduler:
             for slot in busy:
                 self._fail_slot(slot, DecodeFailed(str(error)))
             return
-        self._step_cost.observe(len(batch), time.perf_counter() - started)
+        if self._speculator is not None:
+            self._speculator.observe_step(len(batch), time.perf_counter() - started)
         generated_before = self.generated_tokens
         for slot, rows, draft in to_sample:
             try:
@@ -521,47 +483,23 @@ class Scheduler:
         self._note_throughput(self.generated_tokens - generated_before)
 
     def _drafts(self, generating: list[_Slot]) -> dict[int, Draft]:
-        """The tokens each generating slot drafts this step, by sequence: as many as are worth
-        their cost (speculative.plan), within what its answer and context have room for; and
-        one token from a request that could have drafted for a while but did not."""
-        room = self._batch.capacity - len(generating)
-        candidates = []
-        for slot in generating:
-            job = slot.job
-            limit = min(MAX_DRAFT, room, job.max_tokens - job.generation.completion_tokens - 1,
-                        self.ctx_per_slot - len(slot.cached) - 1)
-            draft = job.lookup.draft(limit) if job.lookup is not None and limit > 0 else None
-            if draft is not None:
-                rate = job.drafts.rate(self._acceptance.rate(draft.match))
-                candidates.append(Candidate(slot, draft, rate))
-        plan(candidates, len(generating), self._step_cost)
-        drafts = {}
-        for candidate in candidates:
-            slot, drafts_so_far = candidate.key, candidate.key.job.drafts
-            drafts_so_far.idle += 1
-            if not candidate.planned and drafts_so_far.idle >= EXPLORE_EVERY:
-                candidate.planned = 1
-            if candidate.planned:
-                drafts_so_far.idle = 0
-                drafts[slot.seq] = Draft(candidate.draft.tokens[:candidate.planned],
-                                         candidate.draft.match)
-        return drafts
+        """Each generating slot's draft for this step, by sequence (speculative.py), within the
+        batch's room and what its answer and context have room for."""
+        batch_room = self._batch.capacity - len(generating)
+        rooms = [Room(slot.seq, slot.job.lookup, slot.job.drafts,
+                      min(batch_room, slot.job.max_tokens - slot.job.generation.completion_tokens
+                          - 1, self.ctx_per_slot - len(slot.cached) - 1))
+                 for slot in generating]
+        return self._speculator.drafts(rooms, len(generating))
 
     def _this_turn(self, busy: list[_Slot]) -> list[_Slot]:
         """The busy slots this step decodes: those of the adapter set whose turn it is, with
         that set applied to the context."""
-        adapters = self._applied
-        if self._turn_steps >= TURN_STEPS or not any(s.job.adapters == adapters for s in busy):
-            adapters = next_adapter_set([slot.job for slot in busy])
-        self._turn_steps = self._turn_steps + 1 if adapters == self._applied else 1
-        if adapters != self._applied:
+        applied = self._turns.current
+        adapters = self._turns.take([slot.job for slot in busy])
+        if adapters != applied:
             self._ctx.use_adapters([(self._adapters[a], scale) for a, scale in adapters])
-            self._applied = adapters
-        self._steps += 1
-        chosen = [slot for slot in busy if slot.job.adapters == adapters]
-        for slot in chosen:
-            slot.job.last_step = self._steps
-        return chosen
+        return [slot for slot in busy if slot.job.adapters == adapters]
 
     def _note_throughput(self, tokens: int) -> None:
         now = time.monotonic()
@@ -580,6 +518,7 @@ class Scheduler:
         leave the slot's cache."""
         job, guessed = slot.job, draft.tokens if draft else []
         del slot.cached[len(slot.cached) - len(guessed):]
+        # Counted as they happen, so that a request ending inside its draft reports them.
         job.drafts.drafted += len(guessed)
         checked = kept = 0
         for row in rows:
@@ -594,8 +533,7 @@ class Scheduler:
             kept += 1
             job.drafts.kept += 1
         if draft:
-            job.drafts.checked += checked
-            self._acceptance.add(draft.match, kept, checked)
+            self._speculator.checked(job.drafts, draft, checked, kept)
             if not self._ctx.forget(slot.seq, len(slot.cached)):
                 self._ctx.forget(slot.seq, -1)
                 slot.cached = []

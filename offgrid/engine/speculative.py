@@ -23,7 +23,7 @@ while drafts one token, so that its own record can overrule the estimate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 NGRAM_SIZES = (4, 3, 2)  # the suffix lengths looked up, longest first
 MAX_DRAFT = 16  # most tokens drafted for one slot in one step
@@ -39,6 +39,9 @@ EXPLORE_EVERY = 16  # a request that could draft but was not planned to tries on
 # step (seen on 2-core CPUs: 12.5 ms for one token, 43 ms for eight).
 PRIOR_MARGINAL_SHARE = 0.35
 MAX_COST_TOKENS = 128  # steps bigger than this (prompt chunks) tell nothing about drafts
+# A step size's mean is a plain mean for its first steps, then moves this much toward each new
+# one, so that a machine that got busier or quieter is followed within a few dozen steps.
+COST_WEIGHT = 0.04
 
 
 # -- drafts from the history ----------------------------------------------------------------------
@@ -160,7 +163,7 @@ class StepCost:
         if not 0 < tokens <= MAX_COST_TOKENS:
             return
         count = self._count.get(tokens, 0)
-        weight = max(1 / (count + 1), 1 - DECAY ** 4)
+        weight = max(1 / (count + 1), COST_WEIGHT)
         self._mean[tokens] = self._mean.get(tokens, seconds) * (1 - weight) + seconds * weight
         self._count[tokens] = count + 1
 
@@ -188,10 +191,9 @@ class StepCost:
 @dataclass
 class Candidate:
     """A slot that could draft: its draft as found, and how likely each token is to be kept."""
-    key: object  # the caller's handle on the slot
     draft: Draft
     rate: float
-    planned: int = field(default=0)
+    planned: int = 0
 
 
 def plan(candidates: list[Candidate], generating: int, cost: StepCost) -> None:
@@ -216,3 +218,54 @@ def plan(candidates: list[Candidate], generating: int, cost: StepCost) -> None:
             best, best_yield = taken, per_second
     for _, index in offers[:best]:
         candidates[index].planned += 1
+
+
+# -- one model's drafting -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Room:
+    """A generating slot that may draft: its request's history and record, and how many tokens
+    its answer and context have room for after its next one."""
+    seq: int
+    lookup: PromptLookup
+    record: JobAcceptance
+    limit: int
+
+
+class Speculator:
+    """What drafting has been worth for one model (step costs, acceptance by kind of match), and
+    the drafts of each step. The scheduler feeds and checks them."""
+
+    def __init__(self):
+        self._acceptance = Acceptance()
+        self._cost = StepCost()
+
+    def observe_step(self, tokens: int, seconds: float) -> None:
+        self._cost.observe(tokens, seconds)
+
+    def drafts(self, rooms: list[Room], generating: int) -> dict[int, Draft]:
+        """The draft of each slot that drafts this step, by sequence: as many tokens as are
+        worth their cost (plan), and one token from a request that could have drafted for
+        EXPLORE_EVERY steps but was not planned to."""
+        found = [(room, room.lookup.draft(min(MAX_DRAFT, room.limit))) for room in rooms
+                 if room.limit > 0]
+        found = [(room, draft) for room, draft in found if draft is not None]
+        candidates = [Candidate(draft, room.record.rate(self._acceptance.rate(draft.match)))
+                      for room, draft in found]
+        plan(candidates, generating, self._cost)
+        drafts = {}
+        for (room, draft), candidate in zip(found, candidates, strict=True):
+            room.record.idle += 1
+            if not candidate.planned and room.record.idle >= EXPLORE_EVERY:
+                candidate.planned = 1
+            if candidate.planned:
+                room.record.idle = 0
+                drafts[room.seq] = Draft(draft.tokens[:candidate.planned], draft.match)
+        return drafts
+
+    def checked(self, record: JobAcceptance, draft: Draft, checked: int, kept: int) -> None:
+        """A draft was checked: `checked` of its tokens compared with what was sampled, the
+        first `kept` equal to it (the request counts its drafted and kept tokens itself, as
+        they happen)."""
+        record.checked += checked
+        self._acceptance.add(draft.match, kept, checked)

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import queue
 
+from offgrid.engine.adapter_turns import adapter_set, next_adapter_set
 from offgrid.engine.sampling import OutputText
-from offgrid.engine.scheduler import (
-    Generation,
-    GenerationRequest,
-    _Job,
-    _Slot,
-    adapter_set,
-    next_adapter_set,
-)
+from offgrid.engine.scheduler import Generation, GenerationRequest, _Job, _Slot
 
 A = (("a", 1.0),)
 B = (("b", 0.5),)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ...engine import generate
+from ...engine.adapter_turns import NO_ADAPTERS, AdapterSet
 from ...engine.registry import LoadedModel
-from ...engine.scheduler import NO_ADAPTERS, AdapterSet
 from ...kb import context
 from ..http import ClientGone, Request, Response
 from ..openai import responses

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from offgrid.engine.speculative import (
+    EXPLORE_EVERY,
     PRIOR_RATE,
     Acceptance,
     Candidate,
     Draft,
     JobAcceptance,
     PromptLookup,
+    Room,
+    Speculator,
     StepCost,
     plan,
 )
@@ -70,7 +73,7 @@ def _costly_cpu() -> StepCost:
 
 
 def _candidate(rate: float, tokens: int = 16) -> Candidate:
-    return Candidate("slot", Draft(list(range(tokens)), match=8), rate)
+    return Candidate(Draft(list(range(tokens)), match=8), rate)
 
 
 def test_a_quote_drafts_long_and_a_guess_drafts_nothing():
@@ -93,3 +96,19 @@ def test_an_unmeasured_machine_starts_with_one_token_each():
     first, second = _candidate(0.9), _candidate(0.1)
     plan([first, second], generating=2, cost=StepCost())
     assert (first.planned, second.planned) == (1, 1)
+
+
+def test_a_request_whose_guesses_fail_still_tries_one_token_now_and_then():
+    speculator = Speculator()
+    for tokens, ms in {1: 11.5, 2: 22.8, 4: 33.7, 16: 100.4}.items():
+        speculator.observe_step(tokens, ms / 1000)
+    record = JobAcceptance(checked=40, kept=0)  # its drafts were never right
+    room = Room(seq=3, lookup=PromptLookup([7, 8, 9, 1, 7, 8, 9]), record=record, limit=8)
+    drafted = [speculator.drafts([room], generating=1) for _ in range(2 * EXPLORE_EVERY)]
+    tried = [i for i, drafts in enumerate(drafted) if drafts]
+    assert tried == [EXPLORE_EVERY - 1, 2 * EXPLORE_EVERY - 1]
+    assert drafted[tried[0]][3].tokens == [1]
+    speculator.checked(record, drafted[tried[0]][3], checked=1, kept=1)
+    assert record.checked == 41
+    no_room = Room(seq=3, lookup=room.lookup, record=record, limit=0)
+    assert speculator.drafts([no_room], generating=1) == {}
