@@ -85,16 +85,16 @@ class Peers:
             "OffGrid": lambda port: offgrid(models, chat_model.stem, PLAN, port,
                                             env={"OFFGRID_HOME": str(home)}),
             "OffGrid, no speculation": lambda port: offgrid(
-                models, chat_model.stem, PLAN, port, extra=["--no-speculative"],
+                models, chat_model.stem, PLAN, port, extra=("--no-speculative",),
                 env={"OFFGRID_HOME": str(home / "plain")}),
             "llama-server": lambda port: llama_server(chat_model, PLAN, port,
-                                                      extra=["--cache-ram", "2048"]),
+                                                      extra=("--cache-ram", "2048")),
             "llama-server, ngram-simple": lambda port: llama_server(
-                chat_model, PLAN, port, extra=["--spec-type", "ngram-simple"]),
+                chat_model, PLAN, port, extra=("--spec-type", "ngram-simple")),
             "llama-server, ngram-simple n=4 m=16": lambda port: llama_server(
-                chat_model, PLAN, port, extra=["--spec-type", "ngram-simple",
+                chat_model, PLAN, port, extra=("--spec-type", "ngram-simple",
                                                "--spec-ngram-simple-size-n", "4",
-                                               "--spec-ngram-simple-size-m", "16"]),
+                                               "--spec-ngram-simple-size-m", "16")),
         }
         self._ports = {name: PORT + i for i, name in enumerate(self._starts)}
         self.running: dict[str, Server] = {}
@@ -277,6 +277,10 @@ def ratio(ours: list[float], theirs: list[float]) -> float | None:
     return statistics.median(ours) / statistics.median(theirs) if ours and theirs else None
 
 
+def times(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
 def render(results: dict, rounds: int) -> str:
     lines = [f"Run with `.venv/bin/python benchmarks/engine_depth.py --rounds {rounds}`: all "
              "servers up at once, SmolLM2-135M-Instruct Q4_1, 2 threads, 4 slots of 2,048 "
@@ -310,7 +314,7 @@ def render(results: dict, rounds: int) -> str:
                   f"{quote['accepted']:.0f} of the {quote['drafted']:.0f} tokens it drafted.",
                   "", "| server | tokens/s | vs OffGrid without speculation |", "|---|---|---|"]
         for name, values in speeds.items():
-            lines.append(f"| {name} | {spread(values)} | {ratio(values, base):.2f}× |")
+            lines.append(f"| {name} | {spread(values)} | {times(ratio(values, base))} |")
         best = max((n for n in speeds if n.startswith("llama-server")),
                    key=lambda n: statistics.median(speeds[n]))
         targets += [("quoting tokens/s vs OffGrid without speculation ≥ 1.5×",
@@ -328,7 +332,7 @@ def render(results: dict, rounds: int) -> str:
             mode, clients = key.split()
             value = ratio(row["OffGrid"], row["llama-server"])
             lines.append(f"| {clients} | {mode} | {spread(row['OffGrid'])} | "
-                         f"{spread(row['llama-server'])} | {value:.2f}× |")
+                         f"{spread(row['llama-server'])} | {times(value)} |")
             targets.append((f"plain chat, {mode}, {clients} clients vs llama-server ≥ 1.0×",
                             value, 1.0, False))
         lines.append("")
@@ -339,7 +343,8 @@ def render(results: dict, rounds: int) -> str:
                   "first 4 layers' attention.", "",
                   "| case | tokens/s | vs no adapter |", "|---|---|---|"]
         for case, values in row.items():
-            lines.append(f"| {case} | {spread(values)} | {ratio(values, row['no adapter']):.2f}× |")
+            lines.append(f"| {case} | {spread(values)} | "
+                         f"{times(ratio(values, row['no adapter']))} |")
         targets.append(("one adapter vs none ≥ 0.9×", ratio(row["one adapter"],
                                                              row["no adapter"]), 0.9, False))
         lines.append("")

