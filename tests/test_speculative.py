@@ -55,7 +55,9 @@ def test_a_quoting_answer_is_drafted_and_is_what_plain_decoding_gives(server, pl
     assert timings["draft_n_accepted"] >= 40, timings  # most of the answer came from drafts
     assert timings["draft_n"] >= timings["draft_n_accepted"]
     assert "draft_n" not in plainly["timings"]
-    assert drafted["usage"] == plainly["usage"]
+    # (cached_tokens may differ: the shared server has served other prompts before)
+    for count in ("prompt_tokens", "completion_tokens"):
+        assert drafted["usage"][count] == plainly["usage"][count]
 
 
 def test_seeded_sampling_draws_the_same_tokens_with_drafts(server, plain):
