@@ -53,6 +53,9 @@ class Settings:
     # Draft tokens from the request's own prompt and answer, checked in the same step
     # (engine/speculative.py); it drafts only where drafts have been paying off.
     speculative: bool = True
+    # A model with the same vocabulary as the chat models, to guess their next tokens with
+    # (engine/draft_model.py): its id in models_dir. None: drafts come from the prompt alone.
+    draft_model: str | None = None
     # Hardening: how long a client may take to send its request, and how many may connect.
     header_timeout: float = 10.0  # request line and headers, from the moment we wait for them
     body_timeout: float = 60.0  # the whole body; also each write of the answer

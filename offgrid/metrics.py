@@ -146,10 +146,12 @@ class Metrics:
             "offgrid_generated_tokens_total", "Tokens generated, by model"))
         self.drafted_tokens = self._add(Counter(
             "offgrid_draft_tokens_total",
-            "Tokens drafted ahead by speculative decoding and checked, by model"))
+            "Tokens drafted ahead by speculative decoding and checked, by model and source "
+            "(prompt: the request's own history; draft_model)"))
         self.accepted_draft_tokens = self._add(Counter(
             "offgrid_draft_tokens_accepted_total",
-            "Drafted tokens that were what the model generated, and kept, by model"))
+            "Drafted tokens that were what the model generated, and kept, by model and "
+            "source"))
         self.rate_limited = self._add(Counter(
             "offgrid_rate_limited_requests_total", "Requests refused with 429, by route"))
         self.kb_search_seconds = self._add(Histogram(
@@ -184,9 +186,13 @@ class Metrics:
         self.ttft_seconds.observe(finished.prompt_ms / 1000, model=model)
         self.prompt_tokens.inc(finished.prompt_tokens, model=model)
         self.generated_tokens.inc(finished.completion_tokens, model=model)
-        if finished.drafted_tokens:
-            self.drafted_tokens.inc(finished.drafted_tokens, model=model)
-            self.accepted_draft_tokens.inc(finished.accepted_tokens, model=model)
+        for source, drafted, accepted in (
+                ("prompt", finished.drafted_tokens - finished.model_drafted_tokens,
+                 finished.accepted_tokens - finished.model_accepted_tokens),
+                ("draft_model", finished.model_drafted_tokens, finished.model_accepted_tokens)):
+            if drafted:
+                self.drafted_tokens.inc(drafted, model=model, source=source)
+                self.accepted_draft_tokens.inc(accepted, model=model, source=source)
         if finished.cached_tokens:
             self.cached_prompt_tokens.inc(finished.cached_tokens, model=model)
             self.prefix_cache_hits.inc(model=model)

@@ -1,6 +1,7 @@
 """Speculative decoding from the prompt, against the same model with it turned off: an answer
 that quotes its prompt is drafted and checked in the same steps, and comes out token for token
-what plain decoding gives (greedy and seeded sampling, logprobs, stop strings, max_tokens).
+what plain decoding gives (greedy and seeded sampling, logprobs, stop strings, max_tokens). A
+draft model's guesses go through the same checks.
 
 llama.cpp's CPU kernels compute a step of one token slightly differently from a step of several
 (logits differ by up to about 0.5 with SmolLM2), in plain batching as in drafting. So each
@@ -13,7 +14,7 @@ import pytest
 
 from support.http import post
 from support.metrics import scrape, value
-from support.models import CHAT_MODEL
+from support.models import CHAT_MODEL, GEMMA_MODEL
 
 PASSAGE = (
     "The generator is kept in shed 3, behind the water tanks. To start it, open the fuel valve, "
@@ -92,7 +93,54 @@ def test_drafts_are_counted_in_metrics(server):
     after = scrape(server.url)
 
     def added(name: str) -> float:
-        return value(after, name, model=CHAT_MODEL) - value(before, name, model=CHAT_MODEL)
+        labels = {"model": CHAT_MODEL, "source": "prompt"}
+        return value(after, name, **labels) - value(before, name, **labels)
 
     assert added("offgrid_draft_tokens_accepted_total") == answer["timings"]["draft_n_accepted"]
     assert added("offgrid_draft_tokens_total") == answer["timings"]["draft_n"] > 0
+
+
+# -- a draft model --
+
+STORY = [{"role": "user", "content": "Tell me a short story about a lighthouse keeper."}]
+
+
+@pytest.fixture(scope="module")
+def drafting(start_module_server):
+    """The starter model drafting for itself: the same vocabulary, guesses nearly always right
+    (though no faster: on a CPU it costs as much as the model it drafts for)."""
+    return start_module_server("--model", CHAT_MODEL, "--parallel", "4", "--max-context", "2048",
+                               "--draft-model", CHAT_MODEL)
+
+
+def drafted_by_the_model(samples) -> tuple[float, float]:
+    labels = {"model": CHAT_MODEL, "source": "draft_model"}
+    return (value(samples, "offgrid_draft_tokens_total", **labels),
+            value(samples, "offgrid_draft_tokens_accepted_total", **labels))
+
+
+def test_a_draft_models_guesses_are_checked_and_the_answer_is_plain_decodings(drafting, plain):
+    before = drafted_by_the_model(scrape(drafting.url))
+    guessed, plainly = both(drafting, plain, messages=STORY, max_tokens=64)
+    assert texts(guessed) == texts(plainly)
+    after = drafted_by_the_model(scrape(drafting.url))
+    drafted, accepted = (a - b for a, b in zip(after, before, strict=True))
+    assert drafted > 0 and accepted > 0, (drafted, accepted)
+    assert guessed["timings"]["draft_n"] > 0  # (the first choice's)
+
+
+def test_a_draft_model_with_another_vocabulary_is_not_used(start_module_server):
+    server = start_module_server("--model", CHAT_MODEL, "--parallel", "1",
+                                 "--draft-model", GEMMA_MODEL)
+    status, _, answer = post(server.url + "/v1/chat/completions", {
+        "model": CHAT_MODEL, "messages": STORY, "max_tokens": 8})
+    assert status == 200, answer
+    assert drafted_by_the_model(scrape(server.url)) == (0, 0)
+    assert (f"draft model {GEMMA_MODEL} not used for {CHAT_MODEL}: its vocabulary has 262144 "
+            "tokens, not 49152") in server.log()
+
+
+def test_an_unknown_draft_model_stops_the_server_before_it_listens(start_module_server):
+    server = start_module_server("--draft-model", "no-such-model", wait=False)
+    assert server.process.wait(timeout=60) == 2
+    assert "draft_model: Model not found: no-such-model" in server.log()

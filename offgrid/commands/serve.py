@@ -32,6 +32,9 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--no-speculative", dest="speculative", action="store_const",
                        const=False, help="never draft tokens ahead from the prompt "
                                          "(speculative decoding is on by default)")
+    serve.add_argument("--draft-model", dest="draft_model",
+                       help="id of a smaller model with the same vocabulary that guesses the "
+                            "next tokens, for the chat model to check (speculative decoding)")
     serve.add_argument("--max-models", dest="max_models", type=int,
                        help="models loaded at once (default 3)")
     serve.add_argument("--keep-alive", dest="keep_alive",

@@ -12,10 +12,11 @@ import time
 
 import psutil
 
-from ..config import Settings
-from ..models.folder import ModelFile, ModelFolder
+from ..config import ConfigError, Settings
+from ..models.folder import ModelError, ModelFile, ModelFolder
 from ..models.loras import FOLDER_NAME, LoraFolder
 from .adapter_turns import AdapterSet, adapter_set
+from .draft_model import vocabulary_mismatch
 from .embeddings import Embedder
 from .errors import (
     AdapterMismatch,
@@ -41,8 +42,10 @@ class LoadedModel:
 
     def __init__(self, model: Model, model_file: ModelFile, settings: Settings, need: int,
                  on_finished=None, on_failure=None, loras: LoraFolder | None = None,
-                 kv_cache: KVCache | None = None):
+                 kv_cache: KVCache | None = None, draft_file: ModelFile | None = None):
         self.model = model
+        self._draft_file = draft_file
+        self._draft: Model | None = None  # loaded with the scheduler, if it can draft for it
         self._kv_cache = kv_cache
         self._loras = loras
         self.adapters: dict[str, LoraAdapter] = {}  # by adapter id; the scheduler reads it
@@ -100,8 +103,34 @@ class LoadedModel:
                     ctx_per_slot=context_per_slot(s, self.model.n_ctx_train),
                     batch_size=s.batch_size, queue_size=s.queue_size, adapters=self.adapters,
                     on_finished=self._on_finished, on_failure=self._on_failure,
-                    kv_cache=self._kv_cache, speculative=s.speculative)
+                    kv_cache=self._kv_cache, speculative=s.speculative,
+                    draft=self._draft_model())
             return self._scheduler
+
+    def _draft_model(self) -> Model | None:
+        """The draft model, loaded now if it can guess tokens for this one (it may be this
+        one); None if there is none, or it cannot."""
+        if self._draft_file is None or not self._settings.speculative:
+            return None
+        if self._draft_file.id == self.file.id:
+            return self.model
+        if self._draft is None:
+            try:
+                draft = Model(self._draft_file.path)
+            except LlamaError as error:
+                log.warning("draft model %s not used: %s", self._draft_file.id, error)
+                self._draft_file = None
+                return None
+            reason = vocabulary_mismatch(self.model, draft)
+            if reason is not None:
+                log.warning("draft model %s not used for %s: %s", self._draft_file.id,
+                            self.file.id, reason)
+                draft.close()
+                self._draft_file = None
+                return None
+            log.info("drafting for %s with %s", self.file.id, self._draft_file.id)
+            self._draft = draft
+        return self._draft
 
     def adapter_set(self, asked: tuple[tuple[str, float], ...]) -> AdapterSet:
         """The adapters asked for, by id or name with their scales, loaded for this model and
@@ -147,6 +176,9 @@ class LoadedModel:
             for adapter in self.adapters.values():  # no context is left to use them
                 adapter.close()
             self.adapters.clear()
+            if self._draft is not None:
+                self._draft.close()
+                self._draft = None
             self.model.close()
 
 
@@ -176,6 +208,7 @@ class Registry:
         self.loras = LoraFolder(settings.models_dir / FOLDER_NAME)
         self.kv_cache = KVCache(settings.home / "kv", ram_bytes=settings.kv_cache_ram_mb << 20,
                                 disk_bytes=settings.kv_cache_disk_mb << 20)
+        self.draft_file = self._find_draft()
         self._lock = threading.Lock()
         self._loaded: dict[str, LoadedModel] = {}
         self._load_lock = threading.Lock()  # one load at a time: each needs the memory check
@@ -188,6 +221,18 @@ class Registry:
 
     def find(self, model_id: str) -> ModelFile:
         return self.folder.find(model_id)
+
+    def _find_draft(self) -> ModelFile | None:
+        """The draft model's file, checked before the server starts."""
+        if not self.settings.draft_model:
+            return None
+        try:
+            draft_file = self.find(self.settings.draft_model)
+        except ModelError as error:
+            raise ConfigError(f"draft_model: {error} (in {self.folder.folder})") from None
+        if draft_file.error:
+            raise ConfigError(f"draft_model: {draft_file.path.name}: {draft_file.error}")
+        return draft_file
 
     def default_model_id(self) -> str | None:
         if self.settings.default_model:
@@ -216,12 +261,14 @@ class Registry:
                 raise ModelLoadFailed(f"{model_file.path.name} could not be loaded: "
                                       f"{model_file.error}")
             need = memory_needed(model_file, self.settings)
+            if self.draft_file is not None and self.draft_file.id != model_id:
+                need += memory_needed(self.draft_file, self.settings)
             self._make_room(need)
             log.info("loading %s (about %d MiB)", model_file.path, need >> 20)
             try:
                 loaded = LoadedModel(Model(model_file.path), model_file, self.settings, need,
                                      *self._listeners(model_id), loras=self.loras,
-                                     kv_cache=self.kv_cache)
+                                     kv_cache=self.kv_cache, draft_file=self.draft_file)
             except LlamaError as error:
                 raise ModelLoadFailed(str(error)) from None
             loaded.touch(keep_alive)

@@ -12,8 +12,9 @@ slots whose adapter set (adapters and scales) is the same, and the sets take tur
 (adapter_turns.py). A cached prefix is reused only under the adapter set it was computed with.
 
 A generating slot may also feed a draft of its next tokens after its next token, guessed from its
-own history (speculative.py); the rows are sampled in order and the drafted tokens kept while
-each is what was sampled, so the output is what plain decoding gives.
+own history (speculative.py) or by a draft model (draft_model.py); the rows are sampled in order
+and the drafted tokens kept while each is what was sampled, so the output is what plain decoding
+gives.
 
 A second thread prepares new requests (chat template, tokenizer, sampler and grammar), so that a
 slow one never stalls the streams being decoded. Whatever goes wrong with one request fails that
@@ -31,6 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .adapter_turns import NO_ADAPTERS, AdapterSet, AdapterTurns
+from .draft_model import DraftModel
 from .errors import (
     DecodeFailed,
     EmptyPrompt,
@@ -87,6 +89,8 @@ class Finished:
     stop_sequence: str | None = None  # the request's stop string that ended it, if one did
     drafted_tokens: int = 0  # tokens guessed ahead (speculative.py) and fed to be checked
     accepted_tokens: int = 0  # of those, the ones that were right and kept
+    model_drafted_tokens: int = 0  # of the two, those guessed by the draft model
+    model_accepted_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -167,9 +171,10 @@ class Scheduler:
     def __init__(self, model: Model, *, slots: int, ctx_per_slot: int, batch_size: int,
                  threads: int, queue_size: int, adapters: dict[str, LoraAdapter] | None = None,
                  on_finished=None, on_failure=None, kv_cache: KVCache | None = None,
-                 speculative: bool = True):
+                 speculative: bool = True, draft: Model | None = None):
+        """`draft`: a model with the same vocabulary to guess tokens with (draft_model.py),
+        besides the request's own history; neither drafts unless `speculative`."""
         self.model = model
-        self._speculator = Speculator() if speculative else None
         self._kv = kv_cache if kv_cache is not None and kv_cache.enabled else None
         self._identity = model_identity(model.path)  # what kept states of this model are under
         self._adapters = adapters if adapters is not None else {}  # by id, loaded by the model
@@ -183,6 +188,11 @@ class Scheduler:
         # llama.cpp may round the context up; the limit stays what was asked for.
         self.ctx_per_slot = min(ctx_per_slot, self._ctx.n_ctx // slots)
         self._batch = Batch(max(batch_size, slots))
+        self._speculator = None
+        if speculative:
+            self._speculator = Speculator(None if draft is None else DraftModel(
+                draft, slots=slots, ctx_per_slot=self.ctx_per_slot, batch_size=batch_size,
+                threads=threads))
         self._slots = [_Slot(seq) for seq in range(slots)]
         self.capacity = slots + queue_size  # requests it holds at once, running and waiting
         self._in_flight = 0
@@ -258,6 +268,8 @@ class Scheduler:
         if self.failure is None:  # after a failure, the slots' states are not to be trusted
             for slot in self._slots:
                 self._keep_state(slot, 0)
+        if self._speculator is not None:
+            self._speculator.close()
         self._batch.close()
         self._ctx.close()
 
@@ -520,6 +532,8 @@ class Scheduler:
         del slot.cached[len(slot.cached) - len(guessed):]
         # Counted as they happen, so that a request ending inside its draft reports them.
         job.drafts.drafted += len(guessed)
+        from_model = draft is not None and draft.from_model
+        job.drafts.model_drafted += len(guessed) if from_model else 0
         checked = kept = 0
         for row in rows:
             token = self._sample(slot, row)
@@ -531,7 +545,8 @@ class Scheduler:
             slot.cached.append(token)  # fed already, as the draft
             job.next_token = None
             kept += 1
-            job.drafts.kept += 1
+            job.drafts.accepted += 1
+            job.drafts.model_accepted += from_model
         if draft:
             self._speculator.checked(job.drafts, draft, checked, kept)
             if not self._ctx.forget(slot.seq, len(slot.cached)):
@@ -590,7 +605,8 @@ class Scheduler:
             completion_tokens=job.generation.completion_tokens, cached_tokens=job.cached_tokens,
             prompt_ms=(first - job.queued_at) * 1000, generation_ms=(now - first) * 1000,
             stop_sequence=job.output.stopped_by, drafted_tokens=job.drafts.drafted,
-            accepted_tokens=job.drafts.kept)
+            accepted_tokens=job.drafts.accepted, model_drafted_tokens=job.drafts.model_drafted,
+            model_accepted_tokens=job.drafts.model_accepted)
         if self._on_finished is not None:
             self._on_finished(finished)
         self._end(job.generation, failure or finished)

@@ -50,6 +50,7 @@ COST_WEIGHT = 0.04
 class Draft:
     tokens: list[int]
     match: int  # how many tokens before the draft matched where it was found
+    from_model: bool = False  # guessed by the draft model, not found in the history
 
 
 class PromptLookup:
@@ -140,8 +141,13 @@ class Acceptance:
 @dataclass
 class JobAcceptance:
     """A request's own record: an answer that quotes keeps quoting, one that does not, not."""
-    drafted: int = 0  # tokens fed as drafts
-    checked: int = 0  # of those, compared with a sampled token (a draft stops at its first miss)
+    drafted: int = 0  # tokens fed as drafts, from the history or the draft model
+    accepted: int = 0  # of those, the ones kept
+    model_drafted: int = 0  # of the drafted and the accepted, those from the draft model
+    model_accepted: int = 0
+    # Of the drafts from its history, the tokens compared with a sampled token (a draft stops
+    # at its first miss), and the ones kept: what its rate is read from.
+    checked: int = 0
     kept: int = 0
     idle: int = 0  # steps since it last drafted, though it could have
 
@@ -220,6 +226,21 @@ def plan(candidates: list[Candidate], generating: int, cost: StepCost) -> None:
         candidates[index].planned += 1
 
 
+def model_depth(rate: float, drafting: int, tokens: int, generating: int, cost: StepCost,
+                draft_cost: StepCost) -> int:
+    """How many tokens the draft model should guess for each of `drafting` slots, to get the
+    most tokens per second: each depth costs one step of the draft model for all of them, and
+    their tokens in the chat model's step. `tokens`: what that step holds already, of which
+    `generating` are the slots' next tokens."""
+    best, best_yield, expected = 0, generating / cost.seconds(tokens), float(generating)
+    for depth in range(1, MAX_DRAFT + 1):
+        expected += drafting * rate ** depth
+        seconds = cost.seconds(tokens + drafting * depth) + depth * draft_cost.seconds(drafting)
+        if expected / seconds > best_yield:
+            best, best_yield = depth, expected / seconds
+    return best
+
+
 # -- one model's drafting -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -233,22 +254,34 @@ class Room:
 
 
 class Speculator:
-    """What drafting has been worth for one model (step costs, acceptance by kind of match), and
-    the drafts of each step. The scheduler feeds and checks them."""
+    """What drafting has been worth for one model (step costs, acceptance by kind of match and
+    of the draft model), and the drafts of each step. The scheduler feeds and checks them."""
 
-    def __init__(self):
+    def __init__(self, drafter=None):
         self._acceptance = Acceptance()
         self._cost = StepCost()
+        self._drafter = drafter  # a DraftModel (draft_model.py), or None
+        self._model_rate = _Rate()  # how often the draft model's tokens were kept
+        self._model_idle = 0  # steps since the draft model last guessed, though it could have
 
     def observe_step(self, tokens: int, seconds: float) -> None:
         self._cost.observe(tokens, seconds)
 
     def drafts(self, rooms: list[Room], generating: int) -> dict[int, Draft]:
-        """The draft of each slot that drafts this step, by sequence: as many tokens as are
-        worth their cost (plan), and one token from a request that could have drafted for
-        EXPLORE_EVERY steps but was not planned to."""
-        found = [(room, room.lookup.draft(min(MAX_DRAFT, room.limit))) for room in rooms
-                 if room.limit > 0]
+        """The draft of each slot that drafts this step, by sequence: from its history, as
+        many tokens as are worth their cost (plan), and one token from a request that could have
+        drafted for EXPLORE_EVERY steps but was not planned to; then, for the slots left, the
+        draft model's guesses."""
+        rooms = [room for room in rooms if room.limit > 0]
+        drafts = self._history_drafts(rooms, generating)
+        if self._drafter is not None:
+            rest = [room for room in rooms if room.seq not in drafts]
+            tokens = generating + sum(len(draft.tokens) for draft in drafts.values())
+            drafts.update(self._model_drafts(rest, tokens, generating))
+        return drafts
+
+    def _history_drafts(self, rooms: list[Room], generating: int) -> dict[int, Draft]:
+        found = [(room, room.lookup.draft(min(MAX_DRAFT, room.limit))) for room in rooms]
         found = [(room, draft) for room, draft in found if draft is not None]
         candidates = [Candidate(draft, room.record.rate(self._acceptance.rate(draft.match)))
                       for room, draft in found]
@@ -263,9 +296,36 @@ class Speculator:
                 drafts[room.seq] = Draft(draft.tokens[:candidate.planned], draft.match)
         return drafts
 
+    def _model_drafts(self, rooms: list[Room], tokens: int, generating: int
+                      ) -> dict[int, Draft]:
+        if not rooms:
+            return {}
+        depth = 1  # until both models' steps are timed
+        if self._cost.measured and self._drafter.cost.measured:
+            depth = model_depth(self._model_rate.optimistic, len(rooms), tokens, generating,
+                                self._cost, self._drafter.cost)
+        self._model_idle += 1
+        if not depth and self._model_idle >= EXPLORE_EVERY:
+            depth = 1
+        if not depth:
+            return {}
+        self._model_idle = 0
+        guesses = self._drafter.guess({room.seq: room.lookup.history for room in rooms},
+                                      min(depth, max(room.limit for room in rooms)))
+        return {room.seq: Draft(guesses[room.seq][:room.limit], 0, from_model=True)
+                for room in rooms if room.seq in guesses}
+
     def checked(self, record: JobAcceptance, draft: Draft, checked: int, kept: int) -> None:
         """A draft was checked: `checked` of its tokens compared with what was sampled, the
-        first `kept` equal to it (the request counts its drafted and kept tokens itself, as
-        they happen)."""
+        first `kept` equal to it (the scheduler counts the request's drafted and accepted tokens
+        itself, as they happen)."""
+        if draft.from_model:
+            self._model_rate.add(kept, checked)
+            return
         record.checked += checked
+        record.kept += kept
         self._acceptance.add(draft.match, kept, checked)
+
+    def close(self) -> None:
+        if self._drafter is not None:
+            self._drafter.close()

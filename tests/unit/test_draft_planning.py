@@ -1,4 +1,6 @@
-"""Drafting from a request's history, and how much of a draft is worth a step's cost."""
+"""Drafting from a request's history or with a draft model, and how much of a draft is worth a
+step's cost. (The draft model itself is tested end to end in tests/test_speculative.py; here a
+stand-in that guesses fixed tokens shows what the speculator asks of it.)"""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from offgrid.engine.speculative import (
     Room,
     Speculator,
     StepCost,
+    model_depth,
     plan,
 )
 
@@ -112,3 +115,61 @@ def test_a_request_whose_guesses_fail_still_tries_one_token_now_and_then():
     assert record.checked == 41
     no_room = Room(seq=3, lookup=room.lookup, record=record, limit=0)
     assert speculator.drafts([no_room], generating=1) == {}
+
+
+def _timed(ms_by_tokens: dict[int, float]) -> StepCost:
+    cost = StepCost()
+    for tokens, ms in ms_by_tokens.items():
+        cost.observe(tokens, ms / 1000)
+    return cost
+
+
+def test_a_fast_draft_model_guesses_deep_and_one_as_slow_as_the_model_not_at_all():
+    fast = _timed({1: 1.0, 2: 1.2, 4: 1.5})
+    assert model_depth(0.95, drafting=2, tokens=2, generating=2, cost=_costly_cpu(),
+                       draft_cost=fast) >= 3
+    assert model_depth(0.95, drafting=2, tokens=2, generating=2, cost=_costly_cpu(),
+                       draft_cost=_costly_cpu()) == 0
+
+
+class _Drafter:
+    """Guesses 5, 6, 7, ... for every sequence; its steps take a tenth of the model's."""
+
+    def __init__(self):
+        self.cost = _timed({1: 1.2, 2: 2.3, 4: 3.4})
+        self.asked: list[tuple[list[int], int]] = []
+
+    def guess(self, histories, depth):
+        self.asked.append((sorted(histories), depth))
+        return {seq: list(range(5, 5 + depth)) for seq in histories}
+
+
+def test_the_draft_model_guesses_for_the_slots_their_history_has_no_draft_for():
+    drafter = _Drafter()
+    speculator = Speculator(drafter)
+    for tokens, ms in {1: 11.5, 2: 22.8, 3: 33.0, 4: 33.7, 8: 60.0, 16: 100.4}.items():
+        speculator.observe_step(tokens, ms / 1000)
+    quoting = Room(seq=0, lookup=PromptLookup([1, 2, 3, 4, 9, 1, 2, 3, 4]),
+                   record=JobAcceptance(checked=40, kept=40), limit=8)
+    chatting = Room(seq=1, lookup=PromptLookup([1, 2, 3]), record=JobAcceptance(), limit=2)
+    drafts = speculator.drafts([quoting, chatting], generating=2)
+    assert not drafts[0].from_model and drafts[0].tokens[0] == 9
+    assert drafts[1].from_model and drafts[1].tokens == [5, 6]  # within its room
+    assert drafter.asked[0][0] == [1]
+
+
+def test_the_draft_models_record_is_its_own_and_a_poor_one_stops_it_guessing():
+    drafter = _Drafter()
+    speculator = Speculator(drafter)
+    speculator.observe_step(1, 0.0115)
+    speculator.observe_step(2, 0.0228)
+    record = JobAcceptance()
+    room = Room(seq=0, lookup=PromptLookup([1, 2, 3]), record=record, limit=8)
+    for _ in range(50):
+        for draft in speculator.drafts([room], generating=1).values():
+            speculator.checked(record, draft, checked=1, kept=0)
+    assert (record.checked, record.kept) == (0, 0)  # a request's rate is of its history's drafts
+    guessed = len(drafter.asked)
+    for _ in range(EXPLORE_EVERY):
+        speculator.drafts([room], generating=1)
+    assert len(drafter.asked) == guessed + 1  # one token now and then, to keep measuring
