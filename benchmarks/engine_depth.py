@@ -223,8 +223,9 @@ def metrics_text(server: Server) -> str:
 
 
 def plain_chat(peers: Peers, rounds: int) -> dict:
-    """64-token chat streams from 1, 4 and 8 clients at once (two each at 1), greedy and
-    sampled with the same seeds: all streams' tokens/s."""
+    """64-token chat streams from 1, 4 and 8 clients at once (four each at 1, two at 4 and 8,
+    so that a round is long enough to trust), greedy and sampled with the same seeds: all
+    streams' tokens/s."""
     names = ["OffGrid", "llama-server"]
     results: dict = {}
     for number in range(rounds):
@@ -237,7 +238,7 @@ def plain_chat(peers: Peers, rounds: int) -> dict:
                                 "seed": 1000 * number + 10 * client + i,
                                 "messages": [{"role": "user", "content": question}]}
                     load = run_load(peers.get(name).url, CHAT, body, clients,
-                                    2 if clients == 1 else 1)
+                                    4 if clients == 1 else 2)
                     results.setdefault(f"{mode} {clients}", {}).setdefault(name, []).append(
                         load.summary()["tokens_per_second"])
             print(f"  chat round {number + 1} done", flush=True)
