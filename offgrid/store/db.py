@@ -44,6 +44,7 @@ def open_database(settings) -> Database:
 
 class Database:
     dialect = "sqlite"
+    shared = False  # one server's own file: what it counts in memory stays right
 
     def __init__(self, path: Path, migrations: list[Migration] = MIGRATIONS):
         self.path = Path(path)

@@ -129,6 +129,7 @@ def _redacted(url: str) -> str:
 
 class PostgresDatabase:
     dialect = "postgresql"
+    shared = True  # by every server given its URL
 
     def __init__(self, url: str, migrations: list[Migration] = MIGRATIONS):
         self.url = url
