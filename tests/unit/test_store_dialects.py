@@ -4,6 +4,8 @@ tests/support/postgres.py). The same calls give the same answers; where the dial
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -192,3 +194,20 @@ def test_a_copy_that_fails_leaves_the_destination_empty(tmp_path, database_url):
         copy.copy(source, destination, progress=fail_at_sessions)
     assert users.everyone(destination) == [] and kb.counts(destination) == (0, 0)
     copy.copy(source, destination)  # and it can be copied into afterwards
+
+
+def test_many_threads_write_at_once_without_losing_anything(db):
+    errors = []
+
+    def create(n):
+        try:
+            users.create(db, f"user{n}", "a-long-password", "user")
+        except Exception as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(error)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(users.everyone(db)) == 12
