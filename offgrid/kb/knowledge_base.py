@@ -144,13 +144,14 @@ class KnowledgeBase:
                 self._index = VectorIndex(model, lambda m: store.vectors(self._db, m))
             return self._index
 
-    def _heard(self, announcement: str) -> None:
-        """Bring the vector matrix up to date with a change a server (maybe this one) made."""
+    def _heard(self, announcement: str | None) -> None:
+        """Bring the vector matrix up to date with a change a server (maybe this one) made;
+        None: changes may have been missed, so read it afresh."""
         with self._lock:
             index = self._index
         if index is None:
             return
-        what, *arguments = announcement.split()
+        what, *arguments = (announcement or "reload").split()
         if what == "added":
             index.add_rows(*store.vectors(self._db, index.model, int(arguments[0])))
         elif what == "deleted":

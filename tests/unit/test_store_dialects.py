@@ -9,11 +9,12 @@ import threading
 import numpy as np
 import pytest
 
+from offgrid.config import ConfigError, Settings
 from offgrid.server.errors import translate
 from offgrid.store import agents, audit, copy, credentials, kb, responses, sessions, usage, users
-from offgrid.store.db import Database
+from offgrid.store.db import Database, open_url
 from offgrid.store.errors import Conflict, Unavailable
-from offgrid.store.postgres import PostgresDatabase
+from offgrid.store.postgres import PostgresDatabase, connection_settings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -142,15 +143,22 @@ def test_both_dialects_build_the_same_tables(tmp_path, database_url):
     assert set(copy.TABLES) | {"migrations"} == sqlite_tables
 
 
-def test_a_lost_connection_is_unavailable_then_the_next_call_reconnects(database_url):
+def test_lost_connections_are_reopened_and_a_lost_write_is_unavailable(database_url):
     db = PostgresDatabase(database_url)
     users.create(db, "alice", "password123", "user")
     killer = PostgresDatabase(database_url)
-    killer.read("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid != pg_backend_pid()")
+
+    def cut_off():
+        killer.read("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid != pg_backend_pid()")
+
+    cut_off()
+    assert users.find(db, "alice") is not None, "a read tries again on a new connection"
+    cut_off()
     with pytest.raises(Unavailable):
-        users.find(db, "alice")  # the pooled connection was the one cut off
-    assert users.find(db, "alice") is not None
+        audit.record(db, "admin", "create_user", "bob")  # its pooled connection was cut off
+    audit.record(db, "admin", "create_user", "bob")
+    assert len(audit.recent(db)) == 1, "the lost write was not half done"
     error = translate(Unavailable("The database stopped answering"))
     assert error.status == 503 and error.code == "database_unavailable"
     assert error.headers["Retry-After"] == "5"
@@ -211,3 +219,16 @@ def test_many_threads_write_at_once_without_losing_anything(db):
     for thread in threads:
         thread.join()
     assert not errors and len(users.everyone(db)) == 12
+
+
+def test_database_urls_are_read_as_libpq_reads_them():
+    tcp = connection_settings("postgresql://off%40grid:p%3Ass@db.internal:6543/kb")
+    assert {name: tcp[name] for name in ("user", "password", "host", "port", "database")} == {
+        "user": "off@grid", "password": "p:ss", "host": "db.internal", "port": 6543,
+        "database": "kb"}
+    socket = connection_settings("postgresql://offgrid@/offgrid?host=/run/postgresql")
+    assert socket["unix_sock"] == "/run/postgresql/.s.PGSQL.5432" and "host" not in socket
+    with pytest.raises(ConfigError, match="database_url must be a postgresql:// URL"):
+        Settings(database_url="mysql://db/offgrid")
+    with pytest.raises(ValueError, match="sqlite:PATH or postgresql"):
+        open_url("offgrid.db")
