@@ -94,6 +94,22 @@ def test_db_copy_moves_a_sqlite_server_to_postgresql(start_server, kb_models, da
     assert migrated.returncode == 0 and "up to date" in migrated.stdout, migrated.stderr
 
 
+def test_a_database_gone_while_serving_is_503_until_it_is_back(start_server, kb_models,
+                                                                database_url, postgres):
+    server = _start(start_server, kb_models, database_url)
+    user, token = server.account()
+    postgres.set_reachable(database_url, False)
+    try:
+        status, headers, error = get(server.url + "/v1/models", headers=bearer(token))
+        assert status == 503 and headers["Retry-After"] == "5", error
+        assert error["error"]["code"] == "database_unavailable"
+    finally:
+        postgres.set_reachable(database_url, True)
+    wait_until(lambda: get(server.url + "/v1/models", headers=bearer(token))[0] == 200,
+               timeout=5)
+    assert "Traceback" not in server.server.log()
+
+
 def test_a_database_that_cannot_be_reached_stops_the_server_with_a_clear_error(tmp_path):
     done = offgrid("serve", home=tmp_path, env={
         "OFFGRID_DATABASE_URL": "postgresql://offgrid:secret@127.0.0.1:1/offgrid",
