@@ -26,7 +26,7 @@ from ..engine.registry import Registry
 from ..kb.knowledge_base import KnowledgeBase
 from ..metrics import Metrics, labelled
 from ..models.hub import Downloads
-from ..store.db import Database
+from ..store.db import open_database
 from . import policy
 from .anthropic.responses import error_body as anthropic_error
 from .connection import GuardedHandler, GuardedServer
@@ -206,7 +206,7 @@ class App:
         self.downloads = Downloads(self.registry.folder)
         self.router = Router(ROUTES)
         self._add_gauges()
-        self.db = Database(settings.home / "offgrid.db")
+        self.db = open_database(settings)
         self.kb = KnowledgeBase(self.db, self.registry,
                                 on_search=self.metrics.kb_search_seconds.observe)
         self.mcp = McpManager(self.db)
@@ -250,8 +250,9 @@ class App:
             raise
 
     def _call(self, route: Route, request: Request, path_params: dict) -> Response:
-        limit_headers = self.gate.admit(request, route.group, path_params)
         try:
+            # The gate reads the database too: one that is gone is a 503 there as well.
+            limit_headers = self.gate.admit(request, route.group, path_params)
             response = route.handler(self, request, **path_params)
         except REFUSALS as error:  # the one place these become HTTP errors
             raise translate(error, route.prompt) from None
@@ -322,6 +323,7 @@ class App:
     def close(self) -> None:
         self.mcp.close()
         self.registry.close()
+        self.db.close()
 
 
 class Handler(GuardedHandler):
@@ -475,8 +477,8 @@ def serve(settings: Settings) -> int:
     signal.signal(signal.SIGINT, stop)
     for each in (server, *others):
         host, port = each.server_address[:2]
-        log.info("OffGrid %s listening on http://%s:%d (models in %s)", __version__, host, port,
-                 settings.models_dir)
+        log.info("OffGrid %s listening on http://%s:%d (models in %s, data in %s)", __version__,
+                 host, port, settings.models_dir, app.db.name)
     app.start_background_work()
     serving = [threading.Thread(target=each.serve_forever, args=(0.2,), name="ollama-port")
                for each in others]
