@@ -38,6 +38,8 @@ HEADING = "## Engine depth"
 PLAN = Plan([1, 4, 8], 1, 64, 0, 0, 2, 4, 2048)  # 4 slots of 2,048 tokens, 2 threads
 PORT = 18700
 CHAT = "/v1/chat/completions"
+MODEL = "SmolLM2-135M-Instruct.Q4_1"  # the starter's id, which OffGrid requires (and llama-server
+# serves under its alias, -a)
 SAMPLED = {"temperature": 0.8, "top_p": 0.95}
 QUESTIONS = ["Write a short story about a lighthouse keeper.",
              "Explain how a bicycle gear works.", "What should I pack for a week of camping?",
@@ -126,7 +128,7 @@ def ttft_ms(server: Server, messages: list[dict], max_tokens: int = 4) -> tuple[
 def chat_text(server: Server, messages: list[dict], max_tokens: int) -> tuple[Timing, str]:
     """One streamed greedy chat answer, and its text (from a second, whole request: the load
     generator counts tokens but keeps no text)."""
-    body = {"model": "m", "messages": messages, "max_tokens": max_tokens, "temperature": 0}
+    body = {"model": MODEL, "messages": messages, "max_tokens": max_tokens, "temperature": 0}
     timing = stream_once(server.url, CHAT, body)
     if timing.error:
         raise RuntimeError(f"{server.name}: {timing.error}")
@@ -167,7 +169,7 @@ def others(server: Server, tag: str) -> None:
     def body(client: int, i: int) -> dict:
         system = f"{tag} Other conversation {client}-{i}. " + " ".join(
             f"Item {k}: crate {k * 7 + client} holds {k + i} tins of beans." for k in range(22))
-        return {"model": "m", "max_tokens": 4, "temperature": 0,
+        return {"model": MODEL, "max_tokens": 4, "temperature": 0,
                 "messages": [{"role": "system", "content": system},
                              {"role": "user", "content": "How many tins in crate 7?"}]}
 
@@ -201,7 +203,7 @@ def quoting(peers: Peers, rounds: int) -> dict:
 
 
 def quote_body(passage: str) -> dict:
-    return {"model": "m", "max_tokens": 128, "temperature": 0,
+    return {"model": MODEL, "max_tokens": 128, "temperature": 0,
             "messages": [{"role": "system", "content": "You repeat text exactly."},
                          {"role": "user", "content": "Repeat this text word for word:\n\n"
                                                      + passage}]}
@@ -234,7 +236,7 @@ def plain_chat(peers: Peers, rounds: int) -> dict:
                 for name in rotated(names, number):
                     def body(client: int, i: int, sampling=sampling, number=number) -> dict:
                         question = QUESTIONS[(client + 3 * i + number) % len(QUESTIONS)]
-                        return {"model": "m", "max_tokens": 64, **sampling,
+                        return {"model": MODEL, "max_tokens": 64, **sampling,
                                 "seed": 1000 * number + 10 * client + i,
                                 "messages": [{"role": "user", "content": question}]}
                     load = run_load(peers.get(name).url, CHAT, body, clients,
@@ -256,7 +258,7 @@ def loras(peers: Peers, rounds: int) -> dict:
         for case in rotated(list(cases), number):
             def body(client: int, i: int, adapters=cases[case]) -> dict:
                 lora = [{"id": adapters[client], "scale": 1.0}] if adapters[client] else []
-                return {"model": "m", "max_tokens": 64, "temperature": 0, "lora": lora,
+                return {"model": MODEL, "max_tokens": 64, "temperature": 0, "lora": lora,
                         "messages": [{"role": "user", "content": QUESTIONS[client]}]}
             results[case].append(run_load(server.url, CHAT, body, 4, 1).summary()[
                 "tokens_per_second"])
@@ -365,6 +367,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     chat_model = fetch_models.ensure_all()["starter"]
+    assert chat_model.stem == MODEL, chat_model
     with tempfile.TemporaryDirectory() as folder:
         models, home = Path(folder) / "models", Path(folder) / "home"
         (models / "loras").mkdir(parents=True)
