@@ -29,6 +29,9 @@ NGRAM_SIZES = (4, 3, 2)  # the suffix lengths looked up, longest first
 MAX_DRAFT = 16  # most tokens drafted for one slot in one step
 MATCH_BUCKETS = (2, 3, 4, 6, 8, 12, 16, 24)  # match lengths that share an acceptance estimate
 MAX_MATCH = MATCH_BUCKETS[-1]
+# Depths in a draft from which on its tokens share an estimate (per kind of match): a token deep
+# in a draft was reached because those before it were right, and is right more often.
+DEPTH_BANDS = (1, 2, 4, 8)
 PRIOR_RATE = 0.5  # what a kind of match is believed to be right at before it was tried
 PRIOR_WEIGHT = 2.0  # ... worth this many drafted tokens
 OPTIMISM = 1.0  # standard errors added to a rate before planning with it
@@ -95,13 +98,18 @@ class PromptLookup:
 
 # -- what drafts have been worth ------------------------------------------------------------------
 
+def _band(value: int, bands: tuple[int, ...]) -> int:
+    """The index of the last of `bands` that `value` reaches (0 below the first)."""
+    index = 0
+    for i, least in enumerate(bands):
+        if value >= least:
+            index = i
+    return index
+
+
 def match_bucket(match: int) -> int:
     """The acceptance estimate a match of this length shares."""
-    bucket = 0
-    for i, least in enumerate(MATCH_BUCKETS):
-        if match >= least:
-            bucket = i
-    return bucket
+    return _band(match, MATCH_BUCKETS)
 
 
 @dataclass
@@ -125,17 +133,23 @@ class _Rate:
 
 
 class Acceptance:
-    """How often a drafted token was kept, per kind of match (for one model)."""
+    """How often a drafted token was kept once the tokens before it in its draft were, per kind
+    of match and depth in the draft (for one model). Misses come together, where the answer
+    leaves what it repeats, so a draft that got far tends to go on."""
 
     def __init__(self):
-        self._rates = [_Rate() for _ in MATCH_BUCKETS]
+        self._rates = [[_Rate() for _ in DEPTH_BANDS] for _ in MATCH_BUCKETS]
 
-    def rate(self, match: int) -> float:
-        """How likely a token drafted from such a match is to be kept, read optimistically."""
-        return self._rates[match_bucket(match)].optimistic
+    def rate(self, match: int, depth: int = 1) -> float:
+        """How likely the token at `depth` (from 1) of a draft from such a match is to be kept
+        if those before it were, read optimistically."""
+        return self._rates[match_bucket(match)][_band(depth, DEPTH_BANDS)].optimistic
 
     def add(self, match: int, kept: int, checked: int) -> None:
-        self._rates[match_bucket(match)].add(kept, checked)
+        """A draft's first `checked` tokens were compared, the first `kept` of them right."""
+        rates = self._rates[match_bucket(match)]
+        for depth in range(1, checked + 1):
+            rates[_band(depth, DEPTH_BANDS)].add(int(depth <= kept), 1)
 
 
 @dataclass
@@ -196,26 +210,34 @@ class StepCost:
 
 @dataclass
 class Candidate:
-    """A slot that could draft: its draft as found, and how likely each token is to be kept."""
+    """A slot that could draft: its draft as found, and how likely each of its tokens is to be
+    kept if those before it were."""
     draft: Draft
-    rate: float
+    rates: list[float]
     planned: int = 0
+
+    def worth(self) -> list[float]:
+        """How likely each of its tokens is to be kept: those before it must be too."""
+        chances, chance = [], 1.0
+        for rate in self.rates:
+            chance *= rate
+            chances.append(chance)
+        return chances
 
 
 def plan(candidates: list[Candidate], generating: int, cost: StepCost) -> None:
     """Set each candidate's `planned` tokens so as to get the most tokens per second from the
-    step. A drafted token at depth j is kept with probability rate^j; the likeliest are taken
-    first, as many as give the best expected tokens over the step's cost. `generating`: the
-    slots that get a token from the step anyway."""
+    step. A drafted token is kept only if every one before it is (Candidate.worth); the
+    likeliest are taken first, as many as give the best expected tokens over the step's cost.
+    `generating`: the slots that get a token from the step anyway."""
     if not candidates:
         return
     if not cost.measured:  # nothing timed yet: one token each, which starts measuring
         for candidate in candidates:
             candidate.planned = 1
         return
-    offers = sorted(((candidate.rate ** depth, index)
-                     for index, candidate in enumerate(candidates)
-                     for depth in range(1, len(candidate.draft.tokens) + 1)), reverse=True)
+    offers = sorted(((chance, index) for index, candidate in enumerate(candidates)
+                     for chance in candidate.worth()), reverse=True)
     best, best_yield, expected = 0, generating / cost.seconds(generating), float(generating)
     for taken, (value, _) in enumerate(offers, start=1):
         expected += value
@@ -283,7 +305,8 @@ class Speculator:
     def _history_drafts(self, rooms: list[Room], generating: int) -> dict[int, Draft]:
         found = [(room, room.lookup.draft(min(MAX_DRAFT, room.limit))) for room in rooms]
         found = [(room, draft) for room, draft in found if draft is not None]
-        candidates = [Candidate(draft, room.record.rate(self._acceptance.rate(draft.match)))
+        candidates = [Candidate(draft, [room.record.rate(self._acceptance.rate(draft.match, depth))
+                                        for depth in range(1, len(draft.tokens) + 1)])
                       for room, draft in found]
         plan(candidates, generating, self._cost)
         drafts = {}

@@ -56,6 +56,20 @@ def test_acceptance_is_kept_per_kind_of_match_and_forgets_slowly():
     assert JobAcceptance().rate(prior=0.3) == 0.3
 
 
+def test_a_draft_that_got_far_is_believed_to_go_on():
+    acceptance = Acceptance()
+    for _ in range(100):  # half the drafts miss at once, the others are right all along
+        acceptance.add(match=24, kept=0, checked=1)
+        acceptance.add(match=24, kept=12, checked=12)
+    assert acceptance.rate(24, depth=1) < 0.6
+    assert acceptance.rate(24, depth=2) > 0.95 and acceptance.rate(24, depth=12) > 0.95
+
+
+def test_deep_tokens_are_worth_what_all_before_them_are():
+    candidate = Candidate(Draft([1, 2, 3], match=8), [0.5, 1.0, 0.8])
+    assert candidate.worth() == [0.5, 0.5, 0.4]
+
+
 def test_step_cost_reads_unseen_sizes_off_the_measured_ones():
     cost = StepCost()
     for _ in range(3):
@@ -76,7 +90,7 @@ def _costly_cpu() -> StepCost:
 
 
 def _candidate(rate: float, tokens: int = 16) -> Candidate:
-    return Candidate(Draft(list(range(tokens)), match=8), rate)
+    return Candidate(Draft(list(range(tokens)), match=8), [rate] * tokens)
 
 
 def test_a_quote_drafts_long_and_a_guess_drafts_nothing():
