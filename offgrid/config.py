@@ -17,6 +17,7 @@ except ImportError:  # Python < 3.11
 ENV_PREFIX = "OFFGRID_"
 ROLES = ("admin", "user", "guest")
 LIMITS = ("requests_per_minute", "tokens_per_day")
+REPLICA_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class ConfigError(ValueError):
@@ -62,6 +63,10 @@ class Settings:
     # Names a request may call the server by besides localhost, IP addresses and this machine's
     # own (see server/hosts.py); "*": any.
     allowed_hosts: str = ""
+    # One of several replicas behind a load balancer (docs/scale-out.md): the name it goes by in
+    # /health, in an X-OffGrid-Replica header on every answer and in model-not-found errors, so
+    # that whoever reads an answer knows which replica gave it. "": a server on its own.
+    replica_name: str = ""
     # The only folders import and export over HTTP may touch (the CLI's may touch any).
     transfer_dirs: str = "/media,/mnt,/run/media"
     # Networks the agents' http_get tool may reach although they are not public (loopback,
@@ -101,6 +106,9 @@ class Settings:
             if not folder.is_absolute():
                 raise ConfigError(f"transfer_dirs must name absolute folders, not {folder}")
         self.http_get_networks()  # refuses a value that is not networks
+        if self.replica_name and not REPLICA_NAME.fullmatch(self.replica_name):
+            raise ConfigError("replica_name must be 1 to 64 letters, digits, '.', '_' and '-' "
+                              f"(it goes into a header), not {self.replica_name!r}")
 
     def http_get_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         networks = []

@@ -337,6 +337,8 @@ class Handler(GuardedHandler):
             if response is not None:
                 response.headers["X-Request-ID"] = request_id
                 response.headers.update(SECURITY_HEADERS)
+                if app.settings.replica_name:  # which replica answered, behind a balancer
+                    response.headers["X-OffGrid-Replica"] = app.settings.replica_name
                 self._send(response)
         status = response.status if response is not None else 499  # the client left first
         route = request.route if request is not None else "unmatched"

@@ -28,15 +28,18 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"server-{self.port}.log"
-        child = child_env(tmp_path / "home", **(env or {}))
-        self.home = Path(child["OFFGRID_HOME"])
-        command = [sys.executable, "-m", "offgrid", "serve", "--port", str(self.port),
-                   "--models-dir", str(models_dir), *args]
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=child, stdout=self._log,
-                                        stderr=subprocess.STDOUT)
+        self.env = child_env(tmp_path / "home", **(env or {}))
+        self.home = Path(self.env["OFFGRID_HOME"])
+        self.command = [sys.executable, "-m", "offgrid", "serve", "--port", str(self.port),
+                        "--models-dir", str(models_dir), *args]
+        self._spawn()
         if wait:
             self.wait_healthy()
+
+    def _spawn(self) -> None:
+        self._log = open(self.log_path, "ab")  # a restart's lines follow the earlier run's
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
 
     def wait_healthy(self, timeout: float = 120) -> None:
         def healthy() -> bool:
@@ -62,6 +65,19 @@ class ServerProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, as in a crash or a lost machine."""
+        self.process.kill()
+        self.process.wait()
+        self._log.close()
+
+    def restart(self) -> None:
+        """The same server again, on the same port with the same home (stopped first if it
+        still runs)."""
+        self.stop()
+        self._spawn()
+        self.wait_healthy()
 
 
 def starter(models_dir: Path, tmp_path_factory):
