@@ -15,6 +15,7 @@ except ImportError:  # Python < 3.11
     import tomli as tomllib
 
 ENV_PREFIX = "OFFGRID_"
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
 ROLES = ("admin", "user", "guest")
 LIMITS = ("requests_per_minute", "tokens_per_day")
 REPLICA_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -36,6 +37,10 @@ class Settings:
     # offgrid.pyz sets OFFGRID_HOME to an offgrid-data folder beside it (offgrid/_zipapp.py).
     home: Path = field(default_factory=lambda: Path.home() / ".offgrid")
     models_dir: Path | None = None  # None: <home>/models
+    # postgresql://user:password@host:port/database puts users, keys, quotas, sessions and the
+    # knowledge base there, shared by every server given the same URL (docs/scale-out.md);
+    # empty: sqlite at <home>/offgrid.db.
+    database_url: str = field(default="", repr=False)
     default_model: str | None = None  # None: the first model in models_dir
     max_context: int = 4096  # tokens of context per parallel slot
     num_threads: int = field(default_factory=_default_threads)
@@ -102,6 +107,9 @@ class Settings:
                      *(f"{role}_{limit}" for role in ROLES for limit in LIMITS)):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
+        if self.database_url and not self.database_url.startswith(DATABASE_SCHEMES):
+            raise ConfigError("database_url must be a postgresql:// URL (or empty for sqlite), "
+                              f"not {self.database_url.split(':', 1)[0]!r}")
         for folder in self.transfer_folders():
             if not folder.is_absolute():
                 raise ConfigError(f"transfer_dirs must name absolute folders, not {folder}")

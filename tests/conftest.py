@@ -12,6 +12,7 @@ from support import script
 from support.hubmock import HubMock
 from support.lora import write_adapter
 from support.models import CHAT_MODEL, fetch_models
+from support.postgres import Cluster
 from support.servers import ServerProcess, starter
 
 
@@ -39,6 +40,20 @@ def chromium() -> str:
     """The path of the Chromium the web page's tests drive: Debian's, installed with apt-get
     where it is missing (scripts/fetch_browser.py)."""
     return script("fetch_browser").ensure()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Cluster:
+    """A throw-away PostgreSQL cluster (Debian's, installed where missing), for the session."""
+    cluster = Cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def database_url(postgres) -> str:
+    """The postgresql:// URL of a new, empty database of the session's cluster."""
+    return postgres.new_database()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from ..config import ConfigError, Settings
+from ..store.errors import Unavailable
 
 
 def register(commands, common: argparse.ArgumentParser) -> None:
@@ -52,6 +53,9 @@ def _serve(args, settings: Settings) -> int:
     except ConfigError as error:
         print(f"offgrid: {error}", file=sys.stderr)
         return 2
+    except Unavailable as error:  # a database_url nobody answers at
+        print(f"offgrid: {error}", file=sys.stderr)
+        return 1
     except OSError as error:
         print(f"offgrid: cannot listen on {settings.host}:{settings.port}: {error}",
               file=sys.stderr)

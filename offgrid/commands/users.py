@@ -10,7 +10,7 @@ import time
 
 from ..config import LIMITS, ROLES, ConfigError, Settings
 from ..store import audit, usage, users
-from ..store.db import Database
+from ..store.db import Database, open_database
 from ..store.errors import StoreError
 
 ACTOR = "cli"
@@ -61,7 +61,7 @@ def _run(action):
     """The action with the database of OFFGRID_HOME; store refusals as messages."""
     def command(args, settings: Settings) -> int:
         try:
-            return action(args, settings, Database(settings.home / "offgrid.db"))
+            return action(args, settings, open_database(settings))
         except (ConfigError, StoreError) as error:
             print(f"offgrid: {error}", file=sys.stderr)
             return 1

@@ -26,7 +26,7 @@ from ..engine.registry import Registry
 from ..kb.knowledge_base import KnowledgeBase
 from ..metrics import Metrics, labelled
 from ..models.hub import Downloads
-from ..store.db import Database
+from ..store.db import open_database
 from . import policy
 from .anthropic.responses import error_body as anthropic_error
 from .connection import GuardedHandler, GuardedServer
@@ -206,7 +206,7 @@ class App:
         self.downloads = Downloads(self.registry.folder)
         self.router = Router(ROUTES)
         self._add_gauges()
-        self.db = Database(settings.home / "offgrid.db")
+        self.db = open_database(settings)
         self.kb = KnowledgeBase(self.db, self.registry,
                                 on_search=self.metrics.kb_search_seconds.observe)
         self.mcp = McpManager(self.db)
@@ -322,6 +322,7 @@ class App:
     def close(self) -> None:
         self.mcp.close()
         self.registry.close()
+        self.db.close()
 
 
 class Handler(GuardedHandler):

@@ -198,6 +198,8 @@ TRANSLATIONS: list[tuple[type[Exception], Callable[[Exception, str | None], ApiE
                                                       param=e.field)),
     (store.Conflict, lambda e, prompt: Conflict(str(e), code=e.code)),
     (store.Missing, lambda e, prompt: NotFound(str(e))),
+    (store.Unavailable, lambda e, prompt: ServiceUnavailable(str(e), retry_after=5,
+                                                             code="database_unavailable")),
 ]
 REFUSALS = (engine.EngineError, folder.ModelError, hub.HubError, store.StoreError, kb.KbError,
             agents.AgentError)

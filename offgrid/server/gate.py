@@ -62,7 +62,7 @@ class Gate:
         self.mode = Mode.of(settings)
         self.db = db
         self.limits = Limits(db)
-        self.logins = LoginThrottle(settings.login_attempts)
+        self.logins = LoginThrottle(settings.login_attempts, db=db if db.shared else None)
 
     def admit(self, request: Request, group: Group, path_params: dict) -> dict[str, str]:
         """Set `request.caller`, or refuse the request; the rate-limit headers for the answer."""

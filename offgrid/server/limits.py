@@ -1,6 +1,8 @@
-"""Rate limits and quotas: requests per minute (counted in memory), tokens per day (counted in
-the database, charged by each request's Meter once its generation has ended), and the pauses
-after failed logins."""
+"""Rate limits and quotas: requests per minute, tokens per day (counted in the database, charged
+by each request's Meter once its generation has ended), and the pauses after failed logins.
+
+One server counts requests and failed logins in memory; servers that share a database
+(PostgreSQL) count them there, so that spreading requests over them never multiplies a limit."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from ..store import limits as shared
 from ..store import usage
-from ..store.db import Database
+from ..store.db import Connection, Database
 from .errors import TooManyRequests
 
 MINUTE = 60.0
@@ -20,52 +25,99 @@ LOGIN_WINDOW = 15 * MINUTE  # the longest login pause, and how long failures out
 ADDRESS_ATTEMPTS = 4  # times the attempts per username one address may fail, over all usernames
 
 
-class SlidingWindow:
-    """How many events each key had in the last `seconds`."""
+class _MemoryEvents:
+    """Each key's recent event times, in this process: one server's own counts."""
 
-    def __init__(self, seconds: float, clock=time.monotonic):
+    def __init__(self, seconds: float):
         self.seconds = seconds
-        self._clock = clock
         self._events: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
-        self._next_sweep = clock() + seconds
+        self._next_sweep = 0.0
 
-    def count(self, key: str) -> int:
+    @contextmanager
+    def transaction(self) -> Iterator[_MemoryEvents]:
         with self._lock:
-            return len(self._recent(key, self._clock()))
+            yield self
 
-    def take(self, limits: dict[str, int]) -> str | None:
-        """Count one event for every key if each is under its limit; else count nothing and
-        return the first key at its limit."""
-        with self._lock:
-            now = self._clock()
-            for key, limit in limits.items():
-                if len(self._recent(key, now)) >= limit:
-                    return key
-            for key in limits:
-                self._recent(key, now).append(now)
-            self._sweep()
-            return None
-
-    def reset_in(self, key: str) -> float:
-        """Seconds until the oldest event of `key` leaves the window."""
-        with self._lock:
-            events = self._recent(key, self._clock())
-            return events[0] + self.seconds - self._clock() if events else 0.0
-
-    def _recent(self, key: str, now: float) -> deque[float]:
+    def recent(self, key: str, now: float) -> deque[float]:
         events = self._events.setdefault(key, deque())
         while events and events[0] <= now - self.seconds:
             events.popleft()
         return events
 
-    def _sweep(self) -> None:
+    def add(self, key: str, now: float) -> None:
+        self.recent(key, now).append(now)
+
+    def sweep(self, now: float) -> None:
         """Forget keys with no recent events, so that memory follows active callers only."""
-        now = self._clock()
         if now >= self._next_sweep:
             self._next_sweep = now + self.seconds
-            for key in [k for k, events in self._events.items() if not self._recent(k, now)]:
+            for key in [k for k in self._events if not self.recent(k, now)]:
                 del self._events[key]
+
+
+class _SharedEvents:
+    """The same, in the database every server shares (store/limits.py)."""
+
+    def __init__(self, db: Database, seconds: float):
+        self.seconds = seconds
+        self._db = db
+
+    @contextmanager
+    def transaction(self) -> Iterator[_SharedEventsIn]:
+        with self._db.write() as connection:
+            yield _SharedEventsIn(connection, self.seconds)
+
+
+@dataclass
+class _SharedEventsIn:
+    connection: Connection
+    seconds: float
+
+    def recent(self, key: str, now: float) -> list[float]:
+        return shared.recent_requests(self.connection, key, now - self.seconds)
+
+    def add(self, key: str, now: float) -> None:
+        shared.add_request(self.connection, key, now)
+
+    def sweep(self, now: float) -> None:
+        shared.forget_requests(self.connection, now - self.seconds)
+
+
+class SlidingWindow:
+    """How many events each key had in the last `seconds`: counted in this process, or, given
+    the `db` several servers share, there (then `clock` must be the wall clock every server
+    shares, as it is by default)."""
+
+    def __init__(self, seconds: float, clock=None, db: Database | None = None):
+        self.seconds = seconds
+        self._clock = clock or (time.time if db is not None else time.monotonic)
+        self._events = (_SharedEvents(db, seconds) if db is not None
+                        else _MemoryEvents(seconds))
+
+    def count(self, key: str) -> int:
+        with self._events.transaction() as events:
+            return len(events.recent(key, self._clock()))
+
+    def take(self, limits: dict[str, int]) -> str | None:
+        """Count one event for every key if each is under its limit; else count nothing and
+        return the first key at its limit."""
+        with self._events.transaction() as events:
+            now = self._clock()
+            for key, limit in limits.items():
+                if len(events.recent(key, now)) >= limit:
+                    return key
+            for key in limits:
+                events.add(key, now)
+            events.sweep(now)
+            return None
+
+    def reset_in(self, key: str) -> float:
+        """Seconds until the oldest event of `key` leaves the window."""
+        with self._events.transaction() as events:
+            now = self._clock()
+            recent = events.recent(key, now)
+            return recent[0] + self.seconds - now if recent else 0.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +132,7 @@ class Limits:
     def __init__(self, db: Database, clock=time.time):
         self._db = db
         self._clock = clock
-        self.requests = SlidingWindow(MINUTE)
+        self.requests = SlidingWindow(MINUTE, db=db if db.shared else None)
 
     def admit(self, subjects: list[Subject], counts_tokens: bool) -> dict[str, str]:
         """Count a request against the subjects' limits: 429 if one is used up, else the
@@ -161,6 +213,71 @@ class _Failures:
         return self.last + min(LOGIN_WINDOW, 2.0 ** min(self.count - self.limit, 16))
 
 
+class _MemoryFailures:
+    """Failed logins by key, in this process."""
+
+    def __init__(self):
+        self._failures: dict[tuple, _Failures] = {}
+        self._lock = threading.Lock()
+        self._next_sweep = 0.0
+
+    @contextmanager
+    def transaction(self) -> Iterator[_MemoryFailures]:
+        with self._lock:
+            yield self
+
+    def get(self, key: tuple) -> _Failures | None:
+        return self._failures.get(key)
+
+    def put(self, key: tuple, record: _Failures) -> None:
+        self._failures[key] = record
+
+    def pop(self, key: tuple) -> None:
+        self._failures.pop(key, None)
+
+    def sweep(self, now: float) -> None:
+        """Forget keys whose failures have run out, so that memory follows active guessers."""
+        if now >= self._next_sweep:
+            self._next_sweep = now + LOGIN_WINDOW
+            for key in [k for k, r in self._failures.items() if now >= r.free_at() + LOGIN_WINDOW]:
+                del self._failures[key]
+
+
+class _SharedFailures:
+    """The same, in the database every server shares (store/limits.py)."""
+
+    def __init__(self, db: Database):
+        self._db = db
+
+    @contextmanager
+    def transaction(self) -> Iterator[_SharedFailuresIn]:
+        with self._db.write() as connection:
+            yield _SharedFailuresIn(connection)
+
+
+@dataclass
+class _SharedFailuresIn:
+    connection: Connection
+
+    def get(self, key: tuple) -> _Failures | None:
+        found = shared.login_failures(self.connection, _text(key))
+        return _Failures(*found) if found else None
+
+    def put(self, key: tuple, record: _Failures) -> None:
+        shared.set_login_failures(self.connection, _text(key), record.limit, record.count,
+                                  record.last, record.free_at() + LOGIN_WINDOW)
+
+    def pop(self, key: tuple) -> None:
+        shared.forget_login_failures(self.connection, key=_text(key))
+
+    def sweep(self, now: float) -> None:
+        shared.forget_login_failures(self.connection, before=now)
+
+
+def _text(key: tuple) -> str:
+    return "\x1f".join(key)  # a character no username or address holds
+
+
 class LoginThrottle:
     """Failed logins, counted per username at each address and per address over all usernames
     (ADDRESS_ATTEMPTS times as many). Past `attempts`, each further try waits out a growing
@@ -168,64 +285,62 @@ class LoginThrottle:
     failures are forgotten LOGIN_WINDOW after its pause ends, or on a successful login.
 
     An attempt is counted as failed when it starts, before the slow password check, so that
-    parallel guesses see each other and no more than the limit get through."""
+    parallel guesses see each other and no more than the limit get through. Given the `db`
+    several servers share, the failures are counted there, so that guesses spread over the
+    servers are counted once (then `clock` must be the wall clock, as it is by default)."""
 
-    def __init__(self, attempts: int, clock=time.monotonic):
+    def __init__(self, attempts: int, clock=None, db: Database | None = None):
         self.attempts = attempts
-        self._clock = clock
-        self._failures: dict[tuple, _Failures] = {}
-        self._lock = threading.Lock()
-        self._next_sweep = clock() + LOGIN_WINDOW
+        self._clock = clock or (time.time if db is not None else time.monotonic)
+        self._failures = _SharedFailures(db) if db is not None else _MemoryFailures()
 
     def reserve(self, username: str, address: str) -> None:
         """Count an attempt as failed; 429 with the real wait if its username at its address,
         or its address, is pausing."""
-        with self._lock:
+        with self._failures.transaction() as failures:
             now = self._clock()
-            records = [self._record(key, limit, now)
-                       for key, limit in self._limits(username, address).items()]
-            free_at = max(record.free_at() for record in records)
+            records = {key: self._record(failures, key, limit, now)
+                       for key, limit in self._limits(username, address).items()}
+            free_at = max(record.free_at() for record in records.values())
             if free_at > now:
                 wait = math.ceil(free_at - now)
                 raise TooManyRequests(f"Too many failed logins; try again in {wait}s",
                                       retry_after=wait, code="too_many_login_attempts")
-            for record in records:
+            for key, record in records.items():
                 record.count += 1
                 record.last = now
-            self._sweep(now)
+                failures.put(key, record)
+            failures.sweep(now)
 
     def failed(self, username: str, address: str) -> None:
         """The attempt has failed: its pause runs from now, when it is answered."""
-        with self._lock:
+        with self._failures.transaction() as failures:
             now = self._clock()
             for key in self._limits(username, address):
-                if key in self._failures:
-                    self._failures[key].last = now
+                record = failures.get(key)
+                if record is not None:
+                    record.last = now
+                    failures.put(key, record)
 
     def succeeded(self, username: str, address: str) -> None:
         """Forget the username's failures at this address, and take the attempt back from the
         address's; its other failures stay: one good account must not reset guesses at others."""
         pair, at_address = self._limits(username, address)
-        with self._lock:
-            self._failures.pop(pair, None)
-            record = self._failures.get(at_address)
+        with self._failures.transaction() as failures:
+            failures.pop(pair)
+            record = failures.get(at_address)
             if record is not None:
                 record.count = max(0, record.count - 1)
+                failures.put(at_address, record)
 
     def _limits(self, username: str, address: str) -> dict[tuple, int]:
         # No username is longer than 64 characters; a longer one must not cost memory.
         return {("user", str(username)[:64].lower(), address): self.attempts,
                 ("address", address): self.attempts * ADDRESS_ATTEMPTS}
 
-    def _record(self, key: tuple, limit: int, now: float) -> _Failures:
-        record = self._failures.get(key)
+    def _record(self, failures, key: tuple, limit: int, now: float) -> _Failures:
+        record = failures.get(key)
         if record is None or now >= record.free_at() + LOGIN_WINDOW:
-            record = self._failures[key] = _Failures(limit)
+            record = _Failures(limit)
+            failures.put(key, record)
         return record
-
-    def _sweep(self, now: float) -> None:
-        """Forget keys whose failures have run out, so that memory follows active guessers."""
-        if now >= self._next_sweep:
-            self._next_sweep = now + LOGIN_WINDOW
-            for key in [k for k, r in self._failures.items() if now >= r.free_at() + LOGIN_WINDOW]:
-                del self._failures[key]

@@ -6,11 +6,10 @@ them."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
 
-from .db import Database
+from .db import Database, IntegrityError, Row
 from .errors import Conflict
 
 
@@ -58,7 +57,7 @@ def add_mcp_server(db: Database, server: McpServer) -> None:
                 (server.name, server.command, json.dumps(list(server.args)),
                  json.dumps(server.env), server.cwd, server.url, json.dumps(server.headers),
                  time.time()))
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise Conflict(f"There is already an MCP server named {server.name!r}",
                            "mcp_server_exists") from None
 
@@ -70,6 +69,6 @@ def remove_mcp_server(db: Database, name: str) -> bool:
                                   (name,)).rowcount > 0
 
 
-def _server(row: sqlite3.Row) -> McpServer:
+def _server(row: Row) -> McpServer:
     return McpServer(row["name"], row["command"], tuple(json.loads(row["args"])),
                      json.loads(row["env"]), row["cwd"], row["url"], json.loads(row["headers"]))

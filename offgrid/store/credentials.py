@@ -4,12 +4,11 @@ logs out). Only their hashes are stored; the secret is shown once, when it is ma
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 
 from . import secrets, users
-from .db import Database
+from .db import Database, Row
 from .errors import Expired, InvalidValue, Missing
 
 MAX_KEY_NAME_CHARS = 100
@@ -41,7 +40,7 @@ _KEY_COLUMNS = ("id, user_id, name, prefix, created_at, last_used_at, revoked_at
                 "requests_per_minute, tokens_per_day")
 
 
-def _key(row: sqlite3.Row) -> ApiKey:
+def _key(row: Row) -> ApiKey:
     return ApiKey(**{name: row[name] for name in ApiKey.__dataclass_fields__})
 
 
@@ -59,13 +58,13 @@ def create_key(db: Database, user_id: int, name: str, requests_per_minute: int |
     with db.write() as connection:
         if connection.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
             raise Missing(f"No user with id {user_id}")
-        cursor = connection.execute(
+        key_id = connection.execute(
             "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at, "
-            "requests_per_minute, tokens_per_day) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "requests_per_minute, tokens_per_day) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (user_id, name, secrets.lookup_prefix(secret), secrets.secret_hash(secret),
-             time.time(), requests_per_minute, tokens_per_day))
+             time.time(), requests_per_minute, tokens_per_day)).fetchone()[0]
     return _key(db.read_one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?",
-                            (cursor.lastrowid,))), secret
+                            (key_id,))), secret
 
 
 def keys_of(db: Database, user_id: int) -> list[ApiKey]:

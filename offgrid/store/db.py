@@ -1,4 +1,6 @@
-"""The sqlite3 database at OFFGRID_HOME/offgrid.db: connections, one writer, and migrations.
+"""The database: sqlite3 at OFFGRID_HOME/offgrid.db (the default), or PostgreSQL when
+`database_url` names one (postgres.py); `open_database` picks. This module is the sqlite one:
+connections, one writer, and migrations.
 
 Each thread reads through its own connection; writes take a process-wide lock, so there is one
 writer at a time in this process, and sqlite's own locking (WAL, with a busy timeout) keeps the
@@ -24,8 +26,26 @@ BUSY_TIMEOUT_SECONDS = 10
 
 Migration = Callable[[sqlite3.Connection], None]
 
+# What store modules name a connection and a row: postgres.py's are alike where they use them.
+Connection = sqlite3.Connection
+Row = sqlite3.Row
+
+# What both databases raise for a broken constraint (postgres.py raises it for PostgreSQL's).
+IntegrityError = sqlite3.IntegrityError
+
+
+def open_database(settings) -> Database:
+    """The database `settings.database_url` names, else sqlite at OFFGRID_HOME/offgrid.db."""
+    if settings.database_url:
+        from .postgres import PostgresDatabase  # pg8000 is needed only then
+        return PostgresDatabase(settings.database_url)
+    return Database(settings.home / "offgrid.db")
+
 
 class Database:
+    dialect = "sqlite"
+    shared = False  # one server's own file: what it counts in memory stays right
+
     def __init__(self, path: Path, migrations: list[Migration] = MIGRATIONS):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +53,7 @@ class Database:
         os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._write_lock = threading.Lock()
         self._local = threading.local()
+        self.name = str(self.path)
         with self._write_lock:
             connection = self._connection()
             connection.execute("PRAGMA journal_mode = WAL")
@@ -70,6 +91,15 @@ class Database:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+
+    def announce(self, connection, channel: str, payload: str) -> None:
+        """Nothing to do: one sqlite file has one server, which knows what it wrote."""
+
+    def listen(self, channel: str, callback) -> None:
+        """Nothing to hear, as above."""
+
+    def close(self) -> None:
+        """Each thread's connection closes with its thread."""
 
 
 def migrate(connection: sqlite3.Connection, migrations: list[Migration]) -> None:

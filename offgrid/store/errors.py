@@ -27,3 +27,7 @@ class Missing(StoreError):
 
 class Expired(StoreError):
     """A login token past its expiry."""
+
+
+class Unavailable(StoreError):
+    """The database cannot be reached (a PostgreSQL server down or refusing us)."""

@@ -5,15 +5,16 @@ triggers, see migrations.py), and the knowledge base's own state."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .db import Database
+from . import dialect
+from .db import Database, IntegrityError, Row
 
 SECTION_SEPARATOR = "\n"  # between the headings of a chunk's section: no heading holds one
+CHANNEL = "offgrid_kb"  # announces "added <id>", "deleted <id>", "shared <id> <0|1>", "reload"
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Visible:
 
     def clause(self) -> tuple[str, tuple]:
         if self.everything:
-            return "1", ()
+            return "1 = 1", ()
         if self.owner_id is None:
             return "d.shared = 1", ()
         return "(d.owner_id = ? OR d.shared = 1)", (self.owner_id,)
@@ -80,13 +81,13 @@ _CHUNK = ("c.id, c.document_id, d.name AS document_name, c.position, c.text, c.s
           "c.end_char, c.section")
 
 
-def _document(row: sqlite3.Row) -> Document:
+def _document(row: Row) -> Document:
     return Document(row["id"], row["owner_id"], bool(row["shared"]), row["name"],
                     row["content_type"], row["size"], row["sha256"], row["title"],
                     json.loads(row["metadata"]), row["created_at"], row["chunk_count"])
 
 
-def _chunk(row: sqlite3.Row) -> StoredChunk:
+def _chunk(row: Row) -> StoredChunk:
     section = row["section"]
     return StoredChunk(row["id"], row["document_id"], row["document_name"], row["position"],
                        row["text"], row["start_char"], row["end_char"],
@@ -102,22 +103,22 @@ def add_document(db: Database, *, owner_id: int | None, name: str, content_type:
     when its owner already has the same content (the caller then answers with that one)."""
     with db.write() as connection:
         try:
-            cursor = connection.execute(
+            document_id = connection.execute(
                 "INSERT INTO documents (owner_id, name, content_type, size, sha256, title, "
-                "metadata, text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "metadata, text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (owner_id, name, content_type, size, sha256, title, json.dumps(metadata), text,
-                 time.time()))
-        except sqlite3.IntegrityError:  # the same content, added by another request meanwhile
+                 time.time())).fetchone()[0]
+        except IntegrityError:  # the same content, added by another request meanwhile
             return None
-        document_id = cursor.lastrowid
         for position, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
             chunk_id = connection.execute(
                 "INSERT INTO chunks (document_id, position, text, start_char, end_char, section) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (document_id, position, chunk.text, chunk.start_char, chunk.end_char,
-                 SECTION_SEPARATOR.join(chunk.section))).lastrowid
+                 SECTION_SEPARATOR.join(chunk.section))).fetchone()[0]
             connection.execute("INSERT INTO vectors (chunk_id, model, vector) VALUES (?, ?, ?)",
                                (chunk_id, model, _blob(vector)))
+        db.announce(connection, CHANNEL, f"added {document_id}")
     return get(db, document_id)
 
 
@@ -148,12 +149,14 @@ def delete(db: Database, document_id: int) -> None:
     """The document, its chunks, their vectors and index entries (by cascade and trigger)."""
     with db.write() as connection:
         connection.execute("DELETE FROM documents WHERE id = ?", (document_id,))
+        db.announce(connection, CHANNEL, f"deleted {document_id}")
 
 
 def set_shared(db: Database, document_id: int, shared: bool) -> None:
     with db.write() as connection:
         connection.execute("UPDATE documents SET shared = ? WHERE id = ?", (int(shared),
                                                                            document_id))
+        db.announce(connection, CHANNEL, f"shared {document_id} {int(shared)}")
 
 
 def counts(db: Database) -> tuple[int, int]:
@@ -197,11 +200,10 @@ def keyword_search(db: Database, match: str, visible: Visible, documents_only: l
     if documents_only is not None:
         only = f" AND d.id IN ({', '.join('?' * len(documents_only))})"
         parameters += tuple(documents_only)
-    rows = db.read(
-        "SELECT c.id, -bm25(chunks_fts, 0.5, 1.0) AS relevance FROM chunks_fts "
-        "JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id "
-        f"WHERE chunks_fts MATCH ? AND {where}{only} ORDER BY bm25(chunks_fts, 0.5, 1.0) "
-        "LIMIT ?", (match, *parameters, limit))
+    if db.dialect == "postgresql":
+        match = dialect.tsquery(match)
+    rows = db.read(dialect.KEYWORD_SEARCH[db.dialect].format(where=where + only),
+                   (match, *parameters, limit))
     return [(row["id"], row["relevance"]) for row in rows]
 
 
@@ -239,8 +241,9 @@ def chunks_without_vectors(db: Database, model: str, limit: int
 
 def add_vectors(db: Database, model: str, rows: list[tuple[int, np.ndarray]]) -> None:
     with db.write() as connection:
-        connection.executemany("INSERT OR REPLACE INTO vectors (chunk_id, model, vector) "
-                               "VALUES (?, ?, ?)",
+        connection.executemany("INSERT INTO vectors (chunk_id, model, vector) VALUES (?, ?, ?) "
+                               "ON CONFLICT (model, chunk_id) DO UPDATE "
+                               "SET vector = excluded.vector",
                                [(chunk_id, model, _blob(vector)) for chunk_id, vector in rows])
 
 
@@ -248,6 +251,7 @@ def drop_vectors_except(db: Database, model: str) -> None:
     """Forget the vectors of every other model: one space at a time."""
     with db.write() as connection:
         connection.execute("DELETE FROM vectors WHERE model != ?", (model,))
+        db.announce(connection, CHANNEL, "reload")
 
 
 # -- the knowledge base's state -----------------------------------------------------------------

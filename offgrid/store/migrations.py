@@ -188,5 +188,26 @@ def m005_stored_responses(connection: sqlite3.Connection) -> None:
     """)
 
 
+def m006_shared_limits(connection: sqlite3.Connection) -> None:
+    """Rate-limit and login counters for servers that share a database (PostgreSQL); one
+    server on sqlite keeps them in memory and leaves these empty."""
+    run_script(connection, """
+        CREATE TABLE request_events (
+            subject TEXT NOT NULL,  -- 'user:<id>', 'key:<id>' or 'address:<ip>'
+            at REAL NOT NULL  -- when a request was admitted, seconds since the epoch
+        );
+        CREATE INDEX request_events_by_subject ON request_events (subject, at);
+        CREATE INDEX request_events_by_time ON request_events (at);
+        CREATE TABLE login_failures (
+            key TEXT PRIMARY KEY,  -- a username at an address, or an address
+            attempts INTEGER NOT NULL,  -- how many may fail before the pauses start
+            failures INTEGER NOT NULL,
+            last_at REAL NOT NULL,  -- when the latest was counted
+            forget_at REAL NOT NULL  -- when its failures are forgotten
+        )
+    """)
+
+
 MIGRATIONS = [m001_users_keys_tokens_quotas_audit, m002_knowledge_base,
-              m003_agent_tools_and_mcp_servers, m004_chat_sessions, m005_stored_responses]
+              m003_agent_tools_and_mcp_servers, m004_chat_sessions, m005_stored_responses,
+              m006_shared_limits]

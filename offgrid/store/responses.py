@@ -6,11 +6,10 @@ Expired rows are purged whenever a response is kept."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 
-from .db import Database
+from .db import Database, Row
 
 LIFETIME_SECONDS = 30 * 86400  # as long as OpenAI keeps them
 MAX_CHAIN = 1000  # responses one conversation may go back through
@@ -64,6 +63,6 @@ def history(db: Database, response_id: str, owner_id: int | None) -> list[Stored
     return chain[::-1]
 
 
-def _stored(row: sqlite3.Row) -> StoredResponse:
+def _stored(row: Row) -> StoredResponse:
     return StoredResponse(row["id"], row["owner_id"], row["previous_id"], json.loads(row["input"]),
                           json.loads(row["response"]))

@@ -5,11 +5,10 @@ transaction, so a session never holds half of one."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 
-from .db import Database
+from .db import Database, IntegrityError, Row
 from .errors import Conflict, Missing
 
 
@@ -61,7 +60,7 @@ def create(db: Database, owner_id: int | None, name: str, model: str | None,
                 "INSERT INTO chat_sessions (owner_id, name, model, system_prompt, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (owner_id, name, model, system_prompt, now, now))
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise _taken(name) from None
     return get(db, owner_id, name)
 
@@ -98,7 +97,7 @@ def update(db: Database, owner_id: int | None, name: str, changes: dict) -> Sess
                 f"UPDATE chat_sessions SET {', '.join(c + ' = ?' for c in columns)}, "
                 "updated_at = ? WHERE id = ?",
                 [changes[c] for c in columns] + [time.time(), session.id])
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise _taken(changes["name"]) from None
     return get(db, owner_id, changes.get("name", name))
 
@@ -133,15 +132,15 @@ def add_turn(db: Database, session: Session, question: str, answer: str,
             "VALUES (?, 'user', ?, ?)", (session.id, question, now))
         answer_id = connection.execute(
             "INSERT INTO chat_messages (session_id, role, content, citations, usage, "
-            "created_at) VALUES (?, 'assistant', ?, ?, ?, ?)",
+            "created_at) VALUES (?, 'assistant', ?, ?, ?, ?) RETURNING id",
             (session.id, answer, None if citations is None else json.dumps(citations),
-             json.dumps(usage), now)).lastrowid
+             json.dumps(usage), now)).fetchone()[0]
         connection.execute("UPDATE chat_sessions SET updated_at = ? WHERE id = ?",
                            (now, session.id))
     return Message(answer_id, "assistant", answer, now, citations, usage)
 
 
-def _session(row: sqlite3.Row) -> Session:
+def _session(row: Row) -> Session:
     return Session(row["id"], row["name"], row["model"], row["system_prompt"],
                    row["created_at"], row["updated_at"], row["message_count"])
 

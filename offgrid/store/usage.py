@@ -24,5 +24,6 @@ def charge(db: Database, subjects: Iterable[str], tokens: int, now: float | None
         connection.execute("DELETE FROM token_usage WHERE day < ?", (today,))
         connection.executemany(
             "INSERT INTO token_usage (subject, day, tokens) VALUES (?, ?, ?) "
-            "ON CONFLICT (subject, day) DO UPDATE SET tokens = tokens + excluded.tokens",
+            "ON CONFLICT (subject, day) DO UPDATE "
+            "SET tokens = token_usage.tokens + excluded.tokens",
             [(subject, today, tokens) for subject in subjects])

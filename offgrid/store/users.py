@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 
 from ..config import LIMITS, ROLES
 from . import secrets
-from .db import Database
+from .db import Connection, Database, Row
 from .errors import Conflict, InvalidValue, Missing
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -31,7 +30,7 @@ class User:
 _COLUMNS = "id, username, role, created_at, requests_per_minute, tokens_per_day"
 
 
-def _user(row: sqlite3.Row | None) -> User | None:
+def _user(row: Row | None) -> User | None:
     return User(**dict(row)) if row is not None else None
 
 
@@ -43,10 +42,10 @@ def create(db: Database, username: str, password: str, role: str) -> User:
     with db.write() as connection:
         if connection.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
             raise Conflict(f"The username {username!r} is taken", "username_taken")
-        cursor = connection.execute(
-            "INSERT INTO users (username, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
-            (username, role, password_hash, time.time()))
-    return get(db, cursor.lastrowid)
+        user_id = connection.execute(
+            "INSERT INTO users (username, role, password_hash, created_at) VALUES (?, ?, ?, ?) "
+            "RETURNING id", (username, role, password_hash, time.time())).fetchone()[0]
+    return get(db, user_id)
 
 
 def check_username(username) -> None:
@@ -129,14 +128,14 @@ def set_quota(db: Database, user_id: int, **limits) -> User:
     return get(db, user_id)
 
 
-def _existing(connection: sqlite3.Connection, user_id: int) -> User:
+def _existing(connection: Connection, user_id: int) -> User:
     row = connection.execute(f"SELECT {_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
     if row is None:
         raise Missing(f"No user with id {user_id}")
     return _user(row)
 
 
-def _keep_an_admin(connection: sqlite3.Connection, user: User, verb: str) -> None:
+def _keep_an_admin(connection: Connection, user: User, verb: str) -> None:
     if user.role == "admin" and connection.execute(
             "SELECT COUNT(*) FROM users WHERE role = 'admin'").fetchone()[0] == 1:
         raise Conflict(f"Cannot {verb} {user.username}: they are the only admin", "last_admin")

@@ -1,11 +1,14 @@
 """The rate-limit counters under the end-to-end quota tests (tests/test_quotas.py), with a clock
-the test moves: the sliding minute window, the daily token count, and the login throttle."""
+the test moves: the sliding minute window, the daily token count, and the login throttle. The
+window and the throttle are checked both ways they count: in memory (one server) and in the
+PostgreSQL database servers share."""
 
 import pytest
 
 from offgrid.server.errors import TooManyRequests
 from offgrid.server.limits import Limits, LoginThrottle, SlidingWindow, Subject
 from offgrid.store.db import Database
+from offgrid.store.postgres import PostgresDatabase
 
 
 class Clock:
@@ -16,9 +19,20 @@ class Clock:
         return self.now
 
 
-def test_a_full_minute_window_frees_up_as_its_requests_age():
+@pytest.fixture(params=["memory", "shared"])
+def counted_in(request):
+    """Where the counters count: None (in memory), or a shared PostgreSQL database."""
+    if request.param == "memory":
+        yield None
+    else:
+        db = PostgresDatabase(request.getfixturevalue("database_url"))
+        yield db
+        db.close()
+
+
+def test_a_full_minute_window_frees_up_as_its_requests_age(counted_in):
     clock = Clock()
-    window = SlidingWindow(60, clock)
+    window = SlidingWindow(60, clock, db=counted_in)
     assert window.take({"user:1": 2}) is None
     clock.now += 30
     assert window.take({"user:1": 2}) is None
@@ -55,9 +69,9 @@ def _fail(throttle: LoginThrottle, username: str, address: str) -> None:
     throttle.failed(username, address)
 
 
-def test_failed_logins_pause_a_username_at_an_address_and_an_address():
+def test_failed_logins_pause_a_username_at_an_address_and_an_address(counted_in):
     clock = Clock()
-    throttle = LoginThrottle(attempts=2, clock=clock)
+    throttle = LoginThrottle(attempts=2, clock=clock, db=counted_in)
     for _ in range(2):
         _fail(throttle, "alice", "10.0.0.1")
     assert _refused(throttle, "alice", "10.0.0.1") == 1
@@ -70,9 +84,9 @@ def test_failed_logins_pause_a_username_at_an_address_and_an_address():
     throttle.reserve("frank", "10.0.0.3")
 
 
-def test_the_pause_doubles_with_each_failure_past_the_limit_up_to_15_minutes():
+def test_the_pause_doubles_with_each_failure_past_the_limit_up_to_15_minutes(counted_in):
     clock = Clock()
-    throttle = LoginThrottle(attempts=2, clock=clock)
+    throttle = LoginThrottle(attempts=2, clock=clock, db=counted_in)
     for _ in range(2):
         _fail(throttle, "alice", "10.0.0.1")
     pauses = []
@@ -88,9 +102,9 @@ def test_the_pause_doubles_with_each_failure_past_the_limit_up_to_15_minutes():
     throttle.reserve("alice", "10.0.0.1")
 
 
-def test_a_login_is_counted_before_its_password_is_checked():
+def test_a_login_is_counted_before_its_password_is_checked(counted_in):
     clock = Clock()
-    throttle = LoginThrottle(attempts=2, clock=clock)
+    throttle = LoginThrottle(attempts=2, clock=clock, db=counted_in)
     throttle.reserve("alice", "10.0.0.1")
     throttle.reserve("alice", "10.0.0.1")
     _refused(throttle, "alice", "10.0.0.1")  # two checks still running: no third
@@ -98,9 +112,9 @@ def test_a_login_is_counted_before_its_password_is_checked():
     throttle.reserve("alice", "10.0.0.1")
 
 
-def test_a_success_clears_its_username_but_not_its_address():
+def test_a_success_clears_its_username_but_not_its_address(counted_in):
     clock = Clock()
-    throttle = LoginThrottle(attempts=1, clock=clock)
+    throttle = LoginThrottle(attempts=1, clock=clock, db=counted_in)
     for name in ("bob", "carol", "dave"):
         _fail(throttle, name, "10.0.0.1")
     for _ in range(3):  # the owner's own successes do not use up the address
@@ -108,3 +122,17 @@ def test_a_success_clears_its_username_but_not_its_address():
         throttle.succeeded("alice", "10.0.0.1")
     _fail(throttle, "alice", "10.0.0.1")  # the address's 4th failure
     assert _refused(throttle, "erin", "10.0.0.1") == 1
+
+
+def test_servers_sharing_a_database_count_each_limit_once(database_url):
+    clock = Clock()
+    first, second = PostgresDatabase(database_url), PostgresDatabase(database_url)
+    windows = [SlidingWindow(60, clock, db=first), SlidingWindow(60, clock, db=second)]
+    assert windows[0].take({"user:1": 3}) is None
+    assert windows[1].take({"user:1": 3}) is None
+    assert windows[0].take({"user:1": 3}) is None
+    assert windows[1].take({"user:1": 3}) == "user:1", "three, over two servers"
+    throttles = [LoginThrottle(2, clock, db=first), LoginThrottle(2, clock, db=second)]
+    _fail(throttles[0], "alice", "10.0.0.1")
+    _fail(throttles[1], "alice", "10.0.0.1")
+    assert _refused(throttles[0], "alice", "10.0.0.1") == 1

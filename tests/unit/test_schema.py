@@ -30,6 +30,8 @@ SCHEMA = {
                       "created_at"],
     "stored_responses": ["id", "owner_id", "previous_id", "input", "response", "created_at",
                          "expires_at"],
+    "request_events": ["subject", "at"],
+    "login_failures": ["key", "attempts", "failures", "last_at", "forget_at"],
     # the FTS5 index over chunks, and the tables FTS5 keeps it in
     "chunks_fts": ["section", "text"],
     "chunks_fts_data": ["id", "block"],
@@ -39,7 +41,8 @@ SCHEMA = {
 }
 INDEXES = {"api_keys_by_prefix", "api_keys_by_user", "login_tokens_by_prefix",
            "documents_by_owner_and_content", "chat_sessions_by_owner_and_name",
-           "chat_messages_by_session", "stored_responses_by_expiry"}
+           "chat_messages_by_session", "stored_responses_by_expiry", "request_events_by_subject",
+           "request_events_by_time"}
 TRIGGERS = {"chunks_fts_after_insert", "chunks_fts_after_delete"}
 
 
