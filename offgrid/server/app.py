@@ -354,6 +354,7 @@ class Handler(GuardedHandler):
         request = None
         try:
             request = Request.read(self, app.settings.max_body_bytes, request_id)
+            request.address = self.server.proxies.client(request.address, request.headers)
             return request, app.handle(request)
         except ClientGone:
             self.close_connection = True

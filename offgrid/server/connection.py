@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from ..config import Settings
 from .errors import BadRequest, RequestTimeout, ServiceUnavailable
+from .proxies import TrustedProxies
 
 REFUSAL_SECONDS = 1.0  # how long a connection over the cap gets to send its request
 # How long a refused request's body is drained before closing: time for a client on a fast link
@@ -210,11 +211,13 @@ def _header_problem(lines: list[bytes], headers: Message, needs_host: bool) -> s
 
 
 class GuardedServer(ThreadingHTTPServer):
-    """Past max_connections open connections, or max_connections_per_address from one address,
-    a new one is answered 503 and closed."""
+    """Past max_connections open connections, or max_connections_per_address from one address
+    (a trusted proxy's excepted: it carries many clients), a new one is answered 503 and
+    closed."""
 
     def __init__(self, settings: Settings, handler: type[GuardedHandler], port: int):
         self.settings = settings
+        self.proxies = TrustedProxies(settings.trusted_proxy_networks())
         self._open = 0
         self._open_by_address: Counter[str] = Counter()
         self._open_lock = threading.Lock()
@@ -223,9 +226,9 @@ class GuardedServer(ThreadingHTTPServer):
     def process_request(self, request, client_address) -> None:
         address = client_address[0]
         with self._open_lock:
-            accepted = (self._open < self.settings.max_connections and
-                        self._open_by_address[address]
-                        < self.settings.max_connections_per_address)
+            accepted = (self._open < self.settings.max_connections and (
+                self._open_by_address[address] < self.settings.max_connections_per_address
+                or self.proxies.trusts(address)))
             if accepted:
                 self._open += 1
                 self._open_by_address[address] += 1
