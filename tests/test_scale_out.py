@@ -15,7 +15,7 @@ import pytest
 
 from support import script
 from support.balancers import HAProxy, Nginx
-from support.http import assert_error, get, hang_up, open_stream, post
+from support.http import STATUS_LINE, assert_error, exchange, get, hang_up, open_stream, post
 from support.models import CHAT_MODEL, EMBEDDING_MODEL
 from support.multiuser import MultiUser, bearer, multi_user_env, password_of, unique
 from support.waiting import wait_until
@@ -35,8 +35,9 @@ def balancer_programs() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def replicas(start_session_server, postgres) -> dict[str, object]:
-    """replica name -> its server: multi-user, one PostgreSQL database, the same models."""
-    env = {**multi_user_env(database_url=postgres.new_database()),
+    """replica name -> its server: multi-user, one PostgreSQL database, the same models, the
+    balancers (on loopback's 127.0.0.1) trusted to name the clients."""
+    env = {**multi_user_env(database_url=postgres.new_database(), trusted_proxies="127.0.0.1"),
            "OFFGRID_USER_REQUESTS_PER_MINUTE": "0"}
     # One after the other: the first creates the schema and the admin, the second finds them.
     return {name: start_session_server("--model", CHAT_MODEL, "--parallel", "2",
@@ -266,6 +267,27 @@ def test_a_rate_limit_spent_across_both_replicas_is_enforced_once(site, replicas
         assert status == 200, answer
     status, _, error = get(site.url + "/v1/models", headers=headers)
     assert_error(status, error, 429, "rate_limit_exceeded")
+
+
+def login_from(balancer, address: str, username: str, password: str) -> int:
+    """The status of a login through `balancer` by a client at `address` (of 127.0.0.0/8)."""
+    body = json.dumps({"username": username, "password": password}).encode()
+    reply = exchange(balancer.url, b"POST /v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body), source=address)
+    return int(STATUS_LINE.match(reply)[1])
+
+
+@pytest.mark.parametrize("balancer", ["nginx", "haproxy"])
+def test_login_throttling_counts_each_client_not_the_balancer(request, site, balancer):
+    balancer = request.getfixturevalue(balancer)
+    target = site.create_user()
+    guessing, owner = "127.0.0.2", "127.0.0.3"
+    for _ in range(5):  # login_attempts
+        assert login_from(balancer, guessing, target["username"], "wrong") == 401
+    assert login_from(balancer, guessing, target["username"], "wrong") == 429
+    assert login_from(balancer, owner, target["username"],
+                      password_of(target["username"])) == 200
 
 
 # -- a replica lost, and back ------------------------------------------------------------------
