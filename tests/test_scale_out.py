@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Callable
 
 import pytest
@@ -38,7 +39,8 @@ def replicas(start_session_server, postgres) -> dict[str, object]:
     """replica name -> its server: multi-user, one PostgreSQL database, the same models, the
     balancers (on loopback's 127.0.0.1) trusted to name the clients."""
     env = {**multi_user_env(database_url=postgres.new_database(), trusted_proxies="127.0.0.1"),
-           "OFFGRID_USER_REQUESTS_PER_MINUTE": "0"}
+           "OFFGRID_USER_REQUESTS_PER_MINUTE": "0",
+           "OFFGRID_SHUTDOWN_TIMEOUT": "300"}  # a stopping replica's stream ends, however slow
     # One after the other: the first creates the schema and the admin, the second finds them.
     return {name: start_session_server("--model", CHAT_MODEL, "--parallel", "2",
                                        "--max-context", "1024", "--replica-name", name, env=env)
@@ -290,10 +292,60 @@ def test_login_throttling_counts_each_client_not_the_balancer(request, site, bal
                       password_of(target["username"])) == 200
 
 
-# -- a replica lost, and back ------------------------------------------------------------------
+# -- a replica stopped, lost, and back ---------------------------------------------------------
+
+def accepting(replica) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", replica.port), timeout=5).close()
+    except ConnectionError:  # refused; or reset, by a listener closing with it in its backlog
+        return False
+    return True
+
+
+@pytest.fixture
+def restoring(replicas):
+    """Whatever a test does to the replicas, they all run again after it, for the next ones."""
+    yield
+    for replica in replicas.values():
+        if replica.process.poll() is not None:
+            replica.restart()
+
+
+def test_a_replica_stopping_finishes_its_stream_while_the_balancers_send_the_rest_elsewhere(
+        site, replicas, user, nginx, haproxy, restoring):
+    stopping_name, other_name = NAMES
+    stopping = replicas[stopping_name]
+    # Sessions of the stopping replica's, on each balancer.
+    names = {balancer: placed_on(balancer, stopping_name, user) for balancer in (nginx, haproxy)}
+    for name in set(names.values()):
+        site.call("POST", "/v1/sessions", {"name": name}, token=user["token"])
+    connection, running = open_stream(nginx.url, session_path(names[nginx]) + "/generate",
+                                      {"content": "Count to ten.", **ENDLESS, "max_tokens": 64},
+                                      headers=user["headers"])
+    assert replica_of(running.headers) == stopping_name
+    first_piece(running, is_delta)
+    for balancer, name in names.items():  # a connection each, just used, kept open
+        assert answered_by(balancer.url, session_path(name), user["headers"]) == stopping_name
+    stopping.terminate()
+    wait_until(lambda: not accepting(stopping), 30, message="the replica refusing connections")
+    for balancer, name in names.items():
+        for _ in range(3):  # POSTs, which a balancer may not resend once the replica had them
+            status, headers, turn = post(balancer.url + session_path(name) + "/generate",
+                                         {"content": "Hello.", "max_tokens": 2},
+                                         headers=user["headers"])
+            assert status == 200 and replica_of(headers) == other_name, (balancer, turn)
+    events, whole = read_to_the_end(running)
+    assert whole, events[-1:]
+    connection.close()
+    assert stopping.stop() == 0, stopping.log()[-2000:]
+    stopping.restart()
+    for balancer, name in names.items():
+        wait_sent(balancer, session_path(name), user, stopping_name)
+
+
 
 def test_a_replica_killed_mid_stream_loses_that_stream_only_and_rejoins_when_restarted(
-        site, replicas, user, nginx, haproxy):
+        site, replicas, user, nginx, haproxy, restoring):
     name = unique("expedition-")
     assert site.call("POST", "/v1/sessions", {"name": name}, token=user["token"])[0] == 201
     status, headers, first = site.call("POST", session_path(name) + "/generate",

@@ -489,9 +489,10 @@ def serve(settings: Settings) -> int:
     server.serve_forever(poll_interval=0.2)
     for thread in serving:
         thread.join()
+    app.closing = True
     for each in (server, *others):
         each.server_close()  # stop accepting connections
-    app.closing = True
+        each.close_waiting()
     deadline = time.monotonic() + settings.shutdown_timeout
     if not all(each.wait_idle(max(0.0, deadline - time.monotonic()))
                for each in (server, *others)):
