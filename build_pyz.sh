@@ -10,9 +10,10 @@ output="$(realpath -m "${1:-$root/offgrid.pyz}")"
 python="$root/.venv/bin/python"
 vendor="$root/vendor"
 
-# Imported from inside the .pyz: OffGrid's dependencies (pypdf for the knowledge base's PDFs) and
-# those llama_cpp and gguf import as they load (gguf imports PyYAML).
-pure_packages=(huggingface-hub tomli pypdf jinja2 diskcache typing-extensions pyyaml)
+# Imported from inside the .pyz: OffGrid's dependencies (pypdf for the knowledge base's PDFs,
+# pg8000 for a shared PostgreSQL database) and those llama_cpp and gguf import as they load (gguf
+# imports PyYAML).
+pure_packages=(huggingface-hub tomli pypdf pg8000 jinja2 diskcache typing-extensions pyyaml)
 # The same, installed without what they declare: gguf (for `offgrid convert`) names numpy, which
 # comes native, and requests and tqdm, which it imports only for what convert does not use.
 pure_packages_alone=(gguf)

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .commands import agents, chat, convert, kb, models, serve, users
+from .commands import agents, chat, convert, db, kb, models, serve, users
 from .config import ConfigError, Settings
 
-COMMANDS = (serve, chat, models, kb, agents, users, convert)
+COMMANDS = (serve, chat, models, kb, agents, users, db, convert)
 
 
 def main(argv: list[str] | None = None) -> int:

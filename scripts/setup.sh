@@ -25,6 +25,12 @@ fi
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 
+# The tests start a throw-away PostgreSQL cluster: Debian's server, installed here when root.
+case ",$extras," in
+    *,test,*) "$python" "$root/scripts/fetch_postgres.py" >/dev/null \
+                  || echo "setup: the PostgreSQL tests will fail without it" >&2 ;;
+esac
+
 # Install only when the package metadata changed or an extra is asked for that is not there
 # yet; extras installed before stay (so serve.sh and test.sh do not undo each other).
 stamp="$venv/.offgrid-installed"

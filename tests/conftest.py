@@ -66,21 +66,35 @@ def models_dir(model_files, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
-def start_server(models_dir, tmp_path_factory):
-    """Servers for one test, stopped when it ends."""
-    yield from starter(models_dir, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def start_module_server(models_dir, tmp_path_factory):
-    """Servers for a test module's fixtures, stopped after its last test."""
-    yield from starter(models_dir, tmp_path_factory)
+def pytest_addoption(parser):
+    parser.addoption("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="the database the end-to-end servers keep their data in "
+                          "(postgresql: a throw-away cluster, a new database per server)")
 
 
 @pytest.fixture(scope="session")
-def start_session_server(models_dir, tmp_path_factory):
-    yield from starter(models_dir, tmp_path_factory)
+def server_databases(request):
+    """What gives each server started by the fixtures below its database: None for sqlite."""
+    if request.config.getoption("--store") == "postgresql":
+        return request.getfixturevalue("postgres").new_database
+    return None
+
+
+@pytest.fixture
+def start_server(models_dir, tmp_path_factory, server_databases):
+    """Servers for one test, stopped when it ends."""
+    yield from starter(models_dir, tmp_path_factory, server_databases)
+
+
+@pytest.fixture(scope="module")
+def start_module_server(models_dir, tmp_path_factory, server_databases):
+    """Servers for a test module's fixtures, stopped after its last test."""
+    yield from starter(models_dir, tmp_path_factory, server_databases)
+
+
+@pytest.fixture(scope="session")
+def start_session_server(models_dir, tmp_path_factory, server_databases):
+    yield from starter(models_dir, tmp_path_factory, server_databases)
 
 
 # The repository and file the docs' download examples use, served by the hub mirror.

@@ -241,6 +241,16 @@ def test_converts_an_embedding_model_the_same_as_the_checkout_does(pyz, bare_pyt
     assert digest == fetched.MODELS["embedding"].sha256
 
 
+def test_migrates_a_postgresql_database_with_the_driver_it_carries(pyz, bare_python, tmp_path,
+                                                                  database_url):
+    """pg8000 and what it needs come vendored: the bare Python has no driver of its own."""
+    result = subprocess.run([bare_python, pyz, "db", "migrate", database_url],
+                            capture_output=True, text=True, timeout=300,
+                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+
+
 def test_offgrid_data_is_the_home_unless_offgrid_home_is_set(tmp_path, monkeypatch):
     monkeypatch.setenv("OFFGRID_HOME", "/elsewhere")
     _zipapp.use_portable_home(tmp_path)

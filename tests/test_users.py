@@ -1,7 +1,6 @@
 """Users, roles, login tokens and API keys on a multi-user server, the `offgrid users` command,
 and the database under them."""
 
-import sqlite3
 import threading
 import time
 
@@ -9,8 +8,9 @@ import pytest
 
 import offgrid
 from offgrid.client import OffGridError
-from offgrid.store import users
-from offgrid.store.db import Database
+from offgrid.config import Settings
+from offgrid.store import copy, users
+from offgrid.store.db import Database, open_database
 from support.http import assert_error, chat_body, get
 from support.models import CHAT_MODEL
 from support.multiuser import (
@@ -192,9 +192,12 @@ def test_admin_actions_are_audited_without_secrets(site):
     key = site.create_key(user["id"], token=token)
     site.call("DELETE", f"/v1/users/{user['id']}/api-keys/{key['id']}", token=token)
     site.call("PUT", f"/v1/users/{user['id']}/role", {"role": "guest"}, token=site.admin_token)
-    with sqlite3.connect(site.server.home / "offgrid.db") as db:
-        rows = db.execute("SELECT actor, action, target, detail FROM audit").fetchall()
-        everything = "\n".join(db.iterdump())
+    # The server's database, whichever it is (pytest --store postgresql: its home's config).
+    db = open_database(Settings.load(environ={"OFFGRID_HOME": str(site.server.home)}))
+    rows = [tuple(row) for row in db.read("SELECT actor, action, target, detail FROM audit")]
+    everything = "\n".join(str(tuple(row)) for table in copy.TABLES
+                           for row in db.read(f"SELECT * FROM {table}"))
+    db.close()
     name = user["username"]
     assert ("admin", "create_user", name, "role=user") in rows
     assert (name, "create_key", name, f"key {key['id']} (test key)") in rows

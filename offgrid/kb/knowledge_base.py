@@ -86,6 +86,9 @@ class KnowledgeBase:
         self._lock = threading.Lock()
         self._index: VectorIndex | None = None
         self._ingesting = threading.BoundedSemaphore(INGESTS_AT_ONCE)
+        # Servers sharing a database announce what they change (store/kb.py's CHANNEL); with
+        # one sqlite file there is nothing to hear.
+        db.listen(store.CHANNEL, self._heard)
 
     # -- state --------------------------------------------------------------------------------
 
@@ -140,6 +143,25 @@ class KnowledgeBase:
             if self._index is None or self._index.model != model:
                 self._index = VectorIndex(model, lambda m: store.vectors(self._db, m))
             return self._index
+
+    def _heard(self, announcement: str | None) -> None:
+        """Bring the vector matrix up to date with a change a server (maybe this one) made;
+        None: changes may have been missed, so read it afresh."""
+        with self._lock:
+            index = self._index
+        if index is None:
+            return
+        what, *arguments = (announcement or "reload").split()
+        if what == "added":
+            index.add_rows(*store.vectors(self._db, index.model, int(arguments[0])))
+        elif what == "deleted":
+            index.forget_document(int(arguments[0]))
+        elif what == "shared":
+            index.set_shared(int(arguments[0]), arguments[1] == "1")
+        elif what == "reload":  # the vectors of another model: read them afresh when needed
+            with self._lock:
+                if self._index is index:
+                    self._index = None
 
     # -- documents ----------------------------------------------------------------------------
 

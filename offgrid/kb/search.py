@@ -121,13 +121,21 @@ class VectorIndex:
 
     def add(self, chunk_ids: list[int], document_id: int, owner: int | None, shared: bool,
             vectors: np.ndarray) -> None:
+        n = len(chunk_ids)
+        self.add_rows(np.array(chunk_ids, dtype=np.int64), np.full(n, document_id),
+                      np.full(n, -1 if owner is None else owner), np.full(n, shared),
+                      np.asarray(vectors, dtype=np.float32))
+
+    def add_rows(self, ids, documents_of, owners, shared, vectors: np.ndarray) -> None:
+        """Rows as the store's vectors() gives them; those already here are left out, so that
+        hearing of a document twice (from this server, then from the database) adds it once."""
         with self._lock:
             if not self._loaded:  # it will read these from the store when first searched
                 return
-            n = len(chunk_ids)
-            self._append(np.array(chunk_ids, dtype=np.int64), np.full(n, document_id),
-                         np.full(n, -1 if owner is None else owner), np.full(n, shared),
-                         np.asarray(vectors, dtype=np.float32))
+            new = np.array([int(chunk_id) not in self._row_of for chunk_id in ids], dtype=bool)
+            if new.any():
+                self._append(ids[new], documents_of[new], owners[new], shared[new],
+                             vectors[new])
 
     def forget_document(self, document_id: int) -> None:
         with self._lock:

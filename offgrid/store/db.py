@@ -36,10 +36,17 @@ IntegrityError = sqlite3.IntegrityError
 
 def open_database(settings) -> Database:
     """The database `settings.database_url` names, else sqlite at OFFGRID_HOME/offgrid.db."""
-    if settings.database_url:
+    return open_url(settings.database_url or f"sqlite:{settings.home / 'offgrid.db'}")
+
+
+def open_url(url: str) -> Database:
+    """The database at `sqlite:PATH` or `postgresql://…`, migrated."""
+    if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresDatabase  # pg8000 is needed only then
-        return PostgresDatabase(settings.database_url)
-    return Database(settings.home / "offgrid.db")
+        return PostgresDatabase(url)
+    if url.startswith("sqlite:") and len(url) > len("sqlite:"):
+        return Database(Path(url[len("sqlite:"):]))
+    raise ValueError(f"A database is sqlite:PATH or postgresql://…, not {url!r}")
 
 
 class Database:

@@ -49,6 +49,24 @@ KEYWORD_SEARCH = {
         "FROM chunks c JOIN documents d ON d.id = c.document_id, to_tsquery('english', ?) q "
         "WHERE c.chunks_fts @@ q AND {where} ORDER BY relevance DESC, c.id LIMIT ?"),
 }
+# A table's columns as `offgrid db copy` copies them: those it stores, not those it generates.
+COLUMNS = {
+    "sqlite": "SELECT name FROM pragma_table_info(?) ORDER BY cid",
+    "postgresql": ("SELECT column_name AS name FROM information_schema.columns "
+                   "WHERE table_schema = current_schema() AND table_name = ? "
+                   "AND is_generated = 'NEVER' ORDER BY ordinal_position"),
+}
+# After rows were copied in with their ids: the next id a table gives is past them. sqlite's
+# follow the largest id by themselves; PostgreSQL's identity sequences are set, for the tables
+# whose id is one.
+IDENTITY = {
+    "sqlite": None,
+    "postgresql": ("SELECT 1 FROM information_schema.columns WHERE table_schema = "
+                   "current_schema() AND table_name = ? AND column_name = 'id' "
+                   "AND is_identity = 'YES'"),
+}
+RESET_IDENTITY = ("SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                  "COALESCE(MAX(id), 0) + 1, false) FROM {table}")
 _QUOTED_TERM = re.compile(r'"(\w+)"')
 
 

@@ -213,14 +213,16 @@ def _blob(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype="<f4").tobytes()
 
 
-def vectors(db: Database, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                               np.ndarray]:
-    """Every chunk vector of `model`: (chunk ids, document ids, owner ids (-1: none), shared
-    flags, the vectors as one float32 matrix)."""
+def vectors(db: Database, model: str, document_id: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every chunk vector of `model` (or of one document's chunks): (chunk ids, document ids,
+    owner ids (-1: none), shared flags, the vectors as one float32 matrix)."""
+    only, parameters = ("", (model,)) if document_id is None else (" AND d.id = ?",
+                                                                  (model, document_id))
     rows = db.read("SELECT v.chunk_id, c.document_id, IFNULL(d.owner_id, -1) AS owner, d.shared, "
                    "v.vector FROM vectors v JOIN chunks c ON c.id = v.chunk_id "
-                   "JOIN documents d ON d.id = c.document_id WHERE v.model = ? "
-                   "ORDER BY v.chunk_id", (model,))
+                   f"JOIN documents d ON d.id = c.document_id WHERE v.model = ?{only} "
+                   "ORDER BY v.chunk_id", parameters)
     ids = np.array([r["chunk_id"] for r in rows], dtype=np.int64)
     documents_of = np.array([r["document_id"] for r in rows], dtype=np.int64)
     owners = np.array([r["owner"] for r in rows], dtype=np.int64)

@@ -26,7 +26,8 @@ from .migrations import MIGRATIONS
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 8  # idle connections kept; more are opened when all are busy, and closed after
-CONNECT_TIMEOUT_SECONDS = 10
+# The socket's: a connection, statement or lock wait taking longer counts as the database gone.
+SOCKET_TIMEOUT_SECONDS = 60
 LISTEN_POLL_SECONDS = 0.2  # how often the listener asks for notifications: well within 1 s
 
 
@@ -111,7 +112,7 @@ def connection_settings(url: str) -> dict:
     settings = {"user": unquote(parts.username or "postgres"),
                 "password": unquote(parts.password) if parts.password else None,
                 "database": unquote(parts.path.lstrip("/")) or None,
-                "port": parts.port or 5432, "timeout": CONNECT_TIMEOUT_SECONDS,
+                "port": parts.port or 5432, "timeout": SOCKET_TIMEOUT_SECONDS,
                 "application_name": "offgrid"}
     if "host" in query:
         settings["unix_sock"] = f"{query['host'][0]}/.s.PGSQL.{settings['port']}"
@@ -159,24 +160,43 @@ class PostgresDatabase:
             raise Unavailable(f"Cannot reach the database at {self.name}: {error}") from error
 
     @contextmanager
-    def _pooled(self) -> Iterator[Connection]:
-        try:
-            connection = self._idle.get_nowait()
-        except queue.Empty:
-            connection = self._connect()
+    def _pooled(self, fresh: bool = False) -> Iterator[Connection]:
+        """An idle connection (a new one if none is, or if `fresh`), back to the pool after."""
+        connection = None
+        if not fresh:
+            try:
+                connection = self._idle.get_nowait()
+            except queue.Empty:
+                pass
+        connection = connection or self._connect()
         try:
             yield connection
         except Unavailable:
-            _close(connection)  # broken: never back into the pool
+            # Broken: never back into the pool, nor the idle ones, which the same restart or
+            # network failure most likely broke too.
+            _close(connection)
+            self._close_idle()
             raise
+        except BaseException:
+            self._put_back(connection)  # a refused statement leaves the connection usable
+            raise
+        self._put_back(connection)
+
+    def _put_back(self, connection: Connection) -> None:
         if self._closed or self._idle.qsize() >= POOL_SIZE:
             _close(connection)
         else:
             self._idle.put(connection)
 
     def read(self, sql: str, parameters=()) -> list[Row]:
-        with self._pooled() as connection:
-            return connection.execute(sql, parameters).fetchall()
+        try:
+            with self._pooled() as connection:
+                return connection.execute(sql, parameters).fetchall()
+        except Unavailable:
+            # Once more, on a new connection: a pooled one may have died while idle (the
+            # database restarted); reading twice changes nothing.
+            with self._pooled(fresh=True) as connection:
+                return connection.execute(sql, parameters).fetchall()
 
     def read_one(self, sql: str, parameters=()) -> Row | None:
         rows = self.read(sql, parameters)
@@ -202,17 +222,22 @@ class PostgresDatabase:
         """Tell every server listening on `channel`, when this write commits."""
         connection.execute("SELECT pg_notify(?, ?)", (channel, payload))
 
-    def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+    def listen(self, channel: str, callback: Callable[[str | None], None]) -> None:
         """Call `callback(payload)` for each announcement on `channel`, this server's own
-        included, on a daemon thread that reconnects when the database comes back."""
+        included, on a daemon thread that reconnects when the database comes back; then
+        `callback(None)`: announcements may have been missed meanwhile."""
         threading.Thread(target=self._listen, args=(channel, callback), daemon=True,
                          name=f"listen-{channel}").start()
 
-    def _listen(self, channel: str, callback: Callable[[str], None]) -> None:
+    def _listen(self, channel: str, callback: Callable[[str | None], None]) -> None:
+        reconnecting = False
         while not self._closed:
             try:
                 connection = self._connect()
                 connection.execute(f'LISTEN "{channel}"')
+                if reconnecting:
+                    callback(None)
+                reconnecting = True
                 while not self._closed:
                     connection.execute("SELECT 1")  # notifications arrive with an answer
                     while connection.raw.notifications:
@@ -229,6 +254,9 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self._closed = True
+        self._close_idle()
+
+    def _close_idle(self) -> None:
         while True:
             try:
                 _close(self._idle.get_nowait())

@@ -24,12 +24,18 @@ class ServerProcess:
     """`python -m offgrid serve` in a child process, on a free loopback port."""
 
     def __init__(self, tmp_path: Path, models_dir: Path, *args: str, env: dict | None = None,
-                 wait: bool = True):
+                 wait: bool = True, database_url: str | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"server-{self.port}.log"
         self.env = child_env(tmp_path / "home", **(env or {}))
         self.home = Path(self.env["OFFGRID_HOME"])
+        config = self.home / "config.toml"
+        if database_url and "OFFGRID_DATABASE_URL" not in self.env and not config.exists():
+            # In the home's config, so that `offgrid users …` on this home uses it too; a home
+            # started again keeps the database it had.
+            self.home.mkdir(parents=True, exist_ok=True)
+            config.write_text(f"database_url = {database_url!r}\n")
         self.command = [sys.executable, "-m", "offgrid", "serve", "--port", str(self.port),
                         "--models-dir", str(models_dir), *args]
         self._spawn()
@@ -84,14 +90,16 @@ class ServerProcess:
         self.wait_healthy()
 
 
-def starter(models_dir: Path, tmp_path_factory):
-    """Yields a function that starts servers with their own flags; stops them all after."""
+def starter(models_dir: Path, tmp_path_factory, new_database=None):
+    """Yields a function that starts servers with their own flags; stops them all after.
+    `new_database` (pytest --store postgresql): gives each server a new PostgreSQL database."""
     started = []
 
     def start(*args: str, env: dict | None = None, wait: bool = True,
               models: Path | None = None) -> ServerProcess:
         server = ServerProcess(tmp_path_factory.mktemp("server"), models or models_dir, *args,
-                               env=env, wait=wait)
+                               env=env, wait=wait,
+                               database_url=new_database() if new_database else None)
         started.append(server)
         return server
 

@@ -4,13 +4,17 @@ tests/support/postgres.py). The same calls give the same answers; where the dial
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
-from offgrid.store import agents, audit, credentials, kb, responses, sessions, usage, users
-from offgrid.store.db import Database
+from offgrid.config import ConfigError, Settings
+from offgrid.server.errors import translate
+from offgrid.store import agents, audit, copy, credentials, kb, responses, sessions, usage, users
+from offgrid.store.db import Database, open_url
 from offgrid.store.errors import Conflict, Unavailable
-from offgrid.store.postgres import PostgresDatabase
+from offgrid.store.postgres import PostgresDatabase, connection_settings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -123,3 +127,108 @@ def test_two_servers_starting_on_one_database_migrate_it_once(database_url):
     assert users.find(second, "alice") is not None
     assert len(second.read("SELECT name FROM migrations")) == len(
         first.read("SELECT name FROM migrations"))
+
+
+def test_both_dialects_build_the_same_tables(tmp_path, database_url):
+    sqlite_tables = {row["name"] for row in Database(tmp_path / "offgrid.db").read(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "AND name NOT LIKE 'chunks_fts%'")}
+    db = PostgresDatabase(database_url)
+    assert {row["table_name"] for row in db.read(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = current_schema()")} == sqlite_tables
+    # FTS5's index is a generated column there, kept by PostgreSQL rather than by triggers.
+    assert db.read_one("SELECT is_generated FROM information_schema.columns WHERE "
+                       "table_name = 'chunks' AND column_name = 'chunks_fts'")[0] == "ALWAYS"
+    assert set(copy.TABLES) | {"migrations"} == sqlite_tables
+
+
+def test_lost_connections_are_reopened_and_a_lost_write_is_unavailable(database_url):
+    db = PostgresDatabase(database_url)
+    users.create(db, "alice", "password123", "user")
+    killer = PostgresDatabase(database_url)
+
+    def cut_off():
+        killer.read("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid != pg_backend_pid()")
+
+    cut_off()
+    assert users.find(db, "alice") is not None, "a read tries again on a new connection"
+    cut_off()
+    with pytest.raises(Unavailable):
+        audit.record(db, "admin", "create_user", "bob")  # its pooled connection was cut off
+    audit.record(db, "admin", "create_user", "bob")
+    assert len(audit.recent(db)) == 1, "the lost write was not half done"
+    error = translate(Unavailable("The database stopped answering"))
+    assert error.status == 503 and error.code == "database_unavailable"
+    assert error.headers["Retry-After"] == "5"
+
+
+def _filled(db) -> None:
+    owner = users.create(db, "alice", "password123", "admin").id
+    credentials.create_key(db, owner, "laptop")
+    sessions.add_turn(db, sessions.create(db, owner, "trip", None, ""), "q", "a", None, {})
+    _document(db, owner, "The running rivers of Norway")
+    kb.set_state(db, enabled=True, embedding_model="embedder")
+
+
+def test_copy_goes_both_ways_and_keeps_ids(tmp_path, database_url):
+    source = Database(tmp_path / "source.db")
+    _filled(source)
+    postgres = PostgresDatabase(database_url)
+    copied = copy.copy(source, postgres)
+    assert copied["users"] == 1 and copied["chunks"] == 1 and copied["chat_messages"] == 2
+    assert users.create(postgres, "bob", "password123", "user").id == 2, "ids go on after"
+    assert kb.state(postgres).embedding_model == "embedder"
+    assert kb.keyword_search(postgres, '"rivers"', kb.Visible(everything=True), None, 5)
+    back = Database(tmp_path / "back.db")
+    copy.copy(postgres, back)
+    assert [u.username for u in users.everyone(back)] == ["alice", "bob"]
+    assert kb.vectors(back, "embedder")[4].shape == (1, 4)
+    with pytest.raises(Conflict, match="already holds data"):
+        copy.copy(source, postgres)
+
+
+def test_a_copy_that_fails_leaves_the_destination_empty(tmp_path, database_url):
+    source = Database(tmp_path / "source.db")
+    _filled(source)
+    destination = PostgresDatabase(database_url)
+
+    def fail_at_sessions(table, rows):
+        if table == "chat_sessions":
+            raise RuntimeError("the disk is full")
+
+    with pytest.raises(RuntimeError):
+        copy.copy(source, destination, progress=fail_at_sessions)
+    assert users.everyone(destination) == [] and kb.counts(destination) == (0, 0)
+    copy.copy(source, destination)  # and it can be copied into afterwards
+
+
+def test_many_threads_write_at_once_without_losing_anything(db):
+    errors = []
+
+    def create(n):
+        try:
+            users.create(db, f"user{n}", "a-long-password", "user")
+        except Exception as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(error)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(users.everyone(db)) == 12
+
+
+def test_database_urls_are_read_as_libpq_reads_them():
+    tcp = connection_settings("postgresql://off%40grid:p%3Ass@db.internal:6543/kb")
+    assert {name: tcp[name] for name in ("user", "password", "host", "port", "database")} == {
+        "user": "off@grid", "password": "p:ss", "host": "db.internal", "port": 6543,
+        "database": "kb"}
+    socket = connection_settings("postgresql://offgrid@/offgrid?host=/run/postgresql")
+    assert socket["unix_sock"] == "/run/postgresql/.s.PGSQL.5432" and "host" not in socket
+    with pytest.raises(ConfigError, match="database_url must be a postgresql:// URL"):
+        Settings(database_url="mysql://db/offgrid")
+    with pytest.raises(ValueError, match="sqlite:PATH or postgresql"):
+        open_url("offgrid.db")
