@@ -250,8 +250,9 @@ class App:
             raise
 
     def _call(self, route: Route, request: Request, path_params: dict) -> Response:
-        limit_headers = self.gate.admit(request, route.group, path_params)
         try:
+            # The gate reads the database too: one that is gone is a 503 there as well.
+            limit_headers = self.gate.admit(request, route.group, path_params)
             response = route.handler(self, request, **path_params)
         except REFUSALS as error:  # the one place these become HTTP errors
             raise translate(error, route.prompt) from None
@@ -479,8 +480,8 @@ def serve(settings: Settings) -> int:
     signal.signal(signal.SIGINT, stop)
     for each in (server, *others):
         host, port = each.server_address[:2]
-        log.info("OffGrid %s listening on http://%s:%d (models in %s)", __version__, host, port,
-                 settings.models_dir)
+        log.info("OffGrid %s listening on http://%s:%d (models in %s, data in %s)", __version__,
+                 host, port, settings.models_dir, app.db.name)
     app.start_background_work()
     serving = [threading.Thread(target=each.serve_forever, args=(0.2,), name="ollama-port")
                for each in others]

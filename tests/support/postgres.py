@@ -56,15 +56,27 @@ class Cluster:
 
     def new_database(self) -> str:
         """The URL of a new, empty database."""
-        import pg8000.native
         name = "test_" + uuid.uuid4().hex[:12]
+        self._as_superuser(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def set_reachable(self, url: str, reachable: bool) -> None:
+        """Let clients connect to the database of `url`, or cut off those connected and refuse
+        new ones: the database gone, as far as OffGrid can tell."""
+        name = url.rsplit("/", 1)[1]
+        self._as_superuser(f"ALTER DATABASE {name} ALLOW_CONNECTIONS {str(reachable).lower()}")
+        if not reachable:
+            self._as_superuser("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               f"WHERE datname = '{name}'")
+
+    def _as_superuser(self, sql: str) -> None:
+        import pg8000.native
         connection = pg8000.native.Connection(SUPERUSER, host="127.0.0.1", port=self.port,
-                                                database="postgres")
+                                              database="postgres")
         try:
-            connection.run(f"CREATE DATABASE {name}")
+            connection.run(sql)
         finally:
             connection.close()
-        return self.url(name)
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", self.data, "-m", "immediate", "stop")
