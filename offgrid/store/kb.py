@@ -1,6 +1,8 @@
 """The knowledge base's tables: documents with their extracted text, the chunks they are cut
-into, each chunk's vector per embedding model, the FTS5 keyword index over the chunks (kept by
-triggers, see migrations.py), and the knowledge base's own state."""
+into, each chunk's vector per embedding model, the keyword index over the chunks (FTS5 kept by
+triggers, see migrations.py; in PostgreSQL a generated tsvector column, see dialect.py), and the
+knowledge base's own state. Each change to what vector search sees is announced on CHANNEL, for
+servers sharing the database (db.announce)."""
 
 from __future__ import annotations
 
