@@ -18,6 +18,7 @@ ENV_PREFIX = "OFFGRID_"
 DATABASE_SCHEMES = ("postgresql://", "postgres://")
 ROLES = ("admin", "user", "guest")
 LIMITS = ("requests_per_minute", "tokens_per_day")
+REPLICA_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class ConfigError(ValueError):
@@ -70,6 +71,14 @@ class Settings:
     # Names a request may call the server by besides localhost, IP addresses and this machine's
     # own (see server/hosts.py); "*": any.
     allowed_hosts: str = ""
+    # One of several replicas behind a load balancer (docs/scale-out.md): the name it goes by in
+    # /health, in an X-OffGrid-Replica header on every answer and in model-not-found errors, so
+    # that whoever reads an answer knows which replica gave it. "": a server on its own.
+    replica_name: str = ""
+    # The load balancers in front (addresses or networks): a request from one of them is from
+    # the client its X-Forwarded-For names, for login throttling, guests' limits and the logs;
+    # and they are not held to max_connections_per_address, since they carry many clients.
+    trusted_proxies: str = ""
     # The only folders import and export over HTTP may touch (the CLI's may touch any).
     transfer_dirs: str = "/media,/mnt,/run/media"
     # Networks the agents' http_get tool may reach although they are not public (loopback,
@@ -111,17 +120,17 @@ class Settings:
         for folder in self.transfer_folders():
             if not folder.is_absolute():
                 raise ConfigError(f"transfer_dirs must name absolute folders, not {folder}")
-        self.http_get_networks()  # refuses a value that is not networks
+        self.http_get_networks()  # these two refuse a value that is not networks
+        self.trusted_proxy_networks()
+        if self.replica_name and not REPLICA_NAME.fullmatch(self.replica_name):
+            raise ConfigError("replica_name must be 1 to 64 letters, digits, '.', '_' and '-' "
+                              f"(it goes into a header), not {self.replica_name!r}")
 
-    def http_get_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        networks = []
-        for item in filter(None, map(str.strip, self.http_get_allowed_networks.split(","))):
-            try:
-                networks.append(ipaddress.ip_network(item, strict=False))
-            except ValueError:
-                raise ConfigError("http_get_allowed_networks must be comma-separated networks "
-                                  f"such as 10.0.0.0/8 or addresses, not {item!r}") from None
-        return networks
+    def http_get_networks(self) -> list[Network]:
+        return _networks("http_get_allowed_networks", self.http_get_allowed_networks)
+
+    def trusted_proxy_networks(self) -> list[Network]:
+        return _networks("trusted_proxies", self.trusted_proxies)
 
     def transfer_folders(self) -> list[Path]:
         return [Path(folder.strip()).expanduser() for folder in self.transfer_dirs.split(",")
@@ -148,6 +157,21 @@ class Settings:
                 values[f.name] = raw
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return cls(**{name: _convert(name, value) for name, value in values.items()})
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(name: str, value: str) -> list[Network]:
+    """The comma-separated networks or addresses of setting `name`."""
+    networks = []
+    for item in filter(None, map(str.strip, value.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name} must be comma-separated networks such as 10.0.0.0/8 or "
+                              f"addresses, not {item!r}") from None
+    return networks
 
 
 _TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}

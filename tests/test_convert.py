@@ -19,23 +19,22 @@ import pytest
 
 from support import ROOT
 from support.cli import offgrid
+from support.docs import code_blocks
 from support.http import post
 from support.models import fetch_models
 
 REFERENCE = json.loads((ROOT / "tests" / "data" / "minilm_reference.json").read_text())
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CONVERTED = re.compile(r"^converted .+ -> (?P<output>.+)$", re.M)
 
 
 def docs_commands() -> list[str]:
     """Every `offgrid convert` line of the docs' sh blocks, comments cut, each once."""
     commands = []
-    for path in DOCS:
-        for block in re.findall(r"^```sh\n(.*?)^```", path.read_text(), re.S | re.M):
-            for line in block.splitlines():
-                command = line.split("#", 1)[0].strip()
-                if command.startswith("offgrid convert ") and command not in commands:
-                    commands.append(command)
+    for _, block in code_blocks("sh"):
+        for line in block.splitlines():
+            command = line.split("#", 1)[0].strip()
+            if command.startswith("offgrid convert ") and command not in commands:
+                commands.append(command)
     return commands
 
 

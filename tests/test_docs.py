@@ -10,26 +10,14 @@ import sys
 import pytest
 
 from offgrid.config import Settings
-from support import ROOT
+from support.docs import code_blocks
 
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # How each stream says it is over: OpenAI's chat with [DONE], Anthropic's Messages and OpenAI's
 # Responses with a last event of their own.
 # How each kind of stream ends; agents' and sessions' end with a data event of type done.
 STREAM_ENDS = ("data: [DONE]", "event: message_stop", "event: response.completed",
                "event: response.incomplete")
 DEFAULT_URL = re.compile(r"http://(localhost|127\.0\.0\.1):11611")
-
-
-def code_blocks(language: str) -> list[tuple[str, str]]:
-    """(where, code) for every fenced block of `language` in the docs."""
-    found = []
-    for path in DOCS:
-        text = path.read_text()
-        for match in re.finditer(rf"^```{language}\n(.*?)^```", text, re.S | re.M):
-            line = text[:match.start()].count("\n") + 1
-            found.append((f"{path.name}:{line}", match.group(1)))
-    return found
 
 
 def at(base_url: str, code: str) -> str:

@@ -40,6 +40,8 @@ def register(commands, common: argparse.ArgumentParser) -> None:
                        help="models loaded at once (default 3)")
     serve.add_argument("--keep-alive", dest="keep_alive",
                        help='how long an idle model stays loaded: "5m", "30s", -1 for ever')
+    serve.add_argument("--replica-name", dest="replica_name",
+                       help="this server's name among replicas behind a load balancer")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
 

@@ -204,7 +204,7 @@ class Registry:
         self.settings = settings
         self._on_finished = on_finished
         self._on_failure = on_failure
-        self.folder = ModelFolder(settings.models_dir)
+        self.folder = ModelFolder(settings.models_dir, settings.replica_name)
         self.loras = LoraFolder(settings.models_dir / FOLDER_NAME)
         self.kv_cache = KVCache(settings.home / "kv", ram_bytes=settings.kv_cache_ram_mb << 20,
                                 disk_bytes=settings.kv_cache_disk_mb << 20)

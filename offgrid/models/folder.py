@@ -36,8 +36,11 @@ class InvalidName(ModelError):
 
 
 class NotFound(ModelError):
-    def __init__(self, model_id: str):
-        super().__init__(f"Model not found: {model_id}")
+    """No such model; behind a load balancer, on which replica, since another may have it."""
+
+    def __init__(self, model_id: str, replica: str = ""):
+        where = f" on replica {replica}, whose models folder has no such file" if replica else ""
+        super().__init__(f"Model not found: {model_id}{where}")
         self.model_id = model_id
 
 
@@ -88,8 +91,9 @@ class ModelFile:
 
 
 class ModelFolder:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, replica: str = ""):
         self.folder = Path(folder)
+        self.replica = replica  # named in NotFound (see Settings.replica_name)
         self._headers: dict[tuple, tuple] = {}  # (path, size, mtime) -> (info, error)
         self._hashes: dict[tuple, str] = {}  # (path, size, mtime) -> sha256
         self._lock = threading.Lock()
@@ -115,7 +119,7 @@ class ModelFolder:
         for model_file in self.files():
             if model_file.id == model_id:
                 return model_file
-        raise NotFound(model_id)
+        raise NotFound(model_id, self.replica)
 
     def _model_file(self, model_id: str, paths: tuple[Path, ...]) -> ModelFile:
         stats = [p.stat() for p in paths]

@@ -339,6 +339,8 @@ class Handler(GuardedHandler):
             if response is not None:
                 response.headers["X-Request-ID"] = request_id
                 response.headers.update(SECURITY_HEADERS)
+                if app.settings.replica_name:  # which replica answered, behind a balancer
+                    response.headers["X-OffGrid-Replica"] = app.settings.replica_name
                 self._send(response)
         status = response.status if response is not None else 499  # the client left first
         route = request.route if request is not None else "unmatched"
@@ -353,6 +355,7 @@ class Handler(GuardedHandler):
         request = None
         try:
             request = Request.read(self, app.settings.max_body_bytes, request_id)
+            request.address = self.server.proxies.client(request.address, request.headers)
             return request, app.handle(request)
         except ClientGone:
             self.close_connection = True
@@ -487,9 +490,10 @@ def serve(settings: Settings) -> int:
     server.serve_forever(poll_interval=0.2)
     for thread in serving:
         thread.join()
+    app.closing = True
     for each in (server, *others):
         each.server_close()  # stop accepting connections
-    app.closing = True
+        each.close_waiting()
     deadline = time.monotonic() + settings.shutdown_timeout
     if not all(each.wait_idle(max(0.0, deadline - time.monotonic()))
                for each in (server, *others)):

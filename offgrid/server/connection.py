@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from ..config import Settings
 from .errors import BadRequest, RequestTimeout, ServiceUnavailable
+from .proxies import TrustedProxies
 
 REFUSAL_SECONDS = 1.0  # how long a connection over the cap gets to send its request
 # How long a refused request's body is drained before closing: time for a client on a fast link
@@ -81,12 +82,19 @@ class GuardedHandler(BaseHTTPRequestHandler):
             self._drain()
 
     def handle_one_request(self) -> None:
+        if not self.server.wait_for_next(self.connection):  # closing: no next request here
+            self.close_connection = True
+            return
         self._reader.deadline = time.monotonic() + self.server.settings.header_timeout
         self._body_unread = True
         self._expects_continue = False
-        super().handle_one_request()
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.got_request(self.connection)
 
     def parse_request(self) -> bool:
+        self.server.got_request(self.connection)  # closing now lets this one be answered
         if self.raw_requestline in (b"\r\n", b"\n"):  # RFC 9112 2.2: ignore one empty line
             self.raw_requestline = self.rfile.readline(65537)
         refusal = _request_line_problem(self.raw_requestline)
@@ -143,6 +151,8 @@ class GuardedHandler(BaseHTTPRequestHandler):
         if self._body_unread:  # what is left of this request must not be read as the next one
             self.send_header("Connection", "close")  # which sets close_connection
             self._drain_on_close = True
+        elif self.server.closing:  # so that a balancer sends its next request elsewhere
+            self.send_header("Connection", "close")
 
     def answering(self) -> None:
         self.connection.settimeout(self.server.settings.body_timeout)
@@ -210,11 +220,17 @@ def _header_problem(lines: list[bytes], headers: Message, needs_host: bool) -> s
 
 
 class GuardedServer(ThreadingHTTPServer):
-    """Past max_connections open connections, or max_connections_per_address from one address,
-    a new one is answered 503 and closed."""
+    """Past max_connections open connections, or max_connections_per_address from one address
+    (a trusted proxy's excepted: it carries many clients), a new one is answered 503 and
+    closed. Once closing, it closes the connections that wait for a next request, and every
+    other one after its answer: a load balancer keeping connections open for later requests
+    then sends them to another replica, rather than here to be refused."""
 
     def __init__(self, settings: Settings, handler: type[GuardedHandler], port: int):
         self.settings = settings
+        self.proxies = TrustedProxies(settings.trusted_proxy_networks())
+        self.closing = False
+        self._waiting: set[socket.socket] = set()  # connections between two requests
         self._open = 0
         self._open_by_address: Counter[str] = Counter()
         self._open_lock = threading.Lock()
@@ -223,9 +239,9 @@ class GuardedServer(ThreadingHTTPServer):
     def process_request(self, request, client_address) -> None:
         address = client_address[0]
         with self._open_lock:
-            accepted = (self._open < self.settings.max_connections and
-                        self._open_by_address[address]
-                        < self.settings.max_connections_per_address)
+            accepted = (self._open < self.settings.max_connections and (
+                self._open_by_address[address] < self.settings.max_connections_per_address
+                or self.proxies.trusts(address)))
             if accepted:
                 self._open += 1
                 self._open_by_address[address] += 1
@@ -233,6 +249,28 @@ class GuardedServer(ThreadingHTTPServer):
             super().process_request(request, client_address)
         else:
             threading.Thread(target=_refuse, args=(request,), name="refuse", daemon=True).start()
+
+    def wait_for_next(self, connection: socket.socket) -> bool:
+        """Count `connection` as waiting for a next request; False when closing."""
+        with self._open_lock:
+            if not self.closing:
+                self._waiting.add(connection)
+            return not self.closing
+
+    def got_request(self, connection: socket.socket) -> None:
+        with self._open_lock:
+            self._waiting.discard(connection)
+
+    def close_waiting(self) -> None:
+        """Closing: end the connections that wait for a next request (their threads see the
+        end at once); the others end after their answers."""
+        with self._open_lock:
+            self.closing = True
+            for connection in self._waiting:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:  # the client left already
+                    pass
 
     def process_request_thread(self, request, client_address) -> None:
         try:

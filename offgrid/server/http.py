@@ -244,6 +244,7 @@ class _Stream(Response):
         handler.send_response(200)
         handler.send_header("Content-Type", self.media_type)
         handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("X-Accel-Buffering", "no")  # nginx passes each event on at once
         handler.send_header("Transfer-Encoding", "chunked")
         for name, value in self.headers.items():
             handler.send_header(name, value)

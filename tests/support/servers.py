@@ -28,21 +28,24 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"server-{self.port}.log"
-        child = child_env(tmp_path / "home", **(env or {}))
-        self.home = Path(child["OFFGRID_HOME"])
+        self.env = child_env(tmp_path / "home", **(env or {}))
+        self.home = Path(self.env["OFFGRID_HOME"])
         config = self.home / "config.toml"
-        if database_url and "OFFGRID_DATABASE_URL" not in child and not config.exists():
+        if database_url and "OFFGRID_DATABASE_URL" not in self.env and not config.exists():
             # In the home's config, so that `offgrid users …` on this home uses it too; a home
             # started again keeps the database it had.
             self.home.mkdir(parents=True, exist_ok=True)
             config.write_text(f"database_url = {database_url!r}\n")
-        command = [sys.executable, "-m", "offgrid", "serve", "--port", str(self.port),
-                   "--models-dir", str(models_dir), *args]
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=child, stdout=self._log,
-                                        stderr=subprocess.STDOUT)
+        self.command = [sys.executable, "-m", "offgrid", "serve", "--port", str(self.port),
+                        "--models-dir", str(models_dir), *args]
+        self._spawn()
         if wait:
             self.wait_healthy()
+
+    def _spawn(self) -> None:
+        self._log = open(self.log_path, "ab")  # a restart's lines follow the earlier run's
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
 
     def wait_healthy(self, timeout: float = 120) -> None:
         def healthy() -> bool:
@@ -58,16 +61,33 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self, timeout: float = 30) -> int:
+    def terminate(self) -> None:
+        """SIGTERM, without waiting: the server finishes its running requests, then stops."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+
+    def stop(self, timeout: float = 30) -> int:
+        self.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         self._log.close()
         return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, as in a crash or a lost machine."""
+        self.process.kill()
+        self.process.wait()
+        self._log.close()
+
+    def restart(self) -> None:
+        """The same server again, on the same port with the same home (stopped first if it
+        still runs)."""
+        self.stop()
+        self._spawn()
+        self.wait_healthy()
 
 
 def starter(models_dir: Path, tmp_path_factory, new_database=None):

@@ -33,7 +33,8 @@ def openapi_document(app, request: Request) -> Response:
 
 def health(app, request: Request) -> Response:
     """Healthy once the default model is loaded (or when there is none to load), and while no
-    loaded model's scheduler has stopped on an error."""
+    loaded model's scheduler has stopped on an error. A replica behind a load balancer also
+    names itself and the models it has, so that one lacking a model is seen at a glance."""
     failed = [model_id for model_id, loaded in app.registry.loaded().items() if loaded.failure]
     if failed:
         raise ServiceUnavailable(f"The scheduler of {', '.join(failed)} stopped on an internal "
@@ -45,6 +46,9 @@ def health(app, request: Request) -> Response:
     if app.model_state == "failed":
         raise ServiceUnavailable(f"The default model {app.default_model} failed to load: "
                                  f"{app.model_error}", code="model_load_failed")
+    if app.settings.replica_name:
+        return Response({"status": "healthy", "replica": app.settings.replica_name,
+                         "models": [model.id for model in app.registry.files()]})
     return Response({"status": "healthy"})
 
 
