@@ -67,6 +67,9 @@ class Settings:
     # Networks the agents' http_get tool may reach although they are not public (loopback,
     # link-local, private): comma-separated, such as "192.168.1.0/24,10.0.0.5".
     http_get_allowed_networks: str = ""
+    # Comma-separated host:port of llama.cpp rpc-server workers that every model is spread
+    # over, with this machine (docs/scale-out.md); "": this machine alone.
+    rpc_servers: str = ""
     # Multi-user mode: see docs/multi-user.md.
     multi_user: bool = False
     require_auth: bool = False
@@ -101,6 +104,7 @@ class Settings:
             if not folder.is_absolute():
                 raise ConfigError(f"transfer_dirs must name absolute folders, not {folder}")
         self.http_get_networks()  # refuses a value that is not networks
+        self.rpc_endpoints()  # and this one a value that is not host:port pairs
 
     def http_get_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         networks = []
@@ -111,6 +115,18 @@ class Settings:
                 raise ConfigError("http_get_allowed_networks must be comma-separated networks "
                                   f"such as 10.0.0.0/8 or addresses, not {item!r}") from None
         return networks
+
+    def rpc_endpoints(self) -> list[str]:
+        """rpc_servers as "host:port" strings. llama.cpp splits an endpoint at its first colon,
+        so a host cannot be an IPv6 address."""
+        endpoints = []
+        for item in filter(None, map(str.strip, self.rpc_servers.split(","))):
+            host, _, port = item.partition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536 or item in endpoints:
+                raise ConfigError("rpc_servers must be comma-separated, distinct host:port pairs "
+                                  f"such as 192.168.1.20:50052 (no IPv6 addresses), not {item!r}")
+            endpoints.append(item)
+        return endpoints
 
     def transfer_folders(self) -> list[Path]:
         return [Path(folder.strip()).expanduser() for folder in self.transfer_dirs.split(",")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install OffGrid into it with the given extras (default: server).
-# The first run builds llama.cpp from source (about 5 minutes on 2 cores); later runs take seconds.
+# The first run builds llama.cpp from source, with its RPC backend and rpc-server (about 5 minutes
+# on 2 cores); later runs take seconds.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 extras="${1:-server}"
@@ -25,10 +26,43 @@ fi
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 
-# Install only when the package metadata changed or an extra is asked for that is not there
-# yet; extras installed before stay (so serve.sh and test.sh do not undo each other).
+# The portable build: llama.cpp's native build segfaults on CPUs that report AMX. With its RPC
+# backend, so that models can be spread over other machines (docs/scale-out.md).
+cmake_args="-DGGML_NATIVE=OFF -DGGML_RPC=ON"
+
+# llama-cpp-python from its source distribution, built with cmake_args, and llama.cpp's
+# rpc-server (which llama-cpp-python does not build) compiled from the same source into
+# .venv/bin, so that workers and server speak the same RPC protocol version.
+build_llama_cpp() {
+    local version src site
+    version="$(sed -n 's/^ *llama-cpp-python==//p' "$root/setup.cfg")"
+    src="$venv/src"
+    site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')"
+    echo "setup: building llama.cpp $version with RPC from source (~5 min on 2 cores)" >&2
+    "$venv/bin/python" -m pip download --quiet --no-deps --no-binary :all: \
+        "llama-cpp-python==$version" -d "$src"
+    # pip's wheel cache ignores CMAKE_ARGS: a wheel built without RPC must not be reused.
+    CMAKE_ARGS="$cmake_args" "$venv/bin/python" -m pip install --quiet --no-cache-dir \
+        --force-reinstall --no-deps "$src/llama_cpp_python-$version.tar.gz"
+    tar -xzf "$src/llama_cpp_python-$version.tar.gz" -C "$src" \
+        "llama_cpp_python-$version/vendor/llama.cpp/tools/rpc/rpc-server.cpp"
+    g++ -std=c++17 -O2 -o "$venv/bin/rpc-server" \
+        "$src/llama_cpp_python-$version/vendor/llama.cpp/tools/rpc/rpc-server.cpp" \
+        -I"$site/include" -L"$site/llama_cpp/lib" -lggml -lggml-base \
+        -Wl,-rpath,"$site/llama_cpp/lib"
+}
+
+has_rpc() {
+    "$venv/bin/python" -c 'from llama_cpp import llama_cpp as C
+raise SystemExit(not C.llama_supports_rpc())' 2>/dev/null && [ -x "$venv/bin/rpc-server" ]
+}
+
+# Install only when the package metadata or the build's flags changed, or an extra is asked
+# for that is not there yet; extras installed before stay (so serve.sh and test.sh do not undo
+# each other).
 stamp="$venv/.offgrid-installed"
-metadata="$(cat "$root/setup.cfg" "$root/pyproject.toml" | sha256sum | cut -c1-16)"
+metadata="$( (cat "$root/setup.cfg" "$root/pyproject.toml"; echo "$cmake_args") \
+    | sha256sum | cut -c1-16)"
 read -r installed_metadata installed_extras < "$stamp" 2>/dev/null || true
 if [ "${installed_metadata:-}" = "$metadata" ]; then
     all_extras="$(echo "${installed_extras:-},$extras" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd,)"
@@ -38,7 +72,9 @@ fi
 if [ "${installed_metadata:-}" != "$metadata" ] || [ "$all_extras" != "${installed_extras:-}" ]; then
     echo "setup: installing OffGrid[$all_extras] into .venv (the first time builds llama.cpp: ~5 min)" >&2
     "$venv/bin/python" -m pip install --quiet --upgrade pip
-    # The portable build: llama.cpp's native build segfaults on CPUs that report AMX.
-    CMAKE_ARGS="-DGGML_NATIVE=OFF" "$venv/bin/python" -m pip install --quiet -e "$root[$all_extras]"
+    if [[ ",$all_extras," == *,server,* ]] && ! has_rpc; then
+        build_llama_cpp
+    fi
+    CMAKE_ARGS="$cmake_args" "$venv/bin/python" -m pip install --quiet -e "$root[$all_extras]"
     echo "$metadata $all_extras" > "$stamp"
 fi
