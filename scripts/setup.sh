@@ -30,31 +30,42 @@ fi
 # backend, so that models can be spread over other machines (docs/scale-out.md).
 cmake_args="-DGGML_NATIVE=OFF -DGGML_RPC=ON"
 
-# llama-cpp-python from its source distribution, built with cmake_args, and llama.cpp's
-# rpc-server (which llama-cpp-python does not build) compiled from the same source into
+# llama-cpp-python is built from its source distribution with cmake_args, and llama.cpp's
+# rpc-server (which llama-cpp-python does not build) is compiled from the same source into
 # .venv/bin, so that workers and server speak the same RPC protocol version.
-build_llama_cpp() {
-    local version src site
-    version="$(sed -n 's/^ *llama-cpp-python==//p' "$root/setup.cfg")"
-    src="$venv/src"
-    site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')"
-    echo "setup: building llama.cpp $version with RPC from source (~5 min on 2 cores)" >&2
-    "$venv/bin/python" -m pip download --quiet --no-deps --no-binary :all: \
-        "llama-cpp-python==$version" -d "$src"
-    # pip's wheel cache ignores CMAKE_ARGS: a wheel built without RPC must not be reused.
-    CMAKE_ARGS="$cmake_args" "$venv/bin/python" -m pip install --quiet --no-cache-dir \
-        --force-reinstall --no-deps "$src/llama_cpp_python-$version.tar.gz"
-    tar -xzf "$src/llama_cpp_python-$version.tar.gz" -C "$src" \
-        "llama_cpp_python-$version/vendor/llama.cpp/tools/rpc/rpc-server.cpp"
-    g++ -std=c++17 -O2 -o "$venv/bin/rpc-server" \
-        "$src/llama_cpp_python-$version/vendor/llama.cpp/tools/rpc/rpc-server.cpp" \
-        -I"$site/include" -L"$site/llama_cpp/lib" -lggml -lggml-base \
-        -Wl,-rpath,"$site/llama_cpp/lib"
+llama_version="$(sed -n 's/^ *llama-cpp-python==//p' "$root/setup.cfg")"
+llama_source="$venv/src/llama_cpp_python-$llama_version.tar.gz"
+
+download_llama_source() {
+    [ -f "$llama_source" ] || "$venv/bin/python" -m pip download --quiet --no-deps \
+        --no-binary :all: "llama-cpp-python==$llama_version" -d "$venv/src"
 }
 
-has_rpc() {
-    "$venv/bin/python" -c 'from llama_cpp import llama_cpp as C
-raise SystemExit(not C.llama_supports_rpc())' 2>/dev/null && [ -x "$venv/bin/rpc-server" ]
+# Whether the llama-cpp-python installed is the pinned version, built with RPC.
+llama_has_rpc() {
+    "$venv/bin/python" - "$llama_version" 2>/dev/null <<'EOF'
+import sys
+import llama_cpp
+from llama_cpp import llama_cpp as C
+raise SystemExit(llama_cpp.__version__ != sys.argv[1] or not C.llama_supports_rpc())
+EOF
+}
+
+build_llama_cpp_python() {
+    echo "setup: building llama.cpp $llama_version with RPC from source (~5 min on 2 cores)" >&2
+    download_llama_source
+    # pip's wheel cache ignores CMAKE_ARGS: a wheel built without RPC must not be reused.
+    CMAKE_ARGS="$cmake_args" "$venv/bin/python" -m pip install --quiet --no-cache-dir \
+        --force-reinstall --no-deps "$llama_source"
+}
+
+build_rpc_server() {
+    local site program="llama_cpp_python-$llama_version/vendor/llama.cpp/tools/rpc/rpc-server.cpp"
+    site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')"
+    download_llama_source
+    tar -xzf "$llama_source" -C "$venv/src" "$program"
+    g++ -std=c++17 -O2 -o "$venv/bin/rpc-server" "$venv/src/$program" -I"$site/include" \
+        -L"$site/llama_cpp/lib" -lggml -lggml-base -Wl,-rpath,"$site/llama_cpp/lib"
 }
 
 # Install only when the package metadata or the build's flags changed, or an extra is asked
@@ -72,8 +83,12 @@ fi
 if [ "${installed_metadata:-}" != "$metadata" ] || [ "$all_extras" != "${installed_extras:-}" ]; then
     echo "setup: installing OffGrid[$all_extras] into .venv (the first time builds llama.cpp: ~5 min)" >&2
     "$venv/bin/python" -m pip install --quiet --upgrade pip
-    if [[ ",$all_extras," == *,server,* ]] && ! has_rpc; then
-        build_llama_cpp
+    if [[ ",$all_extras," == *,server,* ]]; then
+        if ! llama_has_rpc; then
+            build_llama_cpp_python
+            rm -f "$venv/bin/rpc-server"  # from another build, maybe of another version
+        fi
+        [ -x "$venv/bin/rpc-server" ] || build_rpc_server
     fi
     CMAKE_ARGS="$cmake_args" "$venv/bin/python" -m pip install --quiet -e "$root[$all_extras]"
     echo "$metadata $all_extras" > "$stamp"
