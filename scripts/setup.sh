@@ -74,7 +74,7 @@ build_rpc_server() {
 stamp="$venv/.offgrid-installed"
 metadata="$( (cat "$root/setup.cfg" "$root/pyproject.toml"; echo "$cmake_args") \
     | sha256sum | cut -c1-16)"
-read -r installed_metadata installed_extras < "$stamp" 2>/dev/null || true
+read -r installed_metadata installed_extras 2>/dev/null < "$stamp" || true
 if [ "${installed_metadata:-}" = "$metadata" ]; then
     all_extras="$(echo "${installed_extras:-},$extras" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd,)"
 else

@@ -109,7 +109,7 @@ def test_each_worker_holds_part_of_the_model(spread, workers):
     for worker in workers:
         # SmolLM2-135M Q4_1 is ~90 MB; each of three devices takes a third of its layers.
         assert worker.allocated() > 10 << 20, worker.log()[-2000:]
-        assert "Accepted client connection" in worker.log()
+        assert re.search(rf"RPC device RPC\d at {worker.endpoint}: \d+ MiB free", spread.log())
 
 
 def test_a_worker_nobody_answers_for_stops_the_server_at_start(start_server):
