@@ -84,6 +84,9 @@ class Settings:
     # Networks the agents' http_get tool may reach although they are not public (loopback,
     # link-local, private): comma-separated, such as "192.168.1.0/24,10.0.0.5".
     http_get_allowed_networks: str = ""
+    # Comma-separated host:port of llama.cpp rpc-server workers that every model is spread
+    # over, with this machine (docs/scale-out.md); "": this machine alone.
+    rpc_servers: str = ""
     # Multi-user mode: see docs/multi-user.md.
     multi_user: bool = False
     require_auth: bool = False
@@ -122,6 +125,7 @@ class Settings:
                 raise ConfigError(f"transfer_dirs must name absolute folders, not {folder}")
         self.http_get_networks()  # these two refuse a value that is not networks
         self.trusted_proxy_networks()
+        self.rpc_endpoints()  # and this one a value that is not host:port pairs
         if self.replica_name and not REPLICA_NAME.fullmatch(self.replica_name):
             raise ConfigError("replica_name must be 1 to 64 letters, digits, '.', '_' and '-' "
                               f"(it goes into a header), not {self.replica_name!r}")
@@ -131,6 +135,18 @@ class Settings:
 
     def trusted_proxy_networks(self) -> list[Network]:
         return _networks("trusted_proxies", self.trusted_proxies)
+
+    def rpc_endpoints(self) -> list[str]:
+        """rpc_servers as "host:port" strings. llama.cpp splits an endpoint at its first colon,
+        so a host cannot be an IPv6 address."""
+        endpoints = []
+        for item in filter(None, map(str.strip, self.rpc_servers.split(","))):
+            host, _, port = item.partition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536 or item in endpoints:
+                raise ConfigError("rpc_servers must be comma-separated, distinct host:port pairs "
+                                  f"such as 192.168.1.20:50052 (no IPv6 addresses), not {item!r}")
+            endpoints.append(item)
+        return endpoints
 
     def transfer_folders(self) -> list[Path]:
         return [Path(folder.strip()).expanduser() for folder in self.transfer_dirs.split(",")

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from ..config import ConfigError, Settings
+from ..engine.errors import RpcUnavailable, RpcWorkerUnreachable
 from ..store.errors import Unavailable
 
 
@@ -42,6 +43,9 @@ def register(commands, common: argparse.ArgumentParser) -> None:
                        help='how long an idle model stays loaded: "5m", "30s", -1 for ever')
     serve.add_argument("--replica-name", dest="replica_name",
                        help="this server's name among replicas behind a load balancer")
+    serve.add_argument("--rpc", dest="rpc_servers", metavar="HOST:PORT,...",
+                       help="llama.cpp rpc-server workers to spread every model over, with "
+                            "this machine (docs/scale-out.md)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
 
@@ -53,7 +57,7 @@ def _serve(args, settings: Settings) -> int:
 
     try:
         return serve(settings)
-    except ConfigError as error:
+    except (ConfigError, RpcUnavailable, RpcWorkerUnreachable) as error:
         print(f"offgrid: {error}", file=sys.stderr)
         return 2
     except Unavailable as error:  # a database_url nobody answers at

@@ -93,3 +93,21 @@ class AdapterMismatch(EngineError):
 
     def __init__(self, adapter_id: str, model_id: str, reason: str):
         super().__init__(f"The LoRA adapter {adapter_id} cannot be used with {model_id}: {reason}")
+
+
+class RpcUnavailable(EngineError):
+    """RPC workers were named, but this llama.cpp was built without its RPC backend."""
+
+    def __init__(self):
+        super().__init__("rpc_servers (--rpc) needs llama-cpp-python built with "
+                         "CMAKE_ARGS=-DGGML_RPC=ON, and this one was built without it; "
+                         "scripts/setup.sh builds it so")
+
+
+class RpcWorkerUnreachable(EngineError):
+    """An RPC worker (rpc_servers, --rpc) that cannot be reached, or does not answer as an
+    rpc-server of this llama.cpp version would."""
+
+    def __init__(self, endpoint: str, reason: str):
+        super().__init__(f"The RPC worker {endpoint} cannot be used: {reason}")
+        self.endpoint = endpoint

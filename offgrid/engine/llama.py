@@ -2,7 +2,7 @@
 
 This is the only module in OffGrid that calls llama.cpp. It hides ctypes buffers and pointers
 behind a few small classes: Model, LoraAdapter, Context, Batch, SamplerChain, Grammar and
-Candidates.
+Candidates, and the compute devices a model may be spread over (Device, rpc_devices).
 """
 
 from __future__ import annotations
@@ -66,15 +66,92 @@ def system_info() -> str:
     return C.llama_print_system_info().decode("utf-8", "replace")
 
 
+# -- devices --------------------------------------------------------------------------------------
+
+def _ggml(name: str, argtypes: list, restype):
+    """A function of ggml's C API. llama-cpp-python binds none of ggml's backend registry, and
+    libllama's handle resolves ggml's symbols too, so they come from the very ggml that llama
+    uses (loading libggml a second time could give a second, empty registry)."""
+    function = getattr(C._lib, name)
+    function.argtypes, function.restype = argtypes, restype
+    return function
+
+
+_P = ctypes.c_void_p
+_reg_by_name = _ggml("ggml_backend_reg_by_name", [ctypes.c_char_p], _P)
+_reg_proc_address = _ggml("ggml_backend_reg_get_proc_address", [_P, ctypes.c_char_p], _P)
+_reg_dev_count = _ggml("ggml_backend_reg_dev_count", [_P], ctypes.c_size_t)
+_reg_dev_get = _ggml("ggml_backend_reg_dev_get", [_P, ctypes.c_size_t], _P)
+_dev_name = _ggml("ggml_backend_dev_name", [_P], ctypes.c_char_p)
+_dev_description = _ggml("ggml_backend_dev_description", [_P], ctypes.c_char_p)
+_dev_memory = _ggml("ggml_backend_dev_memory", [_P, ctypes.POINTER(ctypes.c_size_t),
+                                                ctypes.POINTER(ctypes.c_size_t)], None)
+_dev_by_type = _ggml("ggml_backend_dev_by_type", [ctypes.c_int], _P)
+_DEVICE_TYPE_CPU = 0  # enum ggml_backend_dev_type
+# ggml_backend_reg_t ggml_backend_rpc_add_server(const char * endpoint), found through the RPC
+# backend's registry entry (as llama.cpp's own --rpc does) rather than linked by name.
+_RPC_ADD_SERVER = ctypes.CFUNCTYPE(_P, ctypes.c_char_p)
+
+
+class Device:
+    """A compute device of ggml's backend registry: the local CPU, or one an RPC worker offers.
+    Devices live as long as the process."""
+
+    def __init__(self, handle: int):
+        self._ptr = handle
+
+    @property
+    def name(self) -> str:
+        return _dev_name(self._ptr).decode()
+
+    @property
+    def description(self) -> str:
+        return _dev_description(self._ptr).decode()
+
+    def memory(self) -> tuple[int, int]:
+        """(free, total) bytes; for an RPC device this asks its worker."""
+        free, total = ctypes.c_size_t(), ctypes.c_size_t()
+        _dev_memory(self._ptr, ctypes.byref(free), ctypes.byref(total))
+        return free.value, total.value
+
+
+def cpu_device() -> Device:
+    init_backend()
+    return Device(_dev_by_type(_DEVICE_TYPE_CPU))
+
+
+def rpc_supported() -> bool:
+    """Whether this llama.cpp was built with its RPC backend (GGML_RPC=ON)."""
+    return bool(C.llama_supports_rpc()) and bool(_reg_by_name(b"RPC"))
+
+
+def rpc_devices(endpoint: str) -> list[Device]:
+    """The devices the rpc-server at `endpoint` ("host:port") offers. llama.cpp aborts the
+    process if it cannot reach the worker: check that it answers first (engine/rpc.py)."""
+    init_backend()
+    add_server = _reg_proc_address(_reg_by_name(b"RPC"), b"ggml_backend_rpc_add_server")
+    if not add_server:
+        raise LlamaError("this llama.cpp's RPC backend has no ggml_backend_rpc_add_server")
+    reg = _RPC_ADD_SERVER(add_server)(endpoint.encode())
+    if not reg:
+        raise LlamaError(f"the RPC worker at {endpoint} offers no devices")
+    return [Device(_reg_dev_get(reg, i)) for i in range(_reg_dev_count(reg))]
+
+
 # -- model ----------------------------------------------------------------------------------------
 
 class Model:
     """A loaded GGUF file: weights, vocabulary and metadata. Safe to share between contexts."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, devices: list[Device] | None = None):
+        """`devices`: where its layers go, split by each one's free memory (all of them, as
+        llama.cpp's n_gpu_layers default asks); None: llama.cpp's own choice (here, the CPU)."""
         init_backend()
         self.path = Path(path)
         params = C.llama_model_default_params()
+        if devices:  # a NULL-terminated array, read only during the load
+            chosen = (_P * (len(devices) + 1))(*(d._ptr for d in devices), None)
+            params.devices = ctypes.cast(chosen, _P)
         self._ptr = C.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._ptr:
             raise LlamaError(f"{self.path.name} could not be loaded: not a valid GGUF model file")

@@ -1,7 +1,8 @@
 """Loaded models: loaded on first use, kept while in use, unloaded when idle past their
 keep-alive or when the least recently used must make room for another (`max_models`, or the
 memory budget). A model is never unloaded while it has requests. A model loads each LoRA
-adapter it is asked for once, and keeps it until it unloads."""
+adapter it is asked for once, and keeps it until it unloads. With RPC workers (`rpc_servers`)
+every model is spread over them and this machine, and their free memory counts too."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .errors import (
 )
 from .kvcache import KVCache
 from .llama import LlamaError, LoraAdapter, Model
+from .rpc import Workers
 from .scheduler import Scheduler
 
 log = logging.getLogger("offgrid.registry")
@@ -204,6 +206,8 @@ class Registry:
         self.settings = settings
         self._on_finished = on_finished
         self._on_failure = on_failure
+        endpoints = settings.rpc_endpoints()
+        self.workers = Workers(endpoints) if endpoints else None  # refuses unreachable ones
         self.folder = ModelFolder(settings.models_dir, settings.replica_name)
         self.loras = LoraFolder(settings.models_dir / FOLDER_NAME)
         self.kv_cache = KVCache(settings.home / "kv", ram_bytes=settings.kv_cache_ram_mb << 20,
@@ -260,15 +264,19 @@ class Registry:
             if model_file.error:
                 raise ModelLoadFailed(f"{model_file.path.name} could not be loaded: "
                                       f"{model_file.error}")
+            if self.workers is not None and not self.loaded():
+                self.workers.check()  # llama.cpp would abort on a worker gone since
             need = memory_needed(model_file, self.settings)
             if self.draft_file is not None and self.draft_file.id != model_id:
                 need += memory_needed(self.draft_file, self.settings)
             self._make_room(need)
             log.info("loading %s (about %d MiB)", model_file.path, need >> 20)
+            devices = self.workers.devices if self.workers is not None else None
             try:
-                loaded = LoadedModel(Model(model_file.path), model_file, self.settings, need,
-                                     *self._listeners(model_id), loras=self.loras,
-                                     kv_cache=self.kv_cache, draft_file=self.draft_file)
+                loaded = LoadedModel(Model(model_file.path, devices), model_file,
+                                     self.settings, need, *self._listeners(model_id),
+                                     loras=self.loras, kv_cache=self.kv_cache,
+                                     draft_file=self.draft_file)
             except LlamaError as error:
                 raise ModelLoadFailed(str(error)) from None
             loaded.touch(keep_alive)
@@ -314,7 +322,8 @@ class Registry:
     def _free_memory(self, loaded: dict[str, LoadedModel]) -> int:
         if self.settings.max_memory:
             return self.settings.max_memory - sum(m.memory_estimate for m in loaded.values())
-        return psutil.virtual_memory().available
+        remote = self.workers.free_memory() if self.workers is not None else 0
+        return psutil.virtual_memory().available + remote
 
     @staticmethod
     def _unloadable(loaded: LoadedModel) -> bool:

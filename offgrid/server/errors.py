@@ -180,6 +180,8 @@ TRANSLATIONS: list[tuple[type[Exception], Callable[[Exception, str | None], ApiE
     (engine.QueueFull, lambda e, prompt: ServiceUnavailable(
         str(e), retry_after=e.retry_after, code="server_busy")),
     (engine.ModelLoadFailed, lambda e, prompt: ApiError(str(e), code="model_load_failed")),
+    (engine.RpcWorkerUnreachable, lambda e, prompt: ServiceUnavailable(
+        str(e), code="rpc_worker_unreachable")),
     (engine.EngineClosed, lambda e, prompt: ServiceUnavailable(str(e), code="shutting_down")),
     (engine.SchedulerFailed, lambda e, prompt: ApiError(str(e), code="engine_failed")),
     (engine.RequestFailed, lambda e, prompt: ApiError(str(e))),
