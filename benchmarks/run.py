@@ -31,10 +31,10 @@ from report import machine, render, with_section  # noqa: E402
 from servers import Server  # noqa: E402
 
 COUNTING_PROMPT = "1, 2, 3, 4,"  # every server continues it greedily to max_tokens
-# Written by benchmarks/engine_depth.py, soak.py and kb_eval.py (and by hand: run-to-run
-# spread); kept when this run rewrites the page.
+# Written by benchmarks/engine_depth.py, soak.py, kb_eval.py and store_load.py (and by hand:
+# run-to-run spread, the reading of engine depth); kept when this run rewrites the page.
 KEPT_HEADINGS = ("## Engine depth", "## Reading the engine-depth figures", "## Run to run",
-                 "## Soak", "## Knowledge base")
+                 "## Soak", "## Knowledge base", "## Scale-out")
 PORT = 18600
 
 

@@ -27,7 +27,9 @@ def _free_port() -> int:
 
 
 class Cluster:
-    def __init__(self):
+    def __init__(self, durable: bool = False):
+        """`durable`: PostgreSQL's default fsync and synchronous commit (for benchmarks); the
+        tests turn them off, as nothing here must outlive a crash."""
         self.bin = script("fetch_postgres").ensure()
         self.folder = Path(tempfile.mkdtemp(prefix="offgrid-pg-"))
         self.data = self.folder / "data"
@@ -41,8 +43,9 @@ class Cluster:
         self._run("initdb", "-D", self.data, "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
                   "--locale=C.UTF-8")
         self._run("pg_ctl", "-D", self.data, "-l", self.folder / "server.log", "-w", "start",
-                  "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-                        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+                  "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+                        + ("" if durable else " -c fsync=off -c synchronous_commit=off "
+                                              "-c full_page_writes=off"))
 
     def _run(self, program: str, *arguments) -> None:
         done = subprocess.run([*self._as, self.bin / program, *map(str, arguments)],
