@@ -142,7 +142,13 @@ def _keep_an_admin(connection: Connection, user: User, verb: str) -> None:
 
 
 def ensure_admin(db: Database, password: str) -> User | None:
-    """Create the user `admin` with this password if there is no admin yet; the new user."""
+    """Create the user `admin` with this password if there is no admin yet; the new user.
+    Servers starting at once on one database may all find none: the first creates it and the
+    others find the name taken, which leaves them nothing to do (as does a user `admin` who is
+    not an admin: the server then warns that there is none)."""
     if has_admin(db):
         return None
-    return create(db, "admin", password, "admin")
+    try:
+        return create(db, "admin", password, "admin")
+    except Conflict:
+        return None

@@ -116,6 +116,15 @@ def test_usage_audit_tools_and_stored_responses(db):
     assert responses.get(db, "resp_1", 5) is None, "another owner's is not there"
 
 
+def test_an_admin_password_meeting_the_name_taken_creates_nothing_and_raises_nothing(db):
+    # What a server finds that checked for an admin just before another one, starting at the
+    # same moment on the same database, created it.
+    taken = users.create(db, "admin", "correct horse battery staple", "user")
+    assert users.ensure_admin(db, "another password entirely") is None
+    assert users.find(db, "admin") == taken
+    assert users.ensure_admin(db, "correct horse battery staple") is None
+
+
 def test_a_database_nobody_answers_at_is_a_clear_error():
     with pytest.raises(Unavailable, match="Cannot reach the database at postgresql://u:\\*\\*\\*@"):
         PostgresDatabase("postgresql://u:secret@127.0.0.1:1/none")
