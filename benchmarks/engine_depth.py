@@ -227,8 +227,8 @@ def metrics_text(server: Server) -> str:
 def plain_chat(peers: Peers, rounds: int) -> dict:
     """64-token chat streams from 1, 4 and 8 clients at once (four each at 1, two at 4 and 8,
     so that a round is long enough to trust), greedy and sampled with the same seeds: all
-    streams' tokens/s."""
-    names = ["OffGrid", "llama-server"]
+    streams' tokens/s. OffGrid without speculation runs too: drafting must not slow plain chat."""
+    names = ["OffGrid", "OffGrid, no speculation", "llama-server"]
     results: dict = {}
     for number in range(rounds):
         for mode, sampling in (("greedy", {"temperature": 0}), ("sampled", SAMPLED)):
@@ -329,13 +329,16 @@ def render(results: dict, rounds: int) -> str:
         lines += ["### Plain chat", "",
                   "All streams' tokens/s, 64-token chat answers, greedy and sampled "
                   "(temperature 0.8, top_p 0.95, the same seeds for both).", "",
-                  "| clients | sampling | OffGrid | llama-server | OffGrid / llama-server |",
-                  "|---|---|---|---|---|"]
+                  "| clients | sampling | OffGrid | OffGrid, no speculation | llama-server | "
+                  "OffGrid / llama-server | OffGrid / no speculation |",
+                  "|---|---|---|---|---|---|---|"]
         for key, row in results["chat"].items():
             mode, clients = key.split()
             value = ratio(row["OffGrid"], row["llama-server"])
-            lines.append(f"| {clients} | {mode} | {spread(row['OffGrid'])} | "
-                         f"{spread(row['llama-server'])} | {times(value)} |")
+            plain = row.get("OffGrid, no speculation", [])
+            lines.append(f"| {clients} | {mode} | {spread(row['OffGrid'])} | {spread(plain)} | "
+                         f"{spread(row['llama-server'])} | {times(value)} | "
+                         f"{times(ratio(row['OffGrid'], plain))} |")
             targets.append((f"plain chat, {mode}, {clients} clients vs llama-server ≥ 1.0×",
                             value, 1.0, False))
         lines.append("")
