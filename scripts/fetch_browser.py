@@ -9,17 +9,11 @@ Importable, standard library only: ensure() gives the path.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
+
+import debian_packages
 
 NAMES = ("chromium", "chromium-browser")  # Debian's name, then Ubuntu's
-INSTALL = "apt-get update -qq && apt-get install -y -qq chromium"
-
-
-class FetchError(RuntimeError):
-    """No browser could be found or installed."""
 
 
 def installed() -> str | None:
@@ -28,23 +22,9 @@ def installed() -> str | None:
 
 def ensure() -> str:
     """The path of Chromium's executable."""
-    path = installed()
-    if path:
-        return path
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise FetchError("the web page's tests need Chromium (on Debian: sudo apt-get install "
-                         "chromium)")
-    print("fetch_browser: installing chromium with apt-get ...", file=sys.stderr, flush=True)
-    done = subprocess.run(INSTALL, shell=True, capture_output=True, text=True)
-    path = installed()
-    if done.returncode != 0 or path is None:
-        raise FetchError(f"`{INSTALL}` failed (exit {done.returncode}):\n"
-                         f"{(done.stdout + done.stderr)[-4000:]}")
-    return path
+    return debian_packages.ensure(["chromium"], installed, "the web page's tests",
+                                  "fetch_browser")
 
 
 if __name__ == "__main__":
-    try:
-        print(ensure())
-    except FetchError as error:
-        sys.exit(f"fetch_browser: error: {error}")
+    debian_packages.main("fetch_browser", ensure)

@@ -10,17 +10,9 @@ Importable, standard library only: ensure() gives the folder.
 from __future__ import annotations
 
 import glob
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-INSTALL = "apt-get update -qq && apt-get install -y -qq postgresql"
-
-
-class FetchError(RuntimeError):
-    """No PostgreSQL could be found or installed."""
+import debian_packages
 
 
 def installed() -> Path | None:
@@ -32,23 +24,9 @@ def installed() -> Path | None:
 
 
 def ensure() -> Path:
-    folder = installed()
-    if folder:
-        return folder
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise FetchError("the PostgreSQL tests need PostgreSQL's server (on Debian: sudo "
-                         "apt-get install postgresql)")
-    print("fetch_postgres: installing postgresql with apt-get ...", file=sys.stderr, flush=True)
-    done = subprocess.run(INSTALL, shell=True, capture_output=True, text=True)
-    folder = installed()
-    if done.returncode != 0 or folder is None:
-        raise FetchError(f"`{INSTALL}` failed (exit {done.returncode}):\n"
-                         f"{(done.stdout + done.stderr)[-4000:]}")
-    return folder
+    return debian_packages.ensure(["postgresql"], installed, "the PostgreSQL tests",
+                                  "fetch_postgres")
 
 
 if __name__ == "__main__":
-    try:
-        print(ensure())
-    except FetchError as error:
-        sys.exit(f"fetch_postgres: error: {error}")
+    debian_packages.main("fetch_postgres", ensure)

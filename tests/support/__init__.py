@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 
 def script(name: str) -> ModuleType:
-    """scripts/<name>.py, imported once."""
+    """scripts/<name>.py, imported once (with scripts/ on the path, for what they share)."""
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.append(str(ROOT / "scripts"))
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
