@@ -51,20 +51,22 @@ def addresses(replicas) -> list[str]:
     return [f"127.0.0.1:{replicas[name].port}" for name in NAMES]
 
 
-@pytest.fixture(scope="session")
-def nginx(balancer_programs, replicas, tmp_path_factory):
-    balancer = Nginx(balancer_programs["nginx"], tmp_path_factory.mktemp("nginx"),
-                     addresses(replicas))
+def running(kind, balancer_programs, replicas, tmp_path_factory):
+    """A balancer of `kind` in front of the replicas, for as long as its fixture lasts."""
+    balancer = {"nginx": Nginx, "haproxy": HAProxy}[kind](
+        balancer_programs[kind], tmp_path_factory.mktemp(kind), addresses(replicas))
     yield balancer
     balancer.stop()
+
+
+@pytest.fixture(scope="session")
+def nginx(balancer_programs, replicas, tmp_path_factory):
+    yield from running("nginx", balancer_programs, replicas, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def haproxy(balancer_programs, replicas, tmp_path_factory):
-    balancer = HAProxy(balancer_programs["haproxy"], tmp_path_factory.mktemp("haproxy"),
-                       addresses(replicas))
-    yield balancer
-    balancer.stop()
+    yield from running("haproxy", balancer_programs, replicas, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

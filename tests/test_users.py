@@ -1,7 +1,6 @@
 """Users, roles, login tokens and API keys on a multi-user server, the `offgrid users` command,
 and the database under them."""
 
-import threading
 import time
 
 import pytest
@@ -244,24 +243,6 @@ def test_a_too_short_admin_password_stops_the_server(start_server):
 
 
 # -- the store under it -----------------------------------------------------------------------
-
-def test_many_threads_write_at_once_without_losing_anything(tmp_path):
-    db = Database(tmp_path / "offgrid.db")
-    errors = []
-
-    def create(n):
-        try:
-            users.create(db, f"user{n}", "a-long-password", "user")
-        except Exception as error:  # noqa: BLE001 - collected for the assertion
-            errors.append(error)
-
-    threads = [threading.Thread(target=create, args=(n,)) for n in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors and len(users.everyone(db)) == 12
-
 
 def test_passwords_are_salted_slow_hashes(tmp_path):
     db = Database(tmp_path / "offgrid.db")
