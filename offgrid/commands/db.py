@@ -9,7 +9,7 @@ import sys
 
 from ..config import Settings
 from ..store import copy
-from ..store.db import open_database, open_url
+from ..store.db import applied_migrations, open_database, open_url
 from ..store.errors import StoreError
 
 
@@ -35,7 +35,7 @@ def _migrate(args, settings: Settings) -> int:
     except (ValueError, StoreError) as error:
         print(f"offgrid: {error}", file=sys.stderr)
         return 1
-    names = [row["name"] for row in db.read("SELECT name FROM migrations ORDER BY name")]
+    names = applied_migrations(db)
     print(f"{db.name}: up to date, {len(names)} migrations ({names[-1]})")
     db.close()
     return 0

@@ -109,6 +109,11 @@ class Database:
         """Each thread's connection closes with its thread."""
 
 
+def applied_migrations(db) -> list[str]:
+    """The names of the migrations a database (sqlite or PostgreSQL) has had, in order."""
+    return [row["name"] for row in db.read("SELECT name FROM migrations ORDER BY name")]
+
+
 def migrate(connection: sqlite3.Connection, migrations: list[Migration]) -> None:
     """Apply, in order, the migrations not yet recorded, each in its own transaction."""
     # Keyed by name. A database from before kept a number too, as the table's rowid: it reads
