@@ -131,6 +131,17 @@ def test_a_request_whose_guesses_fail_still_tries_one_token_now_and_then():
     assert speculator.drafts([no_room], generating=1) == {}
 
 
+def test_a_batch_of_several_slots_explores_no_more_tokens_per_step_than_one_slot():
+    speculator = Speculator()
+    for tokens, ms in {1: 11.5, 2: 22.8, 4: 33.7, 16: 100.4}.items():
+        speculator.observe_step(tokens, ms / 1000)
+    rooms = [Room(seq=seq, lookup=PromptLookup([7, 8, 9, 1, 7, 8, 9]),
+                  record=JobAcceptance(checked=40, kept=0), limit=8) for seq in range(4)]
+    steps = 4 * 4 * EXPLORE_EVERY
+    explored = sum(len(speculator.drafts(rooms, generating=4)) for _ in range(steps))
+    assert explored == 4 * 4  # each of the four slots once every 4 * EXPLORE_EVERY steps
+
+
 def _timed(ms_by_tokens: dict[int, float]) -> StepCost:
     cost = StepCost()
     for tokens, ms in ms_by_tokens.items():
