@@ -115,10 +115,16 @@ def test_an_unmeasured_machine_starts_with_one_token_each():
     assert (first.planned, second.planned) == (1, 1)
 
 
-def test_a_request_whose_guesses_fail_still_tries_one_token_now_and_then():
-    speculator = Speculator()
-    for tokens, ms in {1: 11.5, 2: 22.8, 4: 33.7, 16: 100.4}.items():
+def _measured_speculator(ms_by_tokens: dict[int, float], drafter=None) -> Speculator:
+    """A speculator that has seen steps of these sizes take these times."""
+    speculator = Speculator(drafter)
+    for tokens, ms in ms_by_tokens.items():
         speculator.observe_step(tokens, ms / 1000)
+    return speculator
+
+
+def test_a_request_whose_guesses_fail_still_tries_one_token_now_and_then():
+    speculator = _measured_speculator({1: 11.5, 2: 22.8, 4: 33.7, 16: 100.4})
     record = JobAcceptance(checked=40, kept=0)  # its drafts were never right
     room = Room(seq=3, lookup=PromptLookup([7, 8, 9, 1, 7, 8, 9]), record=record, limit=8)
     drafted = [speculator.drafts([room], generating=1) for _ in range(2 * EXPLORE_EVERY)]
@@ -132,9 +138,7 @@ def test_a_request_whose_guesses_fail_still_tries_one_token_now_and_then():
 
 
 def test_a_batch_of_several_slots_explores_no_more_tokens_per_step_than_one_slot():
-    speculator = Speculator()
-    for tokens, ms in {1: 11.5, 2: 22.8, 4: 33.7, 16: 100.4}.items():
-        speculator.observe_step(tokens, ms / 1000)
+    speculator = _measured_speculator({1: 11.5, 2: 22.8, 4: 33.7, 16: 100.4})
     rooms = [Room(seq=seq, lookup=PromptLookup([7, 8, 9, 1, 7, 8, 9]),
                   record=JobAcceptance(checked=40, kept=0), limit=8) for seq in range(4)]
     steps = 4 * 4 * EXPLORE_EVERY
@@ -171,9 +175,8 @@ class _Drafter:
 
 def test_the_draft_model_guesses_for_the_slots_their_history_has_no_draft_for():
     drafter = _Drafter()
-    speculator = Speculator(drafter)
-    for tokens, ms in {1: 11.5, 2: 22.8, 3: 33.0, 4: 33.7, 8: 60.0, 16: 100.4}.items():
-        speculator.observe_step(tokens, ms / 1000)
+    speculator = _measured_speculator({1: 11.5, 2: 22.8, 3: 33.0, 4: 33.7, 8: 60.0, 16: 100.4},
+                                      drafter)
     quoting = Room(seq=0, lookup=PromptLookup([1, 2, 3, 4, 9, 1, 2, 3, 4]),
                    record=JobAcceptance(checked=40, kept=40), limit=8)
     chatting = Room(seq=1, lookup=PromptLookup([1, 2, 3]), record=JobAcceptance(), limit=2)
@@ -185,9 +188,7 @@ def test_the_draft_model_guesses_for_the_slots_their_history_has_no_draft_for():
 
 def test_the_draft_models_record_is_its_own_and_a_poor_one_stops_it_guessing():
     drafter = _Drafter()
-    speculator = Speculator(drafter)
-    speculator.observe_step(1, 0.0115)
-    speculator.observe_step(2, 0.0228)
+    speculator = _measured_speculator({1: 11.5, 2: 22.8}, drafter)
     record = JobAcceptance()
     room = Room(seq=0, lookup=PromptLookup([1, 2, 3]), record=record, limit=8)
     for _ in range(50):
