@@ -6,7 +6,10 @@ draft model's guesses go through the same checks.
 llama.cpp's CPU kernels compute a step of one token slightly differently from a step of several
 (logits differ by up to about 0.5 with SmolLM2), in plain batching as in drafting. So each
 request here asks for two choices: both servers then decode every step with two or more tokens,
-and their logits are bit-identical."""
+and their logits are bit-identical. Where a step's tokens sit in the KV memory matters too (the
+attention sums run over the cells in order), so the drafting server is this module's own, sent
+the same requests in the same order as the plain one, not the shared server with whatever history
+earlier test files gave it."""
 
 from __future__ import annotations
 
@@ -26,18 +29,26 @@ QUOTE = [{"role": "system", "content": "You repeat text exactly."},
          {"role": "user", "content": "Repeat this text word for word:\n\n" + PASSAGE}]
 
 
+SLOTS = ("--model", CHAT_MODEL, "--parallel", "4", "--max-context", "2048")
+
+
+@pytest.fixture(scope="module")
+def speculating(start_module_server):
+    """Drafting from the prompt, as every server does by default."""
+    return start_module_server(*SLOTS)
+
+
 @pytest.fixture(scope="module")
 def plain(start_module_server):
-    """The same model and slots as the shared server, never drafting."""
-    return start_module_server("--model", CHAT_MODEL, "--parallel", "4", "--max-context", "2048",
-                               "--no-speculative")
+    """The same model and slots, never drafting."""
+    return start_module_server(*SLOTS, "--no-speculative")
 
 
-def both(server, plain_server, **fields) -> tuple[dict, dict]:
+def both(speculating, plain, **fields) -> tuple[dict, dict]:
     body = {"model": CHAT_MODEL, "messages": QUOTE, "n": 2, "max_tokens": 96,
             "temperature": 0, **fields}
     answers = []
-    for url in (server.url, plain_server.url):
+    for url in (speculating.url, plain.url):
         status, _, answer = post(url + "/v1/chat/completions", body)
         assert status == 200, answer
         answers.append(answer)
@@ -48,49 +59,47 @@ def texts(answer: dict) -> list[str]:
     return [choice["message"]["content"] for choice in answer["choices"]]
 
 
-def test_a_quoting_answer_is_drafted_and_is_what_plain_decoding_gives(server, plain):
-    drafted, plainly = both(server, plain)
+def test_a_quoting_answer_is_drafted_and_is_what_plain_decoding_gives(speculating, plain):
+    drafted, plainly = both(speculating, plain)
     assert texts(drafted) == texts(plainly)
     assert texts(drafted)[0].startswith("The generator is kept in")
     timings = drafted["timings"]
     assert timings["draft_n_accepted"] >= 40, timings  # most of the answer came from drafts
     assert timings["draft_n"] >= timings["draft_n_accepted"]
     assert "draft_n" not in plainly["timings"]
-    # (cached_tokens may differ: the shared server has served other prompts before)
-    for count in ("prompt_tokens", "completion_tokens"):
-        assert drafted["usage"][count] == plainly["usage"][count]
+    assert drafted["usage"] == plainly["usage"]
 
 
-def test_seeded_sampling_draws_the_same_tokens_with_drafts(server, plain):
-    status, _, tokens = post(server.url + "/v1/tokenize", {"content": "<|im_end|><|endoftext|>",
-                                                        "model": CHAT_MODEL, "parse_special": True})
+def test_seeded_sampling_draws_the_same_tokens_with_drafts(speculating, plain):
+    status, _, tokens = post(speculating.url + "/v1/tokenize", {
+        "content": "<|im_end|><|endoftext|>", "model": CHAT_MODEL, "parse_special": True})
     assert status == 200, tokens
     # Ending is banned so that both choices run to max_tokens and every step holds two tokens.
     banned = {str(t): -100 for t in tokens["tokens"]}
-    drafted, plainly = both(server, plain, temperature=0.7, seed=11, logit_bias=banned)
+    drafted, plainly = both(speculating, plain, temperature=0.7, seed=11, logit_bias=banned)
     assert texts(drafted) == texts(plainly)
     assert texts(drafted)[0] != texts(drafted)[1]  # seed and seed + 1
 
 
-def test_logprobs_stop_strings_and_length_are_those_of_plain_decoding(server, plain):
-    drafted, plainly = both(server, plain, logprobs=True, top_logprobs=2,
+def test_logprobs_stop_strings_and_length_are_those_of_plain_decoding(speculating, plain):
+    drafted, plainly = both(speculating, plain, logprobs=True, top_logprobs=2,
                             stop=["carbon monoxide"])
     assert texts(drafted) == texts(plainly)
     assert texts(drafted)[0].endswith("inside the shed: ")
     assert drafted["choices"][0]["finish_reason"] == "stop"
     assert drafted["choices"][0]["logprobs"] == plainly["choices"][0]["logprobs"]
-    drafted, plainly = both(server, plain, max_tokens=37)
+    drafted, plainly = both(speculating, plain, max_tokens=37)
     assert texts(drafted) == texts(plainly)
     assert drafted["usage"]["completion_tokens"] == 2 * 37
     assert drafted["choices"][0]["finish_reason"] == "length"
 
 
-def test_drafts_are_counted_in_metrics(server):
-    before = scrape(server.url)
-    status, _, answer = post(server.url + "/v1/chat/completions", {
+def test_drafts_are_counted_in_metrics(speculating):
+    before = scrape(speculating.url)
+    status, _, answer = post(speculating.url + "/v1/chat/completions", {
         "model": CHAT_MODEL, "messages": QUOTE, "max_tokens": 64, "temperature": 0})
     assert status == 200, answer
-    after = scrape(server.url)
+    after = scrape(speculating.url)
 
     def added(name: str) -> float:
         labels = {"model": CHAT_MODEL, "source": "prompt"}
@@ -109,8 +118,7 @@ STORY = [{"role": "user", "content": "Tell me a short story about a lighthouse k
 def drafting(start_module_server):
     """The starter model drafting for itself: the same vocabulary, guesses nearly always right
     (though no faster: on a CPU it costs as much as the model it drafts for)."""
-    return start_module_server("--model", CHAT_MODEL, "--parallel", "4", "--max-context", "2048",
-                               "--draft-model", CHAT_MODEL)
+    return start_module_server(*SLOTS, "--draft-model", CHAT_MODEL)
 
 
 def drafted_by_the_model(samples) -> tuple[float, float]:
