@@ -280,8 +280,8 @@ class Context:
     then splits a batch into micro-batches of equal token counts over consecutive sequence ids,
     each a whole pass over the weights, so a step where one slot reads a prompt chunk or checks a
     draft while others generate is computed twice. With one unified buffer it would be one pass
-    (SmolLM2, 2 cores, 4 sequences: 4 x 1 token 22 -> 20 ms, with a 3-token draft on one 45 -> 33
-    ms, with a 16-token prompt chunk 92 -> 69 ms). But which CPU attention kernel runs, and how
+    (benchmarks/kv_layout.py, SmolLM2 on 2 cores: 4 sequences with a 3-token draft on one, 46-51
+    -> 33-38 ms; docs/benchmarks.md has the rest). But which CPU attention kernel runs, and how
     it groups the cells it sums, then depends on where other requests' tokens sit in the shared
     buffer: an answer would change with the load beside it, and drafted answers would no longer
     be exactly plain decoding's (tests/test_engine.py, tests/test_speculative.py fail).
