@@ -109,7 +109,7 @@ class DraftModel:
     def _decode(self, timed: bool) -> None:
         started = time.perf_counter()
         self._ctx.decode(self._batch)
-        if timed:
+        if timed and self._ctx.one_pass(self._batch):
             self.cost.observe(len(self._batch), time.perf_counter() - started)
 
     def close(self) -> None:

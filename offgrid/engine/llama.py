@@ -273,6 +273,27 @@ class LoraAdapter:
 
 # -- context --------------------------------------------------------------------------------------
 
+def micro_batches(tokens_by_seq: dict[int, int]) -> list[int]:
+    """The sizes of the micro-batches, each a pass over the weights, that llama.cpp computes a
+    batch of these tokens per sequence in (in the order the sequences first appear), with a KV
+    buffer per sequence (llama_batch_allocr::split_equal): it takes each sequence whose id is
+    one more than the last one taken, and as many tokens of each as the one with fewest has."""
+    left = {seq: n for seq, n in tokens_by_seq.items() if n}
+    sizes = []
+    while left:
+        taken = []
+        for seq in left:
+            if not taken or seq == taken[-1] + 1:
+                taken.append(seq)
+        each = min(left[seq] for seq in taken)
+        sizes.append(each * len(taken))
+        for seq in taken:
+            left[seq] -= each
+            if not left[seq]:
+                del left[seq]
+    return sizes
+
+
 class Context:
     """A llama.cpp context: KV memory for n_seq sequences plus the compute graph's buffers.
 
@@ -300,6 +321,7 @@ class Context:
         params.embeddings = embeddings
         params.pooling_type = pooling
         params.kv_unified = kv_unified
+        self.kv_unified = kv_unified
         self.model = model
         self._ptr = C.llama_init_from_model(model._ptr, params)
         if not self._ptr:
@@ -316,6 +338,10 @@ class Context:
         status = C.llama_decode(self._ptr, batch._batch)
         if status != 0:
             raise LlamaError(f"llama_decode failed with status {status}")
+
+    def one_pass(self, batch: "Batch") -> bool:
+        """Whether llama.cpp computes `batch` in one pass over the weights."""
+        return self.kv_unified or len(micro_batches(batch.tokens_by_seq)) <= 1
 
     def use_adapters(self, adapters: list[tuple[LoraAdapter, float]]) -> None:
         """Apply these adapters, at these scales, to every decode from now on (none: the base
@@ -381,12 +407,14 @@ class Batch:
         self.capacity = capacity
         self._batch = C.llama_batch_init(capacity, 0, 1)
         self._batch.n_tokens = 0
+        self.tokens_by_seq: dict[int, int] = {}  # in the order the sequences first appear
 
     def __len__(self) -> int:
         return self._batch.n_tokens
 
     def clear(self) -> None:
         self._batch.n_tokens = 0
+        self.tokens_by_seq.clear()
 
     def add(self, token: int, pos: int, seq: int, want_logits: bool) -> int:
         """Append a token; returns its row, which is where its logits are read after decoding."""
@@ -397,6 +425,7 @@ class Batch:
         b.seq_id[row][0] = seq
         b.logits[row] = want_logits
         b.n_tokens = row + 1
+        self.tokens_by_seq[seq] = self.tokens_by_seq.get(seq, 0) + 1
         return row
 
     def close(self) -> None:

@@ -483,7 +483,7 @@ class Scheduler:
             for slot in busy:
                 self._fail_slot(slot, DecodeFailed(str(error)))
             return
-        if self._speculator is not None:
+        if self._speculator is not None and self._ctx.one_pass(batch):  # what plan() reads
             self._speculator.observe_step(len(batch), time.perf_counter() - started)
         generated_before = self.generated_tokens
         for slot, rows, draft in to_sample:
@@ -505,7 +505,7 @@ class Scheduler:
                       min(batch_room, slot.job.max_tokens - slot.job.generation.completion_tokens
                           - 1, self.ctx_per_slot - len(slot.cached) - 1))
                  for slot in generating]
-        return self._speculator.drafts(rooms, len(generating))
+        return self._speculator.drafts(rooms)
 
     def _this_turn(self, busy: list[_Slot]) -> list[_Slot]:
         """The busy slots this step decodes: those of the adapter set whose turn it is, with

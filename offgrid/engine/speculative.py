@@ -10,8 +10,9 @@ state, as plain decoding would have used, so the output is the same at temperatu
 same distribution when sampling (and, with a seed, the same draws).
 
 Drafting is not free: on a CPU each extra token in a batch costs about a third of a one-token
-step. How long a draft is worth depends on the machine and on how often drafts like it were right,
-so both are measured as the server runs: `StepCost` fits a step's time against its tokens, and
+step, and beside other slots' tokens a draft is computed in a pass of its own (plan). How long a
+draft is worth depends on the machine and on how often drafts like it were right, so both are
+measured as the server runs: `StepCost` fits a one-pass step's time against its tokens, and
 `Acceptance` keeps how often a drafted token was kept, by the length of the match it came from
 (a long match, as when an answer quotes its prompt, is right far more often than a common phrase
 of two tokens). `plan` then drafts a token only while its chance of being kept, per unit of cost,
@@ -24,6 +25,8 @@ while drafts one token, so that its own record can overrule the estimate.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .llama import micro_batches
 
 NGRAM_SIZES = (4, 3, 2)  # the suffix lengths looked up, longest first
 MAX_DRAFT = 16  # most tokens drafted for one slot in one step
@@ -213,8 +216,9 @@ class StepCost:
 
 @dataclass
 class Candidate:
-    """A slot that could draft: its draft as found, and how likely each of its tokens is to be
-    kept if those before it were."""
+    """A slot that could draft: its sequence, its draft as found, and how likely each of its
+    tokens is to be kept if those before it were."""
+    seq: int
     draft: Draft
     rates: list[float]
     planned: int = 0
@@ -228,11 +232,13 @@ class Candidate:
         return chances
 
 
-def plan(candidates: list[Candidate], generating: int, cost: StepCost) -> None:
+def plan(candidates: list[Candidate], generating: list[int], cost: StepCost) -> None:
     """Set each candidate's `planned` tokens so as to get the most tokens per second from the
     step. A drafted token is kept only if every one before it is (Candidate.worth); the
     likeliest are taken first, as many as give the best expected tokens over the step's cost.
-    `generating`: the slots that get a token from the step anyway."""
+    `generating`: the sequences that get a token from the step anyway, in the batch's order.
+    The step costs its micro-batches (llama.micro_batches): beside other slots a draft is
+    computed in a pass of its own, unless the slots next to it draft as many tokens."""
     if not candidates:
         return
     if not cost.measured:  # nothing timed yet: one token each, which starts measuring
@@ -241,10 +247,16 @@ def plan(candidates: list[Candidate], generating: int, cost: StepCost) -> None:
         return
     offers = sorted(((chance, index) for index, candidate in enumerate(candidates)
                      for chance in candidate.worth()), reverse=True)
-    best, best_yield, expected = 0, generating / cost.seconds(generating), float(generating)
-    for taken, (value, _) in enumerate(offers, start=1):
+    fed = dict.fromkeys(generating, 1)  # tokens per sequence
+
+    def seconds() -> float:
+        return sum(cost.seconds(size) for size in micro_batches(fed))
+
+    best, best_yield, expected = 0, len(generating) / seconds(), float(len(generating))
+    for taken, (value, index) in enumerate(offers, start=1):
         expected += value
-        per_second = expected / cost.seconds(generating + taken)
+        fed[candidates[index].seq] += 1
+        per_second = expected / seconds()
         if per_second > best_yield:
             best, best_yield = taken, per_second
     for _, index in offers[:best]:
@@ -292,27 +304,29 @@ class Speculator:
     def observe_step(self, tokens: int, seconds: float) -> None:
         self._cost.observe(tokens, seconds)
 
-    def drafts(self, rooms: list[Room], generating: int) -> dict[int, Draft]:
+    def drafts(self, rooms: list[Room]) -> dict[int, Draft]:
         """The draft of each slot that drafts this step, by sequence: from its history, as
         many tokens as are worth their cost (plan), and one token from a request that could have
         drafted for EXPLORE_EVERY steps per slot generating but was not planned to; then, for
-        the slots left, the draft model's guesses."""
+        the slots left, the draft model's guesses. `rooms`: every slot generating in the step,
+        in the batch's order."""
+        generating = [room.seq for room in rooms]
         rooms = [room for room in rooms if room.limit > 0]
         drafts = self._history_drafts(rooms, generating)
         if self._drafter is not None:
             rest = [room for room in rooms if room.seq not in drafts]
-            tokens = generating + sum(len(draft.tokens) for draft in drafts.values())
-            drafts.update(self._model_drafts(rest, tokens, generating))
+            tokens = len(generating) + sum(len(draft.tokens) for draft in drafts.values())
+            drafts.update(self._model_drafts(rest, tokens, len(generating)))
         return drafts
 
-    def _history_drafts(self, rooms: list[Room], generating: int) -> dict[int, Draft]:
+    def _history_drafts(self, rooms: list[Room], generating: list[int]) -> dict[int, Draft]:
         found = [(room, room.lookup.draft(min(MAX_DRAFT, room.limit))) for room in rooms]
         found = [(room, draft) for room, draft in found if draft is not None]
-        candidates = [Candidate(draft, [room.record.rate(self._acceptance.rate(draft.match, depth))
-                                        for depth in range(1, len(draft.tokens) + 1)])
-                      for room, draft in found]
+        candidates = [Candidate(room.seq, draft, [
+            room.record.rate(self._acceptance.rate(draft.match, depth))
+            for depth in range(1, len(draft.tokens) + 1)]) for room, draft in found]
         plan(candidates, generating, self._cost)
-        explore_after = EXPLORE_EVERY * max(1, generating)
+        explore_after = EXPLORE_EVERY * max(1, len(generating))
         drafts = {}
         for (room, draft), candidate in zip(found, candidates, strict=True):
             room.record.idle += 1

@@ -4,6 +4,7 @@ stand-in that guesses fixed tokens shows what the speculator asks of it.)"""
 
 from __future__ import annotations
 
+from offgrid.engine.llama import micro_batches
 from offgrid.engine.speculative import (
     EXPLORE_EVERY,
     PRIOR_RATE,
@@ -66,7 +67,7 @@ def test_a_draft_that_got_far_is_believed_to_go_on():
 
 
 def test_deep_tokens_are_worth_what_all_before_them_are():
-    candidate = Candidate(Draft([1, 2, 3], match=8), [0.5, 1.0, 0.8])
+    candidate = Candidate(0, Draft([1, 2, 3], match=8), [0.5, 1.0, 0.8])
     assert candidate.worth() == [0.5, 0.5, 0.4]
 
 
@@ -89,13 +90,13 @@ def _costly_cpu() -> StepCost:
     return cost
 
 
-def _candidate(rate: float, tokens: int = 16) -> Candidate:
-    return Candidate(Draft(list(range(tokens)), match=8), [rate] * tokens)
+def _candidate(rate: float, tokens: int = 16, seq: int = 0) -> Candidate:
+    return Candidate(seq, Draft(list(range(tokens)), match=8), [rate] * tokens)
 
 
 def test_a_quote_drafts_long_and_a_guess_drafts_nothing():
-    sure, unsure = _candidate(0.98), _candidate(0.5)
-    plan([sure, unsure], generating=2, cost=_costly_cpu())
+    sure, unsure = _candidate(0.98), _candidate(0.5, seq=1)
+    plan([sure, unsure], generating=[0, 1], cost=_costly_cpu())
     assert sure.planned >= 14
     assert unsure.planned == 0
 
@@ -105,13 +106,13 @@ def test_when_extra_tokens_are_nearly_free_even_a_fair_guess_is_worth_drafting()
     for tokens in range(1, 20):
         cheap.observe(tokens, 0.010 + tokens * 0.0001)
     fair = _candidate(0.5)
-    plan([fair], generating=1, cost=cheap)
+    plan([fair], generating=[0], cost=cheap)
     assert fair.planned >= 3
 
 
 def test_an_unmeasured_machine_starts_with_one_token_each():
-    first, second = _candidate(0.9), _candidate(0.1)
-    plan([first, second], generating=2, cost=StepCost())
+    first, second = _candidate(0.9), _candidate(0.1, seq=1)
+    plan([first, second], generating=[0, 1], cost=StepCost())
     assert (first.planned, second.planned) == (1, 1)
 
 
@@ -127,14 +128,14 @@ def test_a_request_whose_guesses_fail_still_tries_one_token_now_and_then():
     speculator = _measured_speculator({1: 11.5, 2: 22.8, 4: 33.7, 16: 100.4})
     record = JobAcceptance(checked=40, kept=0)  # its drafts were never right
     room = Room(seq=3, lookup=PromptLookup([7, 8, 9, 1, 7, 8, 9]), record=record, limit=8)
-    drafted = [speculator.drafts([room], generating=1) for _ in range(2 * EXPLORE_EVERY)]
+    drafted = [speculator.drafts([room]) for _ in range(2 * EXPLORE_EVERY)]
     tried = [i for i, drafts in enumerate(drafted) if drafts]
     assert tried == [EXPLORE_EVERY - 1, 2 * EXPLORE_EVERY - 1]
     assert drafted[tried[0]][3].tokens == [1]
     speculator.checked(record, drafted[tried[0]][3], checked=1, kept=1)
     assert record.checked == 41
     no_room = Room(seq=3, lookup=room.lookup, record=record, limit=0)
-    assert speculator.drafts([no_room], generating=1) == {}
+    assert speculator.drafts([no_room]) == {}
 
 
 def test_a_batch_of_several_slots_explores_no_more_tokens_per_step_than_one_slot():
@@ -142,7 +143,7 @@ def test_a_batch_of_several_slots_explores_no_more_tokens_per_step_than_one_slot
     rooms = [Room(seq=seq, lookup=PromptLookup([7, 8, 9, 1, 7, 8, 9]),
                   record=JobAcceptance(checked=40, kept=0), limit=8) for seq in range(4)]
     steps = 4 * 4 * EXPLORE_EVERY
-    explored = sum(len(speculator.drafts(rooms, generating=4)) for _ in range(steps))
+    explored = sum(len(speculator.drafts(rooms)) for _ in range(steps))
     assert explored == 4 * 4  # each of the four slots once every 4 * EXPLORE_EVERY steps
 
 
@@ -180,7 +181,7 @@ def test_the_draft_model_guesses_for_the_slots_their_history_has_no_draft_for():
     quoting = Room(seq=0, lookup=PromptLookup([1, 2, 3, 4, 9, 1, 2, 3, 4]),
                    record=JobAcceptance(checked=40, kept=40), limit=8)
     chatting = Room(seq=1, lookup=PromptLookup([1, 2, 3]), record=JobAcceptance(), limit=2)
-    drafts = speculator.drafts([quoting, chatting], generating=2)
+    drafts = speculator.drafts([quoting, chatting])
     assert not drafts[0].from_model and drafts[0].tokens[0] == 9
     assert drafts[1].from_model and drafts[1].tokens == [5, 6]  # within its room
     assert drafter.asked[0][0] == [1]
@@ -192,10 +193,36 @@ def test_the_draft_models_record_is_its_own_and_a_poor_one_stops_it_guessing():
     record = JobAcceptance()
     room = Room(seq=0, lookup=PromptLookup([1, 2, 3]), record=record, limit=8)
     for _ in range(50):
-        for draft in speculator.drafts([room], generating=1).values():
+        for draft in speculator.drafts([room]).values():
             speculator.checked(record, draft, checked=1, kept=0)
     assert (record.checked, record.kept) == (0, 0)  # a request's rate is of its history's drafts
     guessed = len(drafter.asked)
     for _ in range(EXPLORE_EVERY):
-        speculator.drafts([room], generating=1)
+        speculator.drafts([room])
     assert len(drafter.asked) == guessed + 1  # one token now and then, to keep measuring
+
+
+def test_beside_other_slots_a_draft_pays_for_a_pass_of_its_own():
+    # Alone, four likely tokens are worth a step of five; beside three other slots the same
+    # draft is a second pass (llama.cpp's micro-batches, with a KV buffer per sequence).
+    alone, beside = _candidate(0.95, tokens=4), _candidate(0.95, tokens=4)
+    plan([alone], generating=[0], cost=_costly_cpu())
+    plan([beside], generating=[0, 1, 2, 3], cost=_costly_cpu())
+    assert (alone.planned, beside.planned) == (4, 0)
+
+
+def test_neighbours_drafting_alike_share_one_pass():
+    # Drafted alone beside the others, each of these would not pay (as above); all four
+    # drafting as many tokens make one pass of the step, and that does.
+    quotes = [_candidate(0.95, tokens=4, seq=seq) for seq in range(4)]
+    plan(quotes, generating=[0, 1, 2, 3], cost=_costly_cpu())
+    assert [quote.planned for quote in quotes] == [3] * 4
+
+
+def test_llama_cpp_passes_follow_runs_of_ids_and_equal_counts():
+    assert micro_batches({0: 1, 1: 1, 2: 1, 3: 1}) == [4]
+    assert micro_batches({5: 17}) == [17]
+    assert micro_batches({0: 4, 1: 1, 2: 1}) == [3, 3]  # a draft beside other slots
+    assert micro_batches({0: 1, 2: 1, 3: 1}) == [1, 2]  # an idle slot between busy ones
+    assert micro_batches({1: 1, 0: 1}) == [1, 1]  # ids must run on in the order they come
+    assert micro_batches({0: 3, 1: 3, 2: 1}) == [3, 4]
