@@ -48,6 +48,9 @@ EXPLORE_EVERY = 16
 # step (seen on 2-core CPUs: 12.5 ms for one token, 43 ms for eight).
 PRIOR_MARGINAL_SHARE = 0.35
 MAX_COST_TOKENS = 128  # steps bigger than this (prompt chunks) tell nothing about drafts
+# A drafted token less likely than this to be kept is not weighed at all: it cannot pay for its
+# share of a step, and weighing each offer costs a micro-batch split in Python.
+LEAST_CHANCE = 0.05
 # A step size's mean is a plain mean for its first steps, then moves this much toward each new
 # one, so that a machine that got busier or quieter is followed within a few dozen steps.
 COST_WEIGHT = 0.04
@@ -232,13 +235,19 @@ class Candidate:
         return chances
 
 
+def step_seconds(cost: StepCost, fed: dict[int, int]) -> float:
+    """What a step feeding these tokens per sequence (in the batch's order) costs: one step's
+    time per micro-batch llama.cpp computes it in (llama.micro_batches)."""
+    return sum(cost.seconds(size) for size in micro_batches(fed))
+
+
 def plan(candidates: list[Candidate], generating: list[int], cost: StepCost) -> None:
     """Set each candidate's `planned` tokens so as to get the most tokens per second from the
     step. A drafted token is kept only if every one before it is (Candidate.worth); the
     likeliest are taken first, as many as give the best expected tokens over the step's cost.
     `generating`: the sequences that get a token from the step anyway, in the batch's order.
-    The step costs its micro-batches (llama.micro_batches): beside other slots a draft is
-    computed in a pass of its own, unless the slots next to it draft as many tokens."""
+    The step costs its micro-batches (step_seconds): beside other slots a draft is computed in
+    a pass of its own, unless the slots next to it draft as many tokens."""
     if not candidates:
         return
     if not cost.measured:  # nothing timed yet: one token each, which starts measuring
@@ -246,33 +255,33 @@ def plan(candidates: list[Candidate], generating: list[int], cost: StepCost) -> 
             candidate.planned = 1
         return
     offers = sorted(((chance, index) for index, candidate in enumerate(candidates)
-                     for chance in candidate.worth()), reverse=True)
+                     for chance in candidate.worth() if chance >= LEAST_CHANCE), reverse=True)
     fed = dict.fromkeys(generating, 1)  # tokens per sequence
-
-    def seconds() -> float:
-        return sum(cost.seconds(size) for size in micro_batches(fed))
-
-    best, best_yield, expected = 0, len(generating) / seconds(), float(len(generating))
+    best, best_yield = 0, len(generating) / step_seconds(cost, fed)
+    expected = float(len(generating))
     for taken, (value, index) in enumerate(offers, start=1):
         expected += value
         fed[candidates[index].seq] += 1
-        per_second = expected / seconds()
+        per_second = expected / step_seconds(cost, fed)
         if per_second > best_yield:
             best, best_yield = taken, per_second
     for _, index in offers[:best]:
         candidates[index].planned += 1
 
 
-def model_depth(rate: float, drafting: int, tokens: int, generating: int, cost: StepCost,
+def model_depth(rate: float, drafting: list[int], fed: dict[int, int], cost: StepCost,
                 draft_cost: StepCost) -> int:
-    """How many tokens the draft model should guess for each of `drafting` slots, to get the
-    most tokens per second: each depth costs one step of the draft model for all of them, and
-    their tokens in the chat model's step. `tokens`: what that step holds already, of which
-    `generating` are the slots' next tokens."""
-    best, best_yield, expected = 0, generating / cost.seconds(tokens), float(generating)
+    """How many tokens the draft model should guess for each of the `drafting` sequences, to
+    get the most tokens per second: each depth costs one step of the draft model for all of
+    them, and their tokens in the chat model's step. `fed`: the tokens per sequence that step
+    holds already, one of them each generating slot's next token."""
+    best, best_yield = 0, len(fed) / step_seconds(cost, fed)
+    expected = float(len(fed))
+    guessing = step_seconds(draft_cost, dict.fromkeys(drafting, 1))
     for depth in range(1, MAX_DRAFT + 1):
-        expected += drafting * rate ** depth
-        seconds = cost.seconds(tokens + drafting * depth) + depth * draft_cost.seconds(drafting)
+        expected += len(drafting) * rate ** depth
+        deeper = {seq: n + depth if seq in drafting else n for seq, n in fed.items()}
+        seconds = step_seconds(cost, deeper) + depth * guessing
         if expected / seconds > best_yield:
             best, best_yield = depth, expected / seconds
     return best
@@ -315,8 +324,8 @@ class Speculator:
         drafts = self._history_drafts(rooms, generating)
         if self._drafter is not None:
             rest = [room for room in rooms if room.seq not in drafts]
-            tokens = len(generating) + sum(len(draft.tokens) for draft in drafts.values())
-            drafts.update(self._model_drafts(rest, tokens, len(generating)))
+            fed = {seq: 1 + len(drafts[seq].tokens) if seq in drafts else 1 for seq in generating}
+            drafts.update(self._model_drafts(rest, fed))
         return drafts
 
     def _history_drafts(self, rooms: list[Room], generating: list[int]) -> dict[int, Draft]:
@@ -337,13 +346,12 @@ class Speculator:
                 drafts[room.seq] = Draft(draft.tokens[:candidate.planned], draft.match)
         return drafts
 
-    def _model_drafts(self, rooms: list[Room], tokens: int, generating: int
-                      ) -> dict[int, Draft]:
+    def _model_drafts(self, rooms: list[Room], fed: dict[int, int]) -> dict[int, Draft]:
         if not rooms:
             return {}
         depth = 1  # until both models' steps are timed
         if self._cost.measured and self._drafter.cost.measured:
-            depth = model_depth(self._model_rate.optimistic, len(rooms), tokens, generating,
+            depth = model_depth(self._model_rate.optimistic, [room.seq for room in rooms], fed,
                                 self._cost, self._drafter.cost)
         self._model_idle += 1
         if not depth and self._model_idle >= EXPLORE_EVERY:

@@ -156,9 +156,9 @@ def _timed(ms_by_tokens: dict[int, float]) -> StepCost:
 
 def test_a_fast_draft_model_guesses_deep_and_one_as_slow_as_the_model_not_at_all():
     fast = _timed({1: 1.0, 2: 1.2, 4: 1.5})
-    assert model_depth(0.95, drafting=2, tokens=2, generating=2, cost=_costly_cpu(),
+    assert model_depth(0.95, drafting=[0, 1], fed={0: 1, 1: 1}, cost=_costly_cpu(),
                        draft_cost=fast) >= 3
-    assert model_depth(0.95, drafting=2, tokens=2, generating=2, cost=_costly_cpu(),
+    assert model_depth(0.95, drafting=[0, 1], fed={0: 1, 1: 1}, cost=_costly_cpu(),
                        draft_cost=_costly_cpu()) == 0
 
 
