@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from offgrid.engine.llama import LoraAdapter, Model  # noqa: E402
+from offgrid.engine.requests import Failed, Finished, GenerationRequest  # noqa: E402
 from offgrid.engine.sampling import SamplingParams  # noqa: E402
-from offgrid.engine.scheduler import Failed, Finished, GenerationRequest, Scheduler  # noqa: E402
+from offgrid.engine.scheduler import Scheduler  # noqa: E402
 from support.lora import write_adapter  # noqa: E402
 
 A, B = (("a", 1.0),), (("b", 1.0),)

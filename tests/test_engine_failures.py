@@ -13,7 +13,7 @@ import pytest
 
 from offgrid.config import Settings
 from offgrid.engine.errors import RequestFailed, SchedulerFailed
-from offgrid.engine.scheduler import Failed, Finished, GenerationRequest
+from offgrid.engine.requests import Failed, Finished, GenerationRequest
 from offgrid.server.app import App, Server
 from support.http import assert_error, chat_body, get, post, stream
 from support.metrics import scrape, value

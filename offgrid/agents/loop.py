@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..engine import generate, grammar, toolcalling
+from ..engine.requests import Failed, Finished, GenerationRequest, Text
 from ..engine.sampling import SamplingParams
-from ..engine.scheduler import Failed, Finished, GenerationRequest, Scheduler, Text
+from ..engine.scheduler import Scheduler
 from .tools import Tool, ToolContext, ToolResult, call_tool
 
 STEP_TOKENS = 512  # the most one model step may write

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from .errors import TooManyChoices
-from .scheduler import Failed, Finished, Generation, GenerationRequest, Scheduler, Started
+from .requests import Failed, Finished, Generation, GenerationRequest, Started
+from .scheduler import Scheduler
 
 POLL_SECONDS = 0.2  # how often a waiting run checks whether its caller is still there
 END_WAIT_SECONDS = 30.0  # how long cancelled choices get to end before they are counted as is

@@ -1,4 +1,5 @@
-"""Continuous batching: one thread per loaded model drives all of its requests together.
+"""Continuous batching: one thread per loaded model drives all of its requests together. What a
+request is and the events it gets back are in requests.py.
 
 Each step builds ONE llama_batch holding the next token of every slot that is generating plus
 prompt chunks of slots still reading their prompt, so a new request starts while others stream.
@@ -46,89 +47,19 @@ from .errors import (
 )
 from .kvcache import KVCache, common_prefix, model_identity
 from .llama import Batch, Context, LlamaError, LoraAdapter, Model
-from .sampling import OutputText, SamplingParams, TokenLogprob, build_sampler, token_logprob
+from .requests import (
+    NOTHING_DONE,
+    Failed,
+    Finished,
+    Generation,
+    GenerationRequest,
+    Started,
+    Text,
+)
+from .sampling import OutputText, TokenLogprob, build_sampler, token_logprob
 from .speculative import Draft, JobAcceptance, PromptLookup, Room, Speculator
 
 log = logging.getLogger("offgrid.scheduler")
-
-# -- what a request is, and what it gets back ------------------------------------------------------
-
-@dataclass
-class GenerationRequest:
-    """A raw `prompt`, as text (with a `suffix`: fill in the middle) or as tokens, or chat
-    `messages` as (role, content) pairs rendered with the model's template."""
-    prompt: str | list[int] | None = None
-    messages: list[tuple[str, str]] | None = None
-    suffix: str | None = None
-    sampling: SamplingParams = field(default_factory=SamplingParams)
-    max_tokens: int | None = None
-    stop: list[str] = field(default_factory=list)
-    logprobs: int | None = None  # None: none; n: each token's logprob and the n likeliest
-    adapters: AdapterSet = NO_ADAPTERS  # LoRA adapters loaded for the model (adapter_set)
-
-
-@dataclass(frozen=True)
-class Started:
-    prompt_tokens: int
-
-
-@dataclass(frozen=True)
-class Text:
-    text: str
-    logprobs: tuple[TokenLogprob, ...] = ()  # of the tokens this text completes
-
-
-@dataclass(frozen=True)
-class Finished:
-    reason: str  # "stop" | "length" | "cancelled"
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    prompt_ms: float
-    generation_ms: float
-    stop_sequence: str | None = None  # the request's stop string that ended it, if one did
-    drafted_tokens: int = 0  # tokens guessed ahead (speculative.py) and fed to be checked
-    accepted_tokens: int = 0  # of those, the ones that were right and kept
-    model_drafted_tokens: int = 0  # of the two, those guessed by the draft model
-    model_accepted_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class Failed:
-    error: Exception
-
-
-NOTHING_DONE = Finished("cancelled", 0, 0, 0, 0.0, 0.0)  # cancelled before it had a slot
-
-
-class Generation:
-    """The caller's handle on one submitted request: a way to cancel it, what it has cost so far,
-    and whether it has ended. Its events go to the caller's queue as (index, event) pairs, so one
-    queue can serve several generations; the last is always one Finished or Failed."""
-
-    def __init__(self, request: GenerationRequest, events: queue.SimpleQueue, index: int):
-        self.request = request
-        self.index = index
-        self.prompt_tokens = 0  # the prompt's length once it had a slot (cached part included)
-        self.completion_tokens = 0
-        self._events = events
-        self._cancelled = threading.Event()
-        self._ended = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancelled.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    def wait_ended(self, timeout: float) -> bool:
-        """Wait until the scheduler is done with it; False if that took longer than `timeout`."""
-        return self._ended.wait(timeout)
-
-    def _emit(self, event) -> None:
-        self._events.put((self.index, event))
-
 
 # -- scheduler state -------------------------------------------------------------------------------
 
@@ -341,7 +272,7 @@ class Scheduler:
     def _queue(self, job: _Job) -> None:
         with self._cond:
             if self._running:
-                job.generation._emit(Started(len(job.prompt)))
+                job.generation.emit(Started(len(job.prompt)))
                 self._waiting.append(job)
                 self._cond.notify_all()
                 return
@@ -626,15 +557,15 @@ class Scheduler:
         sampling was 7% of this thread's time, 2% since); woken at the step's end, it works
         while llama_decode runs without the GIL."""
         for generation, text in self._released:
-            generation._emit(text)
+            generation.emit(text)
         self._released.clear()
 
     def _end(self, generation: Generation, last_event) -> None:
-        generation._emit(last_event)
+        generation.emit(last_event)
         with self._cond:
             self._in_flight -= 1
             self.last_active = time.monotonic()
-        generation._ended.set()
+        generation.mark_ended()
 
     def _stop_reason(self) -> Exception:
         """What requests still held get when the scheduler stops."""

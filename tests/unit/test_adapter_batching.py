@@ -6,8 +6,9 @@ from __future__ import annotations
 import queue
 
 from offgrid.engine.adapter_turns import adapter_set, next_adapter_set
+from offgrid.engine.requests import Generation, GenerationRequest
 from offgrid.engine.sampling import OutputText
-from offgrid.engine.scheduler import Generation, GenerationRequest, _Job, _Slot
+from offgrid.engine.scheduler import _Job, _Slot
 
 A = (("a", 1.0),)
 B = (("b", 0.5),)

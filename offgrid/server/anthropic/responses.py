@@ -8,7 +8,7 @@ import json
 import uuid
 
 from ...engine.generate import Run
-from ...engine.scheduler import Finished
+from ...engine.requests import Finished
 from ...engine.toolcalling import AnswerReader, ToolCall, ToolUse
 from ..errors import ApiError
 from ..http import EventStream, NamedEvent, Response

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from ...engine import grammar, toolcalling
 from ...engine.errors import InvalidGrammar
+from ...engine.requests import GenerationRequest
 from ...engine.sampling import SamplingParams
-from ...engine.scheduler import GenerationRequest
 from ...engine.toolcalling import ToolCall, ToolUse
 from ...models.folder import NotFound
 from .. import fields

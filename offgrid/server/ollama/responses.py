@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 
 from ...engine import toolcalling
 from ...engine.generate import Run
+from ...engine.requests import Failed, Finished, Text
 from ...engine.sampling import SamplingParams
-from ...engine.scheduler import Failed, Finished, Text
 from ...engine.toolcalling import ToolUse
 from ...models.folder import ModelFile
 from ...models.hub import Download

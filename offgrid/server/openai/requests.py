@@ -20,8 +20,8 @@ from ...engine import grammar, toolcalling
 from ...engine.errors import InvalidGrammar
 from ...engine.generate import choices
 from ...engine.llama import Model
+from ...engine.requests import GenerationRequest
 from ...engine.sampling import SamplingParams
-from ...engine.scheduler import GenerationRequest
 from ...engine.toolcalling import Tool, ToolCall, ToolUse
 from .. import fields
 from ..errors import BadRequest

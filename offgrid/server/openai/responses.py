@@ -15,8 +15,8 @@ import numpy as np
 from ... import __version__
 from ...engine import toolcalling
 from ...engine.generate import Run
+from ...engine.requests import Failed, Finished, Text
 from ...engine.sampling import TokenLogprob
-from ...engine.scheduler import Failed, Finished, Text
 from ...engine.toolcalling import ToolCall, ToolUse
 from ..errors import translate
 from ..http import ClientGone, EventStream, Response

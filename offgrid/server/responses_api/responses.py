@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 
 from ...engine.generate import Run
-from ...engine.scheduler import Finished
+from ...engine.requests import Finished
 from ...engine.toolcalling import AnswerReader, ToolCall
 from ..errors import ApiError
 from ..http import EventStream, NamedEvent, Response

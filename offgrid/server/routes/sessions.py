@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ... import sessions
 from ...engine import generate
-from ...engine.scheduler import Failed, Finished, Text
+from ...engine.requests import Failed, Finished, Text
 from ...store import sessions as store
 from .. import fields
 from ..errors import ApiError, BadRequest, ServiceUnavailable, translate
