@@ -1,9 +1,11 @@
 """Real documents for the knowledge base's unit tests, made once a session: pages of the Debian
-Reference's PDF written out by pypdf (outline included), and a .docx written by python-docx."""
+Reference's PDF written out by pypdf (outline included), and a .docx written by python-docx;
+and the workspace folder the agents' file and shell tools work in."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +56,8 @@ def word_document() -> bytes:
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Path:
+    return tmp_path / "home" / "workspace" / "user-1"  # made by the first call
