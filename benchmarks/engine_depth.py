@@ -282,7 +282,12 @@ def spread(values: list[float], digits: int = 1) -> str:
 
 
 def ratio(ours: list[float], theirs: list[float]) -> float | None:
-    return statistics.median(ours) / statistics.median(theirs) if ours and theirs else None
+    """The median of the ratios of paired figures: the same round and passage or clients,
+    measured a minute apart at most. The machine drifts over a run and the passages differ in
+    how well they can be drafted, and neither moves this as they move each server's median."""
+    if not ours or not theirs:
+        return None
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
 
 
 def times(value: float | None) -> str:
@@ -293,7 +298,9 @@ def render(results: dict, rounds: int) -> str:
     lines = [f"Run with `.venv/bin/python benchmarks/engine_depth.py --rounds {rounds}`: all "
              "servers up at once, SmolLM2-135M-Instruct Q4_1, 2 threads, 4 slots of 2,048 "
              "tokens; each figure is the median of its rounds, with the lowest and highest in "
-             f"brackets. {machine()['date']}, {machine()['cpu']}.", ""]
+             "brackets, and each ratio the median of the ratios of figures paired by round "
+             "(and passage), which were measured a minute apart at most. "
+             f"{machine()['date']}, {machine()['cpu']}.", ""]
     targets = []
     if "sessions" in results:
         lines += ["### A chat that returns", "",
