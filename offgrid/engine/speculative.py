@@ -24,18 +24,21 @@ while drafts one token, so that its own record can overrule the estimate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .llama import micro_batches
 
 NGRAM_SIZES = (4, 3, 2)  # the suffix lengths looked up, longest first
-MAX_DRAFT = 16  # most tokens drafted for one slot in one step
+# Most tokens drafted for one slot in one step: with its next token, a step of 16, which CPU
+# kernels split evenly (on a 2-core EPYC a 17-token step took 62-74 ms, one of 16 53-57).
+MAX_DRAFT = 15
 MATCH_BUCKETS = (2, 3, 4, 6, 8, 12, 16, 24)  # match lengths that share an acceptance estimate
 MAX_MATCH = MATCH_BUCKETS[-1]
 # Depths in a draft from which on its tokens share an estimate (per kind of match): a token deep
-# in a draft was reached because those before it were right, and is right more often.
+# in a draft was reached because those before it were right, and is right more often. A band
+# not tried yet is believed to be right as often as the band before it.
 DEPTH_BANDS = (1, 2, 4, 8)
-PRIOR_RATE = 0.5  # what a kind of match is believed to be right at before it was tried
+PRIOR_RATE = 0.5  # what a kind of match's first band is believed to be right at before it was tried
 PRIOR_WEIGHT = 2.0  # ... worth this many drafted tokens
 OPTIMISM = 1.0  # standard errors added to a rate before planning with it
 DECAY = 0.99  # each new outcome weighs on a kind of match this much more than the one before
@@ -123,22 +126,23 @@ def match_bucket(match: int) -> int:
 
 @dataclass
 class _Rate:
-    kept: float = PRIOR_RATE * PRIOR_WEIGHT
-    checked: float = PRIOR_WEIGHT
+    """How often drafted tokens were kept (each outcome weighing DECAY times less than the next),
+    read against a prior worth PRIOR_WEIGHT of them."""
+    kept: float = 0.0
+    checked: float = 0.0
 
     def add(self, kept: int, checked: int) -> None:
         decay = DECAY ** checked
         self.kept = self.kept * decay + kept
         self.checked = self.checked * decay + checked
 
-    @property
-    def rate(self) -> float:
-        return self.kept / self.checked
+    def mean(self, prior: float) -> float:
+        return (self.kept + prior * PRIOR_WEIGHT) / (self.checked + PRIOR_WEIGHT)
 
-    @property
-    def optimistic(self) -> float:
-        rate = self.rate
-        return min(1.0, rate + OPTIMISM * (rate * (1 - rate) / self.checked) ** 0.5)
+    def optimistic(self, prior: float) -> float:
+        rate = self.mean(prior)
+        return min(1.0, rate + OPTIMISM * (rate * (1 - rate)
+                                           / (self.checked + PRIOR_WEIGHT)) ** 0.5)
 
 
 class Acceptance:
@@ -151,8 +155,14 @@ class Acceptance:
 
     def rate(self, match: int, depth: int = 1) -> float:
         """How likely the token at `depth` (from 1) of a draft from such a match is to be kept
-        if those before it were, read optimistically."""
-        return self._rates[match_bucket(match)][_band(depth, DEPTH_BANDS)].optimistic
+        if those before it were, read optimistically. Each band's prior is the band before it:
+        a band seldom reached is believed to go on as the draft went so far, not to fall back to
+        PRIOR_RATE, which, once per token it covers, would cut every long draft short."""
+        bands = self._rates[match_bucket(match)][:_band(depth, DEPTH_BANDS) + 1]
+        prior = PRIOR_RATE
+        for band in bands[:-1]:
+            prior = band.mean(prior)
+        return bands[-1].optimistic(prior)
 
     def add(self, match: int, kept: int, checked: int) -> None:
         """A draft's first `checked` tokens were compared, the first `kept` of them right."""
@@ -163,19 +173,32 @@ class Acceptance:
 
 @dataclass
 class JobAcceptance:
-    """A request's own record: an answer that quotes keeps quoting, one that does not, not."""
+    """A request's own record, by depth in its drafts (DEPTH_BANDS): an answer that quotes keeps
+    quoting, one that does not, not, and one that paraphrases what it repeats goes a few tokens
+    and misses. Read against its kind of match's rate at the same depth (Acceptance)."""
     drafted: int = 0  # tokens fed as drafts, from the history or the draft model
     accepted: int = 0  # of those, the ones kept
     model_drafted: int = 0  # of the drafted and the accepted, those from the draft model
     model_accepted: int = 0
-    # Of the drafts from its history, the tokens compared with a sampled token (a draft stops
-    # at its first miss), and the ones kept: what its rate is read from.
-    checked: int = 0
-    kept: int = 0
+    # Of its drafts from its history, by depth band, the tokens compared with a sampled one (a
+    # draft stops at its first miss) and the ones kept: what its rates are read from.
+    checked: list[int] = field(default_factory=lambda: [0] * len(DEPTH_BANDS))
+    kept: list[int] = field(default_factory=lambda: [0] * len(DEPTH_BANDS))
     idle: int = 0  # steps since it last drafted, though it could have
 
-    def rate(self, prior: float) -> float:
-        return (self.kept + prior * JOB_PRIOR_WEIGHT) / (self.checked + JOB_PRIOR_WEIGHT)
+    def add(self, kept: int, checked: int) -> None:
+        """A draft's first `checked` tokens were compared, the first `kept` of them right."""
+        for depth in range(1, checked + 1):
+            band = _band(depth, DEPTH_BANDS)
+            self.checked[band] += 1
+            self.kept[band] += depth <= kept
+
+    def rate(self, prior: float, depth: int = 1) -> float:
+        """How likely its token at `depth` is to be kept if those before it were; `prior`:
+        its kind of match's rate there."""
+        band = _band(depth, DEPTH_BANDS)
+        return ((self.kept[band] + prior * JOB_PRIOR_WEIGHT)
+                / (self.checked[band] + JOB_PRIOR_WEIGHT))
 
 
 class StepCost:
@@ -332,7 +355,7 @@ class Speculator:
         found = [(room, room.lookup.draft(min(MAX_DRAFT, room.limit))) for room in rooms]
         found = [(room, draft) for room, draft in found if draft is not None]
         candidates = [Candidate(room.seq, draft, [
-            room.record.rate(self._acceptance.rate(draft.match, depth))
+            room.record.rate(self._acceptance.rate(draft.match, depth), depth)
             for depth in range(1, len(draft.tokens) + 1)]) for room, draft in found]
         plan(candidates, generating, self._cost)
         explore_after = EXPLORE_EVERY * max(1, len(generating))
@@ -351,7 +374,8 @@ class Speculator:
             return {}
         depth = 1  # until both models' steps are timed
         if self._cost.measured and self._drafter.cost.measured:
-            depth = model_depth(self._model_rate.optimistic, [room.seq for room in rooms], fed,
+            depth = model_depth(self._model_rate.optimistic(PRIOR_RATE),
+                                [room.seq for room in rooms], fed,
                                 self._cost, self._drafter.cost)
         self._model_idle += 1
         if not depth and self._model_idle >= EXPLORE_EVERY:
@@ -371,8 +395,7 @@ class Speculator:
         if draft.from_model:
             self._model_rate.add(kept, checked)
             return
-        record.checked += checked
-        record.kept += kept
+        record.add(kept, checked)
         self._acceptance.add(draft.match, kept, checked)
 
     def close(self) -> None:

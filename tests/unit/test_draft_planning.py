@@ -52,7 +52,7 @@ def test_acceptance_is_kept_per_kind_of_match_and_forgets_slowly():
     assert acceptance.rate(20) > 0.95
     assert acceptance.rate(2) < 0.05
     assert acceptance.rate(8) > PRIOR_RATE  # never tried: read optimistically, so it is tried
-    own = JobAcceptance(checked=10, kept=10)
+    own = _record(drafts=10, right=10)
     assert own.rate(prior=0.0) > 0.7  # its own record outweighs a bad prior
     assert JobAcceptance().rate(prior=0.3) == 0.3
 
@@ -64,6 +64,30 @@ def test_a_draft_that_got_far_is_believed_to_go_on():
         acceptance.add(match=24, kept=12, checked=12)
     assert acceptance.rate(24, depth=1) < 0.6
     assert acceptance.rate(24, depth=2) > 0.95 and acceptance.rate(24, depth=12) > 0.95
+
+
+def test_a_band_never_reached_is_believed_to_go_on_as_the_draft_went_so_far():
+    acceptance = Acceptance()
+    for _ in range(100):  # drafts of 5 tokens, always right: depths 8 on were never checked
+        acceptance.add(match=24, kept=5, checked=5)
+    assert acceptance.rate(24, depth=12) > 0.95  # not PRIOR_RATE, once per token past 8
+
+
+def test_a_requests_record_is_kept_by_depth_too():
+    speculator, record = Speculator(), JobAcceptance()
+    speculator.checked(record, Draft(list(range(8)), match=24), checked=8, kept=7)
+    speculator.checked(record, Draft([1, 2], match=24), checked=1, kept=0)
+    assert (record.checked, record.kept) == ([2, 2, 4, 1], [1, 2, 4, 0])
+    # right from depth 2 to 7, missed at 8: a miss at the start or deep in is not the middle's
+    assert record.rate(0.5, depth=5) > record.rate(0.5, depth=1) > record.rate(0.5, depth=8)
+
+
+def _record(drafts: int, right: int) -> JobAcceptance:
+    """A request's record of `drafts` one-token drafts, the first `right` of them right."""
+    record = JobAcceptance()
+    for number in range(drafts):
+        record.add(kept=int(number < right), checked=1)
+    return record
 
 
 def test_deep_tokens_are_worth_what_all_before_them_are():
@@ -126,14 +150,14 @@ def _measured_speculator(ms_by_tokens: dict[int, float], drafter=None) -> Specul
 
 def test_a_request_whose_guesses_fail_still_tries_one_token_now_and_then():
     speculator = _measured_speculator({1: 11.5, 2: 22.8, 4: 33.7, 16: 100.4})
-    record = JobAcceptance(checked=40, kept=0)  # its drafts were never right
+    record = _record(drafts=40, right=0)  # its drafts were never right
     room = Room(seq=3, lookup=PromptLookup([7, 8, 9, 1, 7, 8, 9]), record=record, limit=8)
     drafted = [speculator.drafts([room]) for _ in range(2 * EXPLORE_EVERY)]
     tried = [i for i, drafts in enumerate(drafted) if drafts]
     assert tried == [EXPLORE_EVERY - 1, 2 * EXPLORE_EVERY - 1]
     assert drafted[tried[0]][3].tokens == [1]
     speculator.checked(record, drafted[tried[0]][3], checked=1, kept=1)
-    assert record.checked == 41
+    assert record.checked[0] == 41
     no_room = Room(seq=3, lookup=room.lookup, record=record, limit=0)
     assert speculator.drafts([no_room]) == {}
 
@@ -141,7 +165,7 @@ def test_a_request_whose_guesses_fail_still_tries_one_token_now_and_then():
 def test_a_batch_of_several_slots_explores_no_more_tokens_per_step_than_one_slot():
     speculator = _measured_speculator({1: 11.5, 2: 22.8, 4: 33.7, 16: 100.4})
     rooms = [Room(seq=seq, lookup=PromptLookup([7, 8, 9, 1, 7, 8, 9]),
-                  record=JobAcceptance(checked=40, kept=0), limit=8) for seq in range(4)]
+                  record=_record(drafts=40, right=0), limit=8) for seq in range(4)]
     steps = 4 * 4 * EXPLORE_EVERY
     explored = sum(len(speculator.drafts(rooms)) for _ in range(steps))
     assert explored == 4 * 4  # each of the four slots once every 4 * EXPLORE_EVERY steps
@@ -179,7 +203,7 @@ def test_the_draft_model_guesses_for_the_slots_their_history_has_no_draft_for():
     speculator = _measured_speculator({1: 11.5, 2: 22.8, 3: 33.0, 4: 33.7, 8: 60.0, 16: 100.4},
                                       drafter)
     quoting = Room(seq=0, lookup=PromptLookup([1, 2, 3, 4, 9, 1, 2, 3, 4]),
-                   record=JobAcceptance(checked=40, kept=40), limit=8)
+                   record=_record(drafts=40, right=40), limit=8)
     chatting = Room(seq=1, lookup=PromptLookup([1, 2, 3]), record=JobAcceptance(), limit=2)
     drafts = speculator.drafts([quoting, chatting])
     assert not drafts[0].from_model and drafts[0].tokens[0] == 9
@@ -195,7 +219,7 @@ def test_the_draft_models_record_is_its_own_and_a_poor_one_stops_it_guessing():
     for _ in range(50):
         for draft in speculator.drafts([room]).values():
             speculator.checked(record, draft, checked=1, kept=0)
-    assert (record.checked, record.kept) == (0, 0)  # a request's rate is of its history's drafts
+    assert not any(record.checked)  # a request's rates are of its history's drafts
     guessed = len(drafter.asked)
     for _ in range(EXPLORE_EVERY):
         speculator.drafts([room])
