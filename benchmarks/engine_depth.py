@@ -248,7 +248,7 @@ def plain_chat(peers: Peers, rounds: int) -> dict:
                                     4 if clients == 1 else 2)
                     results.setdefault(f"{mode} {clients}", {}).setdefault(name, []).append(
                         load.summary()["tokens_per_second"])
-            print(f"  chat round {number + 1} done", flush=True)
+        print(f"  chat round {number + 1} done", flush=True)
     return results
 
 
