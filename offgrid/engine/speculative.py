@@ -24,6 +24,7 @@ while drafts one token, so that its own record can overrule the estimate.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .llama import micro_batches
@@ -119,6 +120,13 @@ def _band(value: int, bands: tuple[int, ...]) -> int:
     return index
 
 
+def _outcomes(kept: int, checked: int) -> Iterator[tuple[int, bool]]:
+    """The depth band and outcome (kept or not) of each token compared in a draft whose first
+    `checked` tokens were compared with sampled ones, the first `kept` of them right."""
+    for depth in range(1, checked + 1):
+        yield _band(depth, DEPTH_BANDS), depth <= kept
+
+
 def match_bucket(match: int) -> int:
     """The acceptance estimate a match of this length shares."""
     return _band(match, MATCH_BUCKETS)
@@ -167,8 +175,8 @@ class Acceptance:
     def add(self, match: int, kept: int, checked: int) -> None:
         """A draft's first `checked` tokens were compared, the first `kept` of them right."""
         rates = self._rates[match_bucket(match)]
-        for depth in range(1, checked + 1):
-            rates[_band(depth, DEPTH_BANDS)].add(int(depth <= kept), 1)
+        for band, right in _outcomes(kept, checked):
+            rates[band].add(int(right), 1)
 
 
 @dataclass
@@ -188,10 +196,9 @@ class JobAcceptance:
 
     def add(self, kept: int, checked: int) -> None:
         """A draft's first `checked` tokens were compared, the first `kept` of them right."""
-        for depth in range(1, checked + 1):
-            band = _band(depth, DEPTH_BANDS)
+        for band, right in _outcomes(kept, checked):
             self.checked[band] += 1
-            self.kept[band] += depth <= kept
+            self.kept[band] += right
 
     def rate(self, prior: float, depth: int = 1) -> float:
         """How likely its token at `depth` is to be kept if those before it were; `prior`:
