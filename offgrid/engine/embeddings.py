@@ -15,7 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import EmptyPrompt, PromptTooLong
-from .llama import POOLING_MEAN, POOLING_NONE, POOLING_UNSPECIFIED, Batch, Context, Model
+from .llama import (
+    POOLING_MEAN,
+    POOLING_NONE,
+    POOLING_UNSPECIFIED,
+    Batch,
+    Context,
+    Model,
+    release_compute_threads,
+)
 
 MAX_SEQUENCES_PER_BATCH = 16
 
@@ -65,8 +73,11 @@ class Embedder:
     def _embed(self, inputs: list[str | list[int]]) -> EmbeddingResult:
         token_lists = [self._tokens(item, index, len(inputs)) for index, item in enumerate(inputs)]
         vectors: list[np.ndarray] = []
-        for group in self._groups(token_lists):
-            vectors.extend(self._evaluate(group))
+        try:
+            for group in self._groups(token_lists):
+                vectors.extend(self._evaluate(group))
+        finally:
+            release_compute_threads()  # an idle team would slow the chat models' decoding
         return EmbeddingResult(vectors, sum(map(len, token_lists)))
 
     def _tokens(self, item: str | list[int], index: int, count: int) -> list[int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -64,6 +65,47 @@ def package_version() -> str:
 
 def system_info() -> str:
     return C.llama_print_system_info().decode("utf-8", "replace")
+
+
+# -- compute threads ------------------------------------------------------------------------------
+
+OMP_PAUSE_SOFT = 1
+_libgomp: ctypes.CDLL | None | bool = False  # False: not looked for yet
+
+
+def release_compute_threads() -> None:
+    """End the calling thread's OpenMP worker threads; its next decode starts them again.
+
+    llama.cpp's CPU backend computes a graph on an OpenMP team, and libgomp keeps each calling
+    thread's team alive as long as that thread. It counts the teams' threads together, and once
+    they outnumber the CPUs every barrier between two ops spins 100 times instead of 300,000
+    before it sleeps in the kernel: decoding on every thread slows down. One embedding request
+    cut chat from 90-109 to 60-70 tokens/s for the rest of the server's life (SmolLM2 and
+    MiniLM on 2 cores). So a thread that decodes lets its team go when it goes idle."""
+    global _libgomp
+    if _libgomp is False:
+        _libgomp = _loaded_openmp()
+    if _libgomp is not None:
+        _libgomp.omp_pause_resource_all(OMP_PAUSE_SOFT)
+
+
+def _loaded_openmp() -> ctypes.CDLL | None:
+    """The libgomp llama.cpp's CPU backend loaded, or None: a build without it, or not Linux
+    (the only platform whose wheels use it). Wheels may bundle it under a mangled name."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "/libgomp" in line})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)
+        except OSError:
+            continue
+        if hasattr(library, "omp_pause_resource_all"):
+            library.omp_pause_resource_all.argtypes = [ctypes.c_int]
+            return library
+    return None
 
 
 # -- devices --------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from .errors import (
     SchedulerFailed,
 )
 from .kvcache import KVCache, common_prefix, model_identity
-from .llama import Batch, Context, LlamaError, LoraAdapter, Model
+from .llama import Batch, Context, LlamaError, LoraAdapter, Model, release_compute_threads
 from .requests import (
     NOTHING_DONE,
     Failed,
@@ -224,7 +224,11 @@ class Scheduler:
                 self._fail_everything()
 
     def _decode_loop(self) -> None:
-        while self._wait_for(lambda: self._waiting or self._has_jobs()):
+        while True:
+            if not self._has_work():
+                release_compute_threads()  # an idle team would slow other models' decoding
+            if not self._wait_for(self._has_work):
+                return
             self._drop_cancelled()
             self._admit_waiting()
             if self._has_jobs():
@@ -254,6 +258,9 @@ class Scheduler:
 
     def _has_jobs(self) -> bool:
         return any(slot.job for slot in self._slots)
+
+    def _has_work(self) -> bool:
+        return bool(self._waiting) or self._has_jobs()
 
     def _prepared(self, generation: Generation) -> _Job | None:
         """The request's job; None if it was cancelled or refused (and so ended)."""
