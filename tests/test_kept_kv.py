@@ -50,11 +50,13 @@ def cached(answer: dict) -> int:
 
 A = [("system", RULES), ("user", "Who comes first?")]
 B = [("system", FACTS), ("user", "Which river is longest?")]
+SHORT = [("user", "Name a colour.")]
 
 
 @pytest.fixture(scope="module")
 def first_run(start_module_server, own_models, home):
-    """A, then B in A's only slot, then A's next turn; the server stopped after."""
+    """A, then B in A's only slot, then A's next turn; then a short question, another, and
+    the first again; the server stopped after."""
     server = start_module_server("--parallel", "1", models=own_models,
                                  env={"OFFGRID_HOME": str(home)})
     first = chat(server, A)
@@ -62,21 +64,31 @@ def first_run(start_module_server, own_models, home):
     returning = A + [("assistant", text(first)), ("user", "And who comes last?")]
     again = chat(server, returning)
     metrics = scrape(server.url)
+    asked = chat(server, SHORT)
+    chat(server, [("user", "Name a fruit.")])
+    asked_again = chat(server, SHORT)
     server.stop()
-    return first, returning, again, metrics
+    return first, returning, again, metrics, (asked, asked_again)
 
 
 def test_a_conversation_returning_to_a_taken_slot_restores_its_prefix(first_run):
-    first, _, again, metrics = first_run
+    first, _, again, metrics, _ = first_run
     assert first["usage"]["prompt_tokens"] > 600
     assert cached(again) >= first["usage"]["prompt_tokens"]
     assert value(metrics, "offgrid_kept_kv_hits_total") == 1
     assert value(metrics, "offgrid_kept_kv_ram_bytes") > 0
 
 
+def test_a_short_question_asked_again_restores_its_whole_prompt(first_run):
+    asked, asked_again = first_run[-1]
+    assert cached(asked_again) == asked_again["usage"]["prompt_tokens"] - 1  # all but the last
+    assert cached(asked_again) > cached(asked)
+    assert text(asked_again) == text(asked)
+
+
 def test_a_restored_prefix_answers_as_a_fresh_decode(first_run, start_module_server,
                                                      own_models):
-    _, returning, again, _ = first_run
+    _, returning, again, *_ = first_run
     fresh = start_module_server("--parallel", "1", models=own_models, env=KV_OFF)
     alone = chat(fresh, returning)
     assert cached(alone) == 0
@@ -86,7 +98,7 @@ def test_a_restored_prefix_answers_as_a_fresh_decode(first_run, start_module_ser
 
 def test_a_restarted_server_restores_the_prefix_from_disk(first_run, start_module_server,
                                                           own_models, home):
-    _, returning, again, _ = first_run
+    _, returning, again, *_ = first_run
     assert list((home / "kv").glob("*.kv"))  # the slot's state, written as the server stopped
     server = start_module_server("--parallel", "1", models=own_models,
                                  env={"OFFGRID_HOME": str(home)})

@@ -45,7 +45,7 @@ from .errors import (
     RequestFailed,
     SchedulerFailed,
 )
-from .kvcache import KVCache, common_prefix, model_identity
+from .kvcache import KVCache, common_prefix, model_identity, worth_copying
 from .llama import Batch, Context, LlamaError, LoraAdapter, Model, release_compute_threads
 from .requests import (
     NOTHING_DONE,
@@ -360,7 +360,7 @@ class Scheduler:
         """Save the slot's state to the KV cache if it is about to drop a part worth keeping
         (all but its first `keep` tokens). A request continuing the slot's conversation drops
         a few tokens only: those are not saved, the slot still holds nearly all of it."""
-        if (self._kv is None or len(slot.cached) - keep < self._kv.min_tokens
+        if (self._kv is None or not worth_copying(len(slot.cached), len(slot.cached) - keep)
                 or self._kv.covers(self._identity, slot.adapters, slot.cached)):
             return
         started = time.perf_counter()

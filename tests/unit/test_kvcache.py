@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from offgrid.engine.kvcache import KVCache, model_identity
+from offgrid.engine.kvcache import MIN_TOKENS, KVCache, model_identity, worth_copying
 
 MB = 1 << 20
 
@@ -30,11 +30,24 @@ def test_the_longest_shared_prefix_is_found_and_short_gains_are_not(tmp_path, mo
     cache.keep(me, (), tokens(0, 80) + tokens(1000, 100), b"b" * 10)
     entry, state, shared = cache.find(me, (), tokens(0, 150), better_than=0)
     assert (state, shared) == (b"a" * 10, 100)
-    assert cache.find(me, (), tokens(0, 150), better_than=50) is None  # 50 more < 64
     assert cache.find(me, (("lora", 1.0),), tokens(0, 150), better_than=0) is None
-    assert (cache.hits, cache.misses) == (1, 2)
-    assert cache.find(me, (), tokens(0, 10), better_than=0) is None  # too short to look
-    assert cache.misses == 2
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert cache.find(me, (), tokens(0, 100), better_than=99) is None  # only the last token
+    assert cache.misses == 1  # nothing could spare anything: not even looked up
+
+
+def test_a_state_is_restored_when_what_it_spares_outweighs_its_copy(tmp_path, model):
+    cache = KVCache(tmp_path / "kv", ram_bytes=MB, disk_bytes=0)
+    me = model_identity(model)
+    cache.keep(me, (), tokens(0, 40), b"a")  # a short question kept whole
+    assert worth_copying(40, 1) and cache.find(me, (), tokens(0, 41), better_than=20)
+    cache.keep(me, (), tokens(0, 30) + tokens(5000, 1500), b"b")  # a long conversation
+    long_prompt = tokens(0, 30) + tokens(5000, 1500) + tokens(9000, 5)
+    assert not worth_copying(1530, 23)
+    assert cache.find(me, (), long_prompt, better_than=1530 - 23) is None
+    _, state, shared = cache.find(me, (), long_prompt, better_than=1530 - 24)
+    assert (state, shared) == (b"b", 1530)
+    assert not worth_copying(MIN_TOKENS - 1, MIN_TOKENS - 1)  # a system prompt is in every slot
 
 
 def test_a_longer_state_replaces_those_of_its_prefixes(tmp_path, model):
