@@ -1,13 +1,14 @@
 """The engine against llama-server where users feel it: a chat that returns after others used
 the slots or after a restart (kept KV cache), an answer that quotes its prompt (speculative
-decoding), plain chat greedy and sampled at 1, 4 and 8 clients, and LoRA adapters.
+decoding), plain chat greedy and sampled at 1, 4 and 8 clients, LoRA adapters, and chat beside
+the embedding model and knowledge-base searches.
 
 All servers stay up for the whole run (same GGUF, threads, slots and context per slot), and
 every scenario runs in several rounds with the servers' order rotated each round, because these
 machines drift by ±10% from one minute to the next; the page gets medians and the spread.
 Writes the "## Engine depth" section of docs/benchmarks.md.
 
-    python benchmarks/engine_depth.py [--rounds 3] [--only sessions,quote,chat,lora]
+    python benchmarks/engine_depth.py [--rounds 3] [--only sessions,quote,chat,lora,beside]
 
 Set up llama-server first with benchmarks/setup.sh.
 """
@@ -15,10 +16,12 @@ Set up llama-server first with benchmarks/setup.sh.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -41,6 +44,7 @@ CHAT = "/v1/chat/completions"
 SAME_LLAMA_CPP = "llama-server, OffGrid's llama.cpp"  # built by setup.sh: VENDORED_LLAMA_SERVER
 MODEL = "SmolLM2-135M-Instruct.Q4_1"  # the starter's id, which OffGrid requires (and llama-server
 # serves under its alias, -a)
+EMBEDDING_MODEL = "all-MiniLM-L6-v2-q8_0"
 SAMPLED = {"temperature": 0.8, "top_p": 0.95}
 QUESTIONS = ["Write a short story about a lighthouse keeper.",
              "Explain how a bicycle gear works.", "What should I pack for a week of camping?",
@@ -135,10 +139,7 @@ def chat_text(server: Server, messages: list[dict], max_tokens: int) -> tuple[Ti
     timing = stream_once(server.url, CHAT, body)
     if timing.error:
         raise RuntimeError(f"{server.name}: {timing.error}")
-    request = urllib.request.Request(server.url + CHAT, json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=600) as response:
-        return timing, json.loads(response.read())["choices"][0]["message"]["content"]
+    return timing, post(server, CHAT, body)["choices"][0]["message"]["content"]
 
 
 # -- scenarios -------------------------------------------------------------------------------------
@@ -271,7 +272,72 @@ def loras(peers: Peers, rounds: int) -> dict:
     return results
 
 
-SCENARIOS = {"sessions": returning_sessions, "quote": quoting, "chat": plain_chat, "lora": loras}
+def beside_other_work(peers: Peers, rounds: int) -> dict:
+    """OffGrid's chat (64-token greedy streams from 1 and 4 clients) alone, right after its
+    embedding model answered a request, and while another client searches its knowledge base
+    every 0.25 s; llama-server's chat alone as the reference. All streams' tokens/s."""
+    server = peers.get("OffGrid")
+    for number in range(60):  # over 24 chunks, a vector search is a BLAS call of its own
+        post(server, "/v1/documents/ingest", {"name": f"hut-{number}.txt", "content": " ".join(
+            f"Hut {number} keeps {item} in cupboard {(number + k) % 9}." for k, item in
+            enumerate(["rope", "flares", "the first-aid kit", "spare fuses", "candles"]))})
+
+    def embed() -> None:
+        post(server, "/v1/embeddings", {"model": EMBEDDING_MODEL, "input": QUESTIONS})
+
+    cases = {  # each: the server, what runs just before, whether searches run beside
+        "OffGrid": ("OffGrid", None, False),
+        "OffGrid, after an embedding request": ("OffGrid", embed, False),
+        "OffGrid, while the knowledge base is searched": ("OffGrid", None, True),
+        "llama-server": ("llama-server", None, False)}
+    results: dict = {}
+    for number in range(rounds):
+        for clients in (1, 4):
+            for case in rotated(list(cases), number):
+                name, before, searched = cases[case]
+                if before is not None:
+                    before()
+                def body(client: int, i: int, number=number) -> dict:
+                    question = QUESTIONS[(client + 3 * i + number) % len(QUESTIONS)]
+                    return {"model": MODEL, "max_tokens": 64, "temperature": 0,
+                            "messages": [{"role": "user", "content": question}]}
+                with searching(server, searched):
+                    load = run_load(peers.get(name).url, CHAT, body, clients,
+                                    4 if clients == 1 else 2)
+                results.setdefault(clients, {}).setdefault(case, []).append(
+                    load.summary()["tokens_per_second"])
+        print(f"  beside round {number + 1} done", flush=True)
+    return results
+
+
+@contextlib.contextmanager
+def searching(server: Server, on: bool):
+    """While inside: another client searching the knowledge base every 0.25 s, if `on`."""
+    stop = threading.Event()
+
+    def search() -> None:
+        while not stop.wait(0.25):
+            post(server, "/v1/documents/search", {"query": "Where are the flares?", "top_k": 3})
+    searcher = threading.Thread(target=search)
+    if on:
+        searcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if on:
+            searcher.join()
+
+
+def post(server: Server, path: str, body: dict) -> dict:
+    request = urllib.request.Request(server.url + path, json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=600) as response:
+        return json.loads(response.read())
+
+
+SCENARIOS = {"sessions": returning_sessions, "quote": quoting, "chat": plain_chat, "lora": loras,
+             "beside": beside_other_work}
 
 
 # -- the page --------------------------------------------------------------------------------------
@@ -371,6 +437,23 @@ def render(results: dict, rounds: int) -> str:
         targets.append(("one adapter vs none ≥ 0.9×", ratio(row["one adapter"],
                                                              row["no adapter"]), 0.9, False))
         lines.append("")
+    if "beside" in results:
+        lines += ["### Chat beside other work", "",
+                  "OffGrid's chat, 64-token greedy streams, alone, right after its embedding "
+                  "model (MiniLM) answered a request, and while another client searches its "
+                  "knowledge base (60 chunks) every 0.25 s; llama-server's chat alone beside "
+                  "it. All streams' tokens/s.", "",
+                  "| clients | OffGrid alone | after an embedding request | while searched | "
+                  "llama-server | alone / llama-server | after embedding / alone | "
+                  "searched / alone |", "|---|---|---|---|---|---|---|---|"]
+        for clients, row in results["beside"].items():
+            alone, embedded, searched, peer = (row[case] for case in (
+                "OffGrid", "OffGrid, after an embedding request",
+                "OffGrid, while the knowledge base is searched", "llama-server"))
+            lines.append(f"| {clients} | {spread(alone)} | {spread(embedded)} | "
+                         f"{spread(searched)} | {spread(peer)} | {times(ratio(alone, peer))} | "
+                         f"{times(ratio(embedded, alone))} | {times(ratio(searched, alone))} |")
+        lines.append("")
     lines += ["### Against the targets", "", "| target | measured | met |", "|---|---|---|"]
     for label, value, goal, at_most in targets:
         met = "–" if value is None else (
@@ -386,12 +469,14 @@ def main() -> int:
                         help="comma-separated scenarios: " + ", ".join(SCENARIOS))
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
-    chat_model = fetch_models.ensure_all()["starter"]
-    assert chat_model.stem == MODEL, chat_model
+    files = fetch_models.ensure_all()
+    chat_model, embedding_model = files["starter"], files["embedding"]
+    assert chat_model.stem == MODEL and embedding_model.stem == EMBEDDING_MODEL, files
     with tempfile.TemporaryDirectory() as folder:
         models, home = Path(folder) / "models", Path(folder) / "home"
         (models / "loras").mkdir(parents=True)
         (models / chat_model.name).symlink_to(chat_model)
+        (models / embedding_model.name).symlink_to(embedding_model)  # the knowledge base's
         for seed, name in enumerate("ab"):
             write_adapter(models / "loras" / f"{name}.gguf", chat_model, seed=seed)
         peers = Peers(chat_model, models, home)
