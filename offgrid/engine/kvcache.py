@@ -122,8 +122,11 @@ class KVCache:
         with self._lock:
             self._forget_stale(model)
             best, shared, most = None, 0, 0
+            next_token = prompt[better_than]  # one that shares no more than that spares nothing
             for entry in self._entries.values():
-                if entry.model == model and entry.adapters == adapters:
+                if (entry.model == model and entry.adapters == adapters
+                        and len(entry.tokens) > better_than
+                        and entry.tokens[better_than] == next_token):
                     n = common_prefix(entry.tokens, prompt)
                     spared = min(n, last) - better_than
                     if spared > most and worth_copying(len(entry.tokens), spared):
