@@ -122,7 +122,7 @@ class KVCache:
         with self._lock:
             self._forget_stale(model)
             best, shared, most = None, 0, 0
-            next_token = prompt[better_than]  # one that shares no more than that spares nothing
+            next_token = prompt[better_than]  # a state that differs here spares nothing
             for entry in self._entries.values():
                 if (entry.model == model and entry.adapters == adapters
                         and len(entry.tokens) > better_than

@@ -2,7 +2,8 @@
 
 This is the only module in OffGrid that calls llama.cpp. It hides ctypes buffers and pointers
 behind a few small classes: Model, LoraAdapter, Context, Batch, SamplerChain, Grammar and
-Candidates, and the compute devices a model may be spread over (Device, rpc_devices).
+Candidates, the compute devices a model may be spread over (Device, rpc_devices), and the
+OpenMP threads that compute for the calling thread (release_compute_threads).
 """
 
 from __future__ import annotations
