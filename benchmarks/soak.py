@@ -382,7 +382,11 @@ def start(models: Path, model: str, home: Path, slots: int) -> Server:
                       "OFFGRID_HOME": str(home), "OFFGRID_MULTI_USER": "true",
                       "OFFGRID_ADMIN_PASSWORD": ADMIN[1], "OFFGRID_USER_REQUESTS_PER_MINUTE": "0",
                       "OFFGRID_USER_TOKENS_PER_DAY": str(10 ** 12),
-                      "OFFGRID_MAX_BODY_BYTES": str(16 * 2 ** 20)})
+                      "OFFGRID_MAX_BODY_BYTES": str(16 * 2 ** 20),
+                      # Kept KV states fill their memory tier, by design; a small one fills
+                      # within the warm-up and spills to disk from then on, so that what grows
+                      # after it is not the cache.
+                      "OFFGRID_KV_CACHE_RAM_MB": "16"})
 
 
 def make_user(server: Server) -> tuple[str, str, int]:

@@ -5,6 +5,10 @@ Two tiers, each capped in bytes and emptied least recently used first: states in
 and past that files under <home>/kv/ that outlive the server (the memory tier is written there
 when it overflows and when the server stops). An entry is keyed by the model file (path, size,
 mtime), the adapter set and its tokens; entries of a model file that has changed are deleted.
+
+The disk may be a USB stick, where a 1,500-token state (35 MB) takes seconds, and the decode
+thread that keeps and restores states decodes every stream: so a writer thread writes the states
+memory spills, and the thread that prepares a request reads the state it will restore (prefetch).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import os
 import struct
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +66,7 @@ class Kept:
     size: int  # bytes of state
     data: bytes | None = None  # held in memory
     on_disk: int = 0  # bytes of its file; 0: no file
+    spilling: bool = False  # in memory until the writer has written its file
 
     @property
     def name(self) -> str:
@@ -74,7 +79,10 @@ class KVCache:
         self.folder = folder if disk_bytes > 0 else None
         self.ram_cap, self.disk_cap = ram_bytes, disk_bytes
         self._entries: OrderedDict[str, Kept] = OrderedDict()  # least recently used first
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._spilled: deque[Kept] = deque()  # for the writer, oldest first
+        self._writing: Kept | None = None
+        self._writer: threading.Thread | None = None
         self.hits = self.misses = 0
         if self.folder is not None:
             self._read_folder()
@@ -140,6 +148,27 @@ class KVCache:
             self._fit()  # with no memory tier, that lets go of the data read from disk
             return best, data, shared
 
+    def prefetch(self, model: ModelIdentity, adapters: Adapters, prompt) -> None:
+        """Read into memory the kept state only a file holds that shares the longest prefix
+        with `prompt`, on the calling thread, so that find() need not wait for the disk."""
+        with self._lock:
+            self._forget_stale(model)
+            on_disk = [(common_prefix(e.tokens, prompt), e) for e in self._entries.values()
+                       if e.data is None and e.model == model and e.adapters == adapters]
+        shared, entry = max(on_disk, key=lambda pair: pair[0], default=(0, None))
+        if shared < MIN_TOKENS:
+            return
+        data = self._read(entry)  # an entry's file and size never change
+        with self._lock:
+            if self._entries.get(entry.name) is not entry or entry.data is not None:
+                return
+            if data is None:
+                self._remove(entry)
+                return
+            entry.data = data
+            self._entries.move_to_end(entry.name)
+            self._fit()
+
     def forget(self, entry: Kept) -> None:
         with self._lock:
             self._remove(entry)
@@ -147,24 +176,34 @@ class KVCache:
     def flush(self) -> None:
         """Write what only memory holds to disk (the server is stopping)."""
         with self._lock:
+            self._lock.wait_for(self.written)
             for entry in list(self._entries.values()):
                 if not entry.on_disk:
-                    self._write(entry)
+                    entry.on_disk = self._write(entry)
             self._fit()
+
+    def written(self) -> bool:
+        """Whether the writer has written every state spilled so far."""
+        return not self._spilled and self._writing is None
 
     # -- the tiers --
 
     def _fit(self) -> None:
         """Spill the least recently used states from memory to disk, and delete the least
-        recently used files, until both tiers fit their caps."""
-        ram = sum(e.size for e in self._entries.values() if e.data is not None)
+        recently used files, until both tiers fit their caps. A spilled state stays in memory
+        until the writer has written it (beside the cap, up to the cap's size again, or one
+        state: past that the disk is slower than states come, and the state is let go)."""
+        ram = sum(e.size for e in self._entries.values() if e.data is not None and not e.spilling)
         for entry in list(self._entries.values()):
             if ram <= self.ram_cap:
                 break
-            if entry.data is not None:
-                if not entry.on_disk:
-                    self._write(entry)
-                entry.data, ram = None, ram - entry.size
+            if entry.data is None or entry.spilling:
+                continue
+            ram -= entry.size
+            if entry.on_disk or self.folder is None:
+                entry.data = None
+            else:
+                self._spill(entry)
         disk = sum(e.on_disk for e in self._entries.values())
         for entry in list(self._entries.values()):
             if disk <= self.disk_cap:
@@ -174,6 +213,35 @@ class KVCache:
                 self._delete_file(entry)
         for entry in [e for e in self._entries.values() if e.data is None and not e.on_disk]:
             del self._entries[entry.name]
+
+    def _spill(self, entry: Kept) -> None:
+        if self._spilled and sum(e.size for e in self._spilled) + entry.size > self.ram_cap:
+            entry.data = None
+            return
+        entry.spilling = True
+        self._spilled.append(entry)
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_spilled, name="kv-writer",
+                                            daemon=True)
+            self._writer.start()
+        self._lock.notify_all()
+
+    def _write_spilled(self) -> None:
+        """The writer thread: each spilled state to its file, the lock let go while writing."""
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: self._spilled)
+                entry = self._writing = self._spilled.popleft()
+                forgotten = self._entries.get(entry.name) is not entry
+            size = 0 if forgotten else self._write(entry)
+            with self._lock:
+                self._writing, entry.spilling = None, False
+                if self._entries.get(entry.name) is entry:
+                    entry.on_disk = size
+                elif size:  # forgotten while it was written
+                    self._path(entry).unlink(missing_ok=True)
+                self._fit()
+                self._lock.notify_all()
 
     def _remove(self, entry: Kept) -> None:
         self._delete_file(entry)
@@ -189,9 +257,10 @@ class KVCache:
     def _path(self, entry: Kept) -> Path:
         return self.folder / (entry.name + SUFFIX)
 
-    def _write(self, entry: Kept) -> None:
+    def _write(self, entry: Kept) -> int:
+        """Write a state's file, whole or not at all: its size, 0 if it could not be."""
         if self.folder is None:
-            return
+            return 0
         header = json.dumps({"model": entry.model, "adapters": entry.adapters,
                              "tokens": entry.tokens, "size": entry.size}).encode()
         path = self._path(entry)
@@ -205,13 +274,20 @@ class KVCache:
         except OSError as error:
             log.warning("could not keep a KV state on disk: %s", error)
             tmp.unlink(missing_ok=True)
-            return
-        entry.on_disk = path.stat().st_size
+            return 0
+        return path.stat().st_size
 
     def _load(self, entry: Kept) -> bool:
         """Read a state that only its file holds back into memory; False if it cannot."""
-        if entry.data is not None:
-            return True
+        if entry.data is None:
+            entry.data = self._read(entry)
+            if entry.data is None:
+                self._remove(entry)
+                return False
+        return True
+
+    def _read(self, entry: Kept) -> bytes | None:
+        """A state's file, checked; None if it cannot be read or is not whole."""
         try:
             with open(self._path(entry), "rb") as fh:
                 _read_header(fh)
@@ -219,13 +295,8 @@ class KVCache:
             os.utime(self._path(entry))  # its mtime orders the disk tier after a restart
         except (OSError, ValueError) as error:
             log.warning("dropping a kept KV state that cannot be read: %s", error)
-            self._remove(entry)
-            return False
-        if len(data) != entry.size:
-            self._remove(entry)
-            return False
-        entry.data = data
-        return True
+            return None
+        return data if len(data) == entry.size else None
 
     def _delete_file(self, entry: Kept) -> None:
         if entry.on_disk:

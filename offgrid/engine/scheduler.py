@@ -295,6 +295,8 @@ class Scheduler:
             raise PromptTooLong(len(prompt), self.ctx_per_slot)
         room = self.ctx_per_slot - len(prompt)
         max_tokens = room if request.max_tokens is None else min(request.max_tokens, room)
+        if self._kv is not None:  # a state to restore is read here, not on the decode thread
+            self._kv.prefetch(self._identity, request.adapters, prompt)
         return _Job(generation, prompt, max_tokens, queued_at=time.monotonic(),
                     sampler=build_sampler(self.model, request.sampling),
                     output=OutputText(request.stop),

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
 from offgrid.engine.kvcache import MIN_TOKENS, KVCache, model_identity, worth_copying
+from tests.support.waiting import wait_until
 
 MB = 1 << 20
 
@@ -64,11 +66,47 @@ def test_memory_spills_to_disk_and_the_disk_drops_the_oldest(tmp_path, model):
     me = model_identity(model)
     for i in range(4):
         cache.keep(me, (), tokens(i * 1000), bytes([i]) * MB)
+        wait_until(cache.written, message="the writer writing what memory spilled")
     assert cache.ram_bytes == MB  # the newest
     assert len(list((tmp_path / "kv").glob("*.kv"))) == 2  # the two before it
     assert cache.find(me, (), tokens(0), better_than=0) is None  # the oldest is gone
     _, state, _ = cache.find(me, (), tokens(1000), better_than=0)
     assert state == bytes([1]) * MB
+
+
+def test_a_spilled_state_is_written_off_the_keeping_thread_and_used_meanwhile(tmp_path,
+                                                                           model):
+    """A slow disk (a USB stick) must not hold up keep(), which the decode thread calls."""
+    cache = KVCache(tmp_path / "kv", ram_bytes=MB, disk_bytes=8 * MB)
+    me, disk_free = model_identity(model), threading.Event()
+    write = cache._write
+    cache._write = lambda entry: disk_free.wait(30) and write(entry)  # the disk, held up
+    cache.keep(me, (), tokens(0), b"a" * MB)
+    cache.keep(me, (), tokens(1000), b"b" * MB)  # spills the first, and returns
+    assert not cache.written() and not list((tmp_path / "kv").glob("*.kv"))
+    _, state, _ = cache.find(me, (), tokens(0), better_than=0)  # still in memory
+    assert state == b"a" * MB
+    disk_free.set()
+    wait_until(cache.written, message="the writer writing the spilled states")
+    # Found, the first became the newest: once it was written, the second spilled in turn.
+    assert len(list((tmp_path / "kv").glob("*.kv"))) == 2
+    assert cache.ram_bytes == MB and cache.disk_bytes > 2 * MB
+
+
+def test_prefetch_reads_the_state_a_prompt_will_restore_before_it_is_looked_up(tmp_path,
+                                                                               model):
+    cache = KVCache(tmp_path / "kv", ram_bytes=MB, disk_bytes=8 * MB)
+    me = model_identity(model)
+    cache.keep(me, (), tokens(0), b"a" * 10)
+    cache.keep(me, (), tokens(1000), b"b" * 10)
+    cache.flush()
+    again = KVCache(tmp_path / "kv", ram_bytes=MB, disk_bytes=8 * MB)
+    again.prefetch(me, (), tokens(0, 10) + tokens(7000, 5))  # too little shared to read
+    assert again.ram_bytes == 0
+    again.prefetch(me, (), tokens(1000) + tokens(7000, 5))
+    assert again.ram_bytes == 10  # that one, read now
+    _, state, _ = again.find(me, (), tokens(1000) + tokens(7000, 5), better_than=0)
+    assert state == b"b" * 10
 
 
 def test_a_new_cache_finds_the_files_of_the_last_one(tmp_path, model):
@@ -85,7 +123,7 @@ def test_states_of_a_changed_model_file_are_deleted(tmp_path, model):
     cache = KVCache(tmp_path / "kv", ram_bytes=0, disk_bytes=8 * MB)
     old = model_identity(model)
     cache.keep(old, (), tokens(0), b"state")
-    assert cache.disk_bytes > 0  # no memory tier: straight to disk
+    wait_until(lambda: cache.disk_bytes > 0)  # no memory tier: straight to disk
     os.utime(model, ns=(0, old[2] + 10**9))
     assert KVCache(tmp_path / "kv", ram_bytes=0, disk_bytes=8 * MB).disk_bytes == 0
     assert not list((tmp_path / "kv").iterdir())
