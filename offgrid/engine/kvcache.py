@@ -13,6 +13,7 @@ memory spills, and the thread that prepares a request reads the state it will re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -233,13 +234,20 @@ class KVCache:
                 self._lock.wait_for(lambda: self._spilled)
                 entry = self._writing = self._spilled.popleft()
                 forgotten = self._entries.get(entry.name) is not entry
-            size = 0 if forgotten else self._write(entry)
+            try:
+                size = 0 if forgotten else self._write(entry)
+            except Exception:  # the writer must go on, or flush() would wait for ever
+                log.exception("could not write a kept KV state")
+                size = 0
             with self._lock:
                 self._writing, entry.spilling = None, False
-                if self._entries.get(entry.name) is entry:
+                if self._entries.get(entry.name) is not entry:  # forgotten while written
+                    if size:
+                        self._path(entry).unlink(missing_ok=True)
+                elif size:
                     entry.on_disk = size
-                elif size:  # forgotten while it was written
-                    self._path(entry).unlink(missing_ok=True)
+                else:  # the disk refused it (full?): let it go rather than try again
+                    entry.data = None
                 self._fit()
                 self._lock.notify_all()
 
@@ -271,11 +279,12 @@ class KVCache:
                 fh.write(MAGIC + struct.pack("<I", len(header)) + header)
                 fh.write(entry.data)
             os.replace(tmp, path)  # a reader never sees half a file
+            return path.stat().st_size
         except OSError as error:
             log.warning("could not keep a KV state on disk: %s", error)
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the folder may be what failed
+                tmp.unlink(missing_ok=True)
             return 0
-        return path.stat().st_size
 
     def _load(self, entry: Kept) -> bool:
         """Read a state that only its file holds back into memory; False if it cannot."""

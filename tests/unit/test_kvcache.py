@@ -93,6 +93,17 @@ def test_a_spilled_state_is_written_off_the_keeping_thread_and_used_meanwhile(tm
     assert cache.ram_bytes == MB and cache.disk_bytes > 2 * MB
 
 
+def test_a_state_the_disk_refuses_is_let_go(tmp_path, model):
+    (tmp_path / "kv").write_bytes(b"")  # not a folder: every write fails
+    cache = KVCache(tmp_path / "kv", ram_bytes=MB, disk_bytes=8 * MB)
+    me = model_identity(model)
+    cache.keep(me, (), tokens(0), b"a" * MB)
+    cache.keep(me, (), tokens(1000), b"b" * MB)
+    wait_until(cache.written, message="the writer giving up on the refused state")
+    assert cache.find(me, (), tokens(0), better_than=0) is None
+    assert (cache.ram_bytes, cache.disk_bytes) == (MB, 0)
+
+
 def test_prefetch_reads_the_state_a_prompt_will_restore_before_it_is_looked_up(tmp_path,
                                                                                model):
     cache = KVCache(tmp_path / "kv", ram_bytes=MB, disk_bytes=8 * MB)
