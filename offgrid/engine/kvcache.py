@@ -50,6 +50,15 @@ def worth_copying(copied: int, spared: int) -> bool:
     return copied >= MIN_TOKENS and spared * COPIED_PER_DECODED > copied
 
 
+def starts_with(tokens: tuple, prefix: tuple) -> bool:
+    """Whether `tokens` begins with `prefix`. The lengths and the prefix's last token are
+    checked first: the cache asks this of every entry it holds, and a state of another
+    conversation nearly always differs there, so the whole prefix is rarely compared."""
+    end = len(prefix)
+    return (end <= len(tokens) and (not end or tokens[end - 1] == prefix[-1])
+            and tokens[:end] == prefix)
+
+
 def common_prefix(a, b) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):  # they may differ in length
@@ -107,7 +116,7 @@ class KVCache:
         tokens = tuple(tokens)
         with self._lock:
             return any(e.model == model and e.adapters == adapters
-                       and e.tokens[:len(tokens)] == tokens for e in self._entries.values())
+                       and starts_with(e.tokens, tokens) for e in self._entries.values())
 
     def keep(self, model: ModelIdentity, adapters: Adapters, tokens, data: bytes) -> None:
         """Keep a state; kept states of prefixes of its tokens are no longer needed."""
@@ -115,7 +124,7 @@ class KVCache:
         with self._lock:
             self._forget_stale(model)
             for old in [e for e in self._entries.values() if e.model == model
-                        and e.adapters == adapters and entry.tokens[:len(e.tokens)] == e.tokens]:
+                        and e.adapters == adapters and starts_with(entry.tokens, e.tokens)]:
                 self._remove(old)
             self._entries[entry.name] = entry
             self._fit()

@@ -8,7 +8,13 @@ import threading
 
 import pytest
 
-from offgrid.engine.kvcache import MIN_TOKENS, KVCache, model_identity, worth_copying
+from offgrid.engine.kvcache import (
+    MIN_TOKENS,
+    KVCache,
+    model_identity,
+    starts_with,
+    worth_copying,
+)
 from tests.support.waiting import wait_until
 
 MB = 1 << 20
@@ -50,6 +56,13 @@ def test_a_state_is_restored_when_what_it_spares_outweighs_its_copy(tmp_path, mo
     _, state, shared = cache.find(me, (), long_prompt, better_than=1530 - 24)
     assert (state, shared) == (b"b", 1530)
     assert not worth_copying(MIN_TOKENS - 1, MIN_TOKENS - 1)  # a system prompt is in every slot
+
+
+def test_starts_with_compares_the_whole_prefix():
+    assert starts_with((1, 2, 3), (1, 2)) and starts_with((1, 2), (1, 2)) and starts_with((1,), ())
+    assert not starts_with((1, 2), (1, 2, 3))  # longer than the tokens
+    assert not starts_with((1, 2, 3), (1, 9))  # its last token differs
+    assert not starts_with((1, 2, 3), (9, 2))  # the last is equal, one before it is not
 
 
 def test_a_longer_state_replaces_those_of_its_prefixes(tmp_path, model):
