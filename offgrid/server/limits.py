@@ -95,29 +95,29 @@ class SlidingWindow:
         self._events = (_SharedEvents(db, seconds) if db is not None
                         else _MemoryEvents(seconds))
 
-    def count(self, key: str) -> int:
-        with self._events.transaction() as events:
-            return len(events.recent(key, self._clock()))
-
-    def take(self, limits: dict[str, int]) -> str | None:
-        """Count one event for every key if each is under its limit; else count nothing and
-        return the first key at its limit."""
+    def take(self, limits: dict[str, int]) -> Taken:
+        """Count one event for every key if each is under its limit, else count nothing; and
+        what each key's window then holds. One step, which on a shared database is one write
+        transaction: every admitted request takes the servers' write lock once."""
         with self._events.transaction() as events:
             now = self._clock()
-            for key, limit in limits.items():
-                if len(events.recent(key, now)) >= limit:
-                    return key
-            for key in limits:
-                events.add(key, now)
-            events.sweep(now)
-            return None
+            recent = {key: events.recent(key, now) for key in limits}
+            full = next((key for key, limit in limits.items() if len(recent[key]) >= limit), None)
+            window = {key: (len(times) + (full is None),
+                            (times[0] if times else now) + self.seconds - now)
+                      for key, times in recent.items()}
+            if full is None:
+                for key in limits:
+                    events.add(key, now)
+                events.sweep(now)
+            return Taken(full, window)
 
-    def reset_in(self, key: str) -> float:
-        """Seconds until the oldest event of `key` leaves the window."""
-        with self._events.transaction() as events:
-            now = self._clock()
-            recent = events.recent(key, now)
-            return recent[0] + self.seconds - now if recent else 0.0
+
+@dataclass(frozen=True)
+class Taken:
+    """What SlidingWindow.take found."""
+    full: str | None  # the first key at its limit (nothing was counted); None: counted for all
+    window: dict[str, tuple[int, float]]  # each key's events, and seconds until the oldest ages
 
 
 @dataclass(frozen=True)
@@ -139,18 +139,19 @@ class Limits:
         `x-ratelimit-*` headers of the tightest ones."""
         headers = self._token_headers(subjects) if counts_tokens else {}
         limited = {s.name: s.requests_per_minute for s in subjects if s.requests_per_minute}
-        full = self.requests.take(limited)
-        if full is not None:
-            wait = self.requests.reset_in(full)
-            headers.update(_headers("requests", limited[full], 0, wait))
-            raise TooManyRequests(f"Rate limit reached: {limited[full]} requests per minute; "
+        if not limited:
+            return headers  # nothing to count: no write to the counters
+        taken = self.requests.take(limited)
+        if taken.full is not None:
+            limit, (_, wait) = limited[taken.full], taken.window[taken.full]
+            headers.update(_headers("requests", limit, 0, wait))
+            raise TooManyRequests(f"Rate limit reached: {limit} requests per minute; "
                                   f"retry in {math.ceil(wait)}s", retry_after=math.ceil(wait),
                                   headers=headers)
-        if limited:
-            headers.update(min((_headers("requests", limit, limit - self.requests.count(name),
-                                         self.requests.reset_in(name))
-                                for name, limit in limited.items()),
-                               key=lambda h: int(h["x-ratelimit-remaining-requests"])))
+        headers.update(min((_headers("requests", limit, limit - taken.window[name][0],
+                                     taken.window[name][1])
+                            for name, limit in limited.items()),
+                           key=lambda h: int(h["x-ratelimit-remaining-requests"])))
         return headers
 
     def _token_headers(self, subjects: list[Subject]) -> dict[str, str]:

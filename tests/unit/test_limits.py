@@ -33,14 +33,14 @@ def counted_in(request):
 def test_a_full_minute_window_frees_up_as_its_requests_age(counted_in):
     clock = Clock()
     window = SlidingWindow(60, clock, db=counted_in)
-    assert window.take({"user:1": 2}) is None
+    assert window.take({"user:1": 2}).window == {"user:1": (1, 60)}
     clock.now += 30
-    assert window.take({"user:1": 2}) is None
-    assert window.take({"user:1": 2, "key:1": 5}) == "user:1"
-    assert window.count("key:1") == 0, "a refused request counts against nothing"
-    assert window.reset_in("user:1") == 30
+    assert window.take({"user:1": 2}).window == {"user:1": (2, 30)}, "the oldest ages first"
+    refused = window.take({"user:1": 2, "key:1": 5})
+    assert refused.full == "user:1" and refused.window == {"user:1": (2, 30), "key:1": (0, 60)}
+    assert window.take({"key:1": 5}).window["key:1"][0] == 1, "a refused request counted nothing"
     clock.now += 30
-    assert window.take({"user:1": 2}) is None
+    assert window.take({"user:1": 2}).full is None
 
 
 def test_token_use_starts_again_at_midnight_utc(tmp_path):
@@ -128,11 +128,30 @@ def test_servers_sharing_a_database_count_each_limit_once(database_url):
     clock = Clock()
     first, second = PostgresDatabase(database_url), PostgresDatabase(database_url)
     windows = [SlidingWindow(60, clock, db=first), SlidingWindow(60, clock, db=second)]
-    assert windows[0].take({"user:1": 3}) is None
-    assert windows[1].take({"user:1": 3}) is None
-    assert windows[0].take({"user:1": 3}) is None
-    assert windows[1].take({"user:1": 3}) == "user:1", "three, over two servers"
+    assert windows[0].take({"user:1": 3}).full is None
+    assert windows[1].take({"user:1": 3}).full is None
+    assert windows[0].take({"user:1": 3}).window["user:1"] == (3, 60)
+    assert windows[1].take({"user:1": 3}).full == "user:1", "three, over two servers"
     throttles = [LoginThrottle(2, clock, db=first), LoginThrottle(2, clock, db=second)]
     _fail(throttles[0], "alice", "10.0.0.1")
     _fail(throttles[1], "alice", "10.0.0.1")
     assert _refused(throttles[0], "alice", "10.0.0.1") == 1
+
+
+def test_an_admitted_request_writes_the_shared_counters_once_and_an_unlimited_one_not(
+        database_url):
+    db = PostgresDatabase(database_url)
+    writes, write = [], db.write
+
+    def counted_write():
+        writes.append(1)
+        return write()
+
+    db.write = counted_write
+    limits = Limits(db, Clock())
+    headers = limits.admit([Subject("user:7", 5, 0), Subject("key:7", 3, 0)], False)
+    assert headers["x-ratelimit-remaining-requests"] == "2"  # the key's, the tighter
+    assert headers["x-ratelimit-reset-requests"] == "60s"
+    assert len(writes) == 1, "checking, counting and the headers' figures: one transaction"
+    assert limits.admit([Subject("user:8", 0, 0)], False) == {} and len(writes) == 1
+    db.close()
